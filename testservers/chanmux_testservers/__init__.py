@@ -1,0 +1,1 @@
+"""Real chat servers on loopback for chanmux's tests: IRC (ngircd, InspIRCd + Anope) and Synapse."""
