@@ -1,0 +1,34 @@
+"""chanmux: a host that bridges chat networks through plugins.
+
+The public API: the message model, the Plug and Hook base classes, the hook specification
+markers, config errors, the Host and its Store. Plugins import only what is exported here.
+"""
+
+__version__ = "0.1.0"
+
+from .caller import HookCaller, NoOwner  # noqa: E402
+from .config import Config, ConfigError  # noqa: E402
+from .hookspecs import hookimpl, hookspec  # noqa: E402
+from .host import Host  # noqa: E402
+from .model import (  # noqa: E402
+    Channel,
+    File,
+    FileKind,
+    Location,
+    Message,
+    Receipt,
+    SentMessage,
+    User,
+    unique_id,
+)
+from .plug import Capabilities, Hook, NoConfig, Plug, State  # noqa: E402
+from .plugins import LoadError, Registry, load_registry  # noqa: E402
+from .richtext import RichText, Segment  # noqa: E402
+from .store import BatchWriter, Store  # noqa: E402
+
+__all__ = [
+    "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "File", "FileKind",
+    "Hook", "HookCaller", "Host", "LoadError", "Location", "Message", "NoConfig", "NoOwner",
+    "Plug", "Receipt", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
+    "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id",
+]

@@ -1,0 +1,214 @@
+"""Hook specifications of the chanmux host (pluggy project "chanmux").
+
+Two kinds of plugin objects implement them:
+
+* **Distributions** (modules found through the entry-point group ``chanmux.plugins``) implement
+  the synchronous *registration* specs, marked with ``@chanmux.hookimpl``.
+* **Instances** (each configured plug and hook) implement the asynchronous *message* and
+  *look-up* specs as plain methods of the same name; the host registers them under their
+  config names.
+
+How the host calls each async spec (its ``call`` attribute):
+
+``fanout``   every implementation, concurrently, each isolated (a failure or a hang is
+             logged with its plugin's name and cannot stop the others).
+``chain``    implementations in priority order; each gets the previous one's result; returning
+             ``None`` drops the message.
+``owner``    only the plug that owns the channel (or the named plug) answers.
+
+pluggy itself is synchronous: the host never awaits what ``pm.hook.x()`` returns; it walks the
+implementations and awaits each (see :mod:`chanmux.caller`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pluggy
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+    from .model import Channel, Message, Receipt, SentMessage, User
+    from .plug import Hook, Plug
+
+hookspec = pluggy.HookspecMarker("chanmux")
+hookimpl = pluggy.HookimplMarker("chanmux")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _spec(call: str, since: str = "0.1", route: str | None = None, **opts: Any) -> Callable[[F], F]:
+    def mark(fn: F) -> F:
+        fn.chanmux_call = call  # type: ignore[attr-defined]
+        fn.chanmux_since = since  # type: ignore[attr-defined]
+        fn.chanmux_route = route  # type: ignore[attr-defined]
+        return hookspec(**opts)(fn)
+
+    return mark
+
+
+# -- registration (synchronous, implemented by distributions) --------------------------------
+
+
+@_spec("register")
+def chanmux_plug_types() -> dict[str, type[Plug]]:
+    """Plug types this distribution provides, by the name used as ``type`` in the config.
+
+    Returns: ``{"irc": IRCPlug}``. Sync; every distribution may answer; a type name given by two
+    distributions is a load error naming both. Since 0.1.
+    """
+
+
+@_spec("register")
+def chanmux_hook_types() -> dict[str, type[Hook]]:
+    """Hook types this distribution provides, by config ``type`` name.
+
+    Returns: ``{"sync": SyncHook}``. Sync; every distribution may answer. Since 0.1.
+    """
+
+
+@_spec("register")
+def chanmux_metadata() -> MetaData | None:
+    """The SQLAlchemy ``MetaData`` holding this distribution's tables, or None.
+
+    The host creates the tables in its database at start (existing ones are left alone).
+    Sync; every distribution may answer. Since 0.1.
+    """
+
+
+# -- message path (async, implemented by plug and hook instances) ----------------------------
+
+
+@_spec("chain")
+async def before_receive(sent: SentMessage, source: Message, primary: bool) -> SentMessage | None:
+    """Inspect or change a received message before any ``on_receive`` sees it.
+
+    Parameters: ``sent``, the message as received; ``source``, the message it is a copy of when
+    a hook put it through the host (else ``sent``); ``primary``, False for extra raw messages
+    that represent one message. Returns: the message to pass on (``sent`` or a changed copy), or
+    None to drop it. Called in hook priority order. Async, chain. Since 0.1.
+    """
+
+
+@_spec("fanout")
+async def on_receive(sent: SentMessage, source: Message, primary: bool) -> None:
+    """React to a message received by any plug (the main entry point of features like sync).
+
+    Parameters as ``before_receive``; ``source is not sent`` when the host knows the message is
+    the network's copy of something put through it. Returns nothing. Every hook is called,
+    concurrently; messages of one channel are handled in order. Async, fan-out. Since 0.1.
+    """
+
+
+@_spec("chain")
+async def before_put(channel: Channel, msg: Message) -> Message | None:
+    """Inspect or change a message about to be put in ``channel``.
+
+    Returns: the message to send (``msg`` or a changed copy), or None to send nothing. Called in
+    hook priority order. Async, chain. Since 0.1.
+    """
+
+
+@_spec("owner", route="channel")
+async def put(channel: Channel, msg: Message) -> list[Receipt]:
+    """Send ``msg`` to ``channel`` on the network; the plug owning the channel answers.
+
+    A plug may send more than one physical message to represent one (text and a file, a long
+    text split). Returns: a Receipt for each, in order. Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="sent")
+async def edit(sent: Receipt, msg: Message) -> list[Receipt]:
+    """Replace the message at ``sent`` with ``msg`` in place; the plug owning it answers.
+
+    Only plugs whose capabilities say ``edit`` implement it; for others the host puts the edit
+    as a new message with ``msg.edited`` set and ``msg.edit_of`` naming the earlier copy, for the
+    plug to render by its own policy. Returns: Receipts of the edited copy. Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="sent")
+async def delete(sent: Receipt) -> bool:
+    """Remove the message at ``sent`` from its channel, where the network allows it.
+
+    Returns: True when the network removed it. Async, owner. Since 0.1.
+    """
+
+
+# -- channel look-ups (async, answered by the owning plug) -----------------------------------
+
+
+@_spec("owner", route="plug")
+async def public_channels() -> list[Channel] | None:
+    """Every shared channel the plug can see, or None if the network has no discovery.
+
+    Called for one named plug. Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="plug")
+async def private_channels() -> list[Channel] | None:
+    """Every private (one-to-one) channel the plug knows, or None without discovery.
+
+    Called for one named plug. Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="channel")
+async def channel_is_private(channel: Channel) -> bool | None:
+    """True if ``channel`` is a one-to-one conversation; None if the network cannot tell.
+
+    Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="channel")
+async def channel_title(channel: Channel) -> str | None:
+    """The channel's friendly name on its network (topic or room name), or None.
+
+    Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="channel")
+async def channel_members(channel: Channel) -> list[User] | None:
+    """Users present in ``channel``, or None if the plug cannot tell.
+
+    Async, owner. Since 0.1.
+    """
+
+
+@_spec("owner", route="channel")
+async def channel_link(channel: Channel) -> str | None:
+    """A URL a person can open to reach ``channel``, or None. Async, owner. Since 0.1."""
+
+
+# -- lifecycle notifications -----------------------------------------------------------------
+
+
+@_spec("fanout")
+async def on_plug_state(plug: Plug, state: str, reason: str | None) -> None:
+    """A plug changed state (``"active"`` once connected, ``"failed"`` when its connection ended
+    and the host will reconnect it, ``"stopped"``); ``reason`` says why when known.
+
+    Lets hooks adapt (say, announce an outage). Async, fan-out. Since 0.1.
+    """
+
+
+REGISTRATION_SPECS = ("chanmux_plug_types", "chanmux_hook_types", "chanmux_metadata")
+
+
+def spec_functions() -> dict[str, Callable[..., Any]]:
+    """Every hook specification of the host, by name."""
+    import inspect
+    import sys
+
+    module = sys.modules[__name__]
+    return {
+        name: fn
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if hasattr(fn, "chanmux_call")
+    }

@@ -1,0 +1,438 @@
+"""The host: builds plugs and hooks from the config, runs them, and routes messages.
+
+Messages received by plugs go through per-channel lanes (a channel always uses the same lane,
+so its messages are handled in order; different channels run concurrently), then through
+``before_receive`` and ``on_receive``. Puts go through ``before_put`` to the plug owning the
+channel. Each plug runs under a supervisor that reconnects it with backoff and jitter when its
+connection fails; the others keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .caller import HookCaller, NoOwner
+from .config import Config, ConfigError, HostConfig
+from .model import Channel, Message, Receipt, SentMessage
+from .plug import Hook, Plug, State
+from .plugins import LoadError, Registry
+from .store import Store
+
+log = logging.getLogger("chanmux.host")
+
+
+class _Inflight:
+    """Puts under way per channel, so an echo that overtakes its put's reply waits for it."""
+
+    def __init__(self) -> None:
+        self.count: dict[Channel, int] = {}
+        self.done: dict[Channel, anyio.Event] = {}
+
+    def enter(self, channel: Channel) -> None:
+        self.count[channel] = self.count.get(channel, 0) + 1
+        self.done.setdefault(channel, anyio.Event())
+
+    def leave(self, channel: Channel) -> None:
+        left = self.count[channel] - 1
+        if left:
+            self.count[channel] = left
+        else:
+            del self.count[channel]
+            self.done.pop(channel).set()
+
+    async def settle(self, channel: Channel) -> None:
+        while channel in self.count:
+            await self.done[channel].wait()
+
+
+class Host:
+    """Loads plugs and hooks, owns the database and the lifecycle, routes messages."""
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        self.config = config
+        self.settings: HostConfig = config.host
+        self.registry = registry
+        self.pm = registry.pm
+        self.caller = HookCaller(self.pm, timeout=self.settings.hook_timeout)
+        self.store = Store(config.database_url(), echo=config.database.echo)
+        self.plugs: dict[str, Plug] = {}
+        self.hooks: dict[str, Hook] = {}
+        self.channels: dict[str, Channel] = {
+            name: Channel(c.plug, c.source) for name, c in config.channels.items()}
+        self._echoes: OrderedDict[tuple[str, str, str], Message] = OrderedDict()
+        self._inflight = _Inflight()
+        self._lanes: list[anyio.abc.ObjectSendStream[Any]] = []
+        self._submitted = 0
+        self._handled = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._tg: TaskGroup | None = None
+        self._ready: dict[str, anyio.Event] = {}
+        self.running = False
+        self.stopped = anyio.Event()
+        self._build()
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        issues: list[tuple[str, str]] = []
+        for name, entry in self.config.plugs.items():
+            if not entry.enabled:
+                continue
+            cls = self.registry.plug_types[entry.type]
+            self.add_plug(cls(name, entry.config, self))
+        for name, entry in self.config.hooks.items():
+            if not entry.enabled:
+                continue
+            cls = self.registry.hook_types[entry.type]
+            if name in self.plugs:
+                issues.append((f"hooks.{name}", f'the name "{name}" is already used by a plug'))
+                continue
+            self.add_hook(cls(name, entry.config, self, priority=entry.priority))
+        for name, hook in list(self.hooks.items()):
+            try:
+                hook.on_load()
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+            except Exception as exc:  # noqa: BLE001 - one hook failing to load is reported
+                issues.append((f"hooks.{name}", f"failed to load: {type(exc).__name__}: {exc}"))
+        pending = self.registry.check_pending()
+        if pending:
+            raise LoadError("; ".join(pending))
+        if issues:
+            raise ConfigError(issues, str(self.config.path) if self.config.path else None)
+
+    def add_plug(self, plug: Plug) -> Plug:
+        """Register a plug instance (built from the config, or virtual, made by a hook)."""
+        if plug.name in self.plugs or plug.name in self.hooks:
+            raise ConfigError([(f"plugs.{plug.name}", f'two plugs or hooks are named "{plug.name}"')])
+        self.plugs[plug.name] = plug
+        self.pm.register(plug, name=plug.name)
+        self._ready[plug.name] = anyio.Event()
+        return plug
+
+    def add_hook(self, hook: Hook) -> Hook:
+        if hook.name in self.plugs or hook.name in self.hooks:
+            raise ConfigError([(f"hooks.{hook.name}", f'two plugs or hooks are named "{hook.name}"')])
+        self.hooks[hook.name] = hook
+        self.pm.register(hook, name=hook.name)
+        return hook
+
+    def channel(self, name: str, path: str | None = None) -> Channel:
+        """A configured channel by its name in `[channels]`; ConfigError (at `path`) if unknown."""
+        try:
+            return self.channels[name]
+        except KeyError:
+            known = ", ".join(sorted(self.channels)) or "none configured"
+            raise ConfigError([(path or "channels", f'unknown channel "{name}" (channels: {known})')]) from None
+
+    def channel_name(self, channel: Channel) -> str | None:
+        """The config name of a channel, if it is a configured one."""
+        for name, chan in self.channels.items():
+            if chan == channel:
+                return name
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running_context(self, wait_ready: float | None = 30.0) -> AsyncIterator[Host]:
+        """Run the host inside the block; leaving it closes hooks, then plugs, then the store."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.run)
+            if wait_ready:
+                await self.wait_ready(wait_ready)
+            try:
+                yield self
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[Host] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; report started once hooks are open and plugs are starting."""
+        metadatas = [md for md in self.pm.hook.chanmux_metadata() if md is not None]
+        await self.store.run(self.store.create, metadatas)
+        log.info("database %s ready", self.store.describe())
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for writer in self.store.writers:
+                    tg.start_soon(writer.run, name=f"writer:{writer.name}")
+                for _ in range(max(1, self.settings.lanes)):
+                    send, recv = anyio.create_memory_object_stream[Any](10_000)
+                    self._lanes.append(send)
+                    tg.start_soon(self._lane, recv)
+                for hook in sorted(self.hooks.values(), key=lambda h: h.priority):
+                    await self._open_hook(hook)
+                for plug in self.plugs.values():
+                    tg.start_soon(self._supervise, plug, name=f"plug:{plug.name}")
+                self.running = True
+                task_status.started(self)
+                await anyio.sleep_forever()
+        finally:
+            self.running = False
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
+
+    async def _open_hook(self, hook: Hook) -> None:
+        hook.state = State.starting
+        try:
+            with anyio.fail_after(self.settings.hook_timeout):
+                await hook.open()
+        except Exception as exc:  # noqa: BLE001 - one hook failing never stops the host
+            hook.state = State.failed
+            log.error("%s: failed to start (%s: %s); running without it", hook.name,
+                      type(exc).__name__, exc)
+            self.pm.unregister(hook)
+            return
+        hook.state = State.active
+
+    async def _shutdown(self) -> None:
+        for hook in sorted(self.hooks.values(), key=lambda h: h.priority, reverse=True):
+            if hook.state is not State.failed:
+                await self._close(hook)
+        for plug in self.plugs.values():
+            if plug.state not in (State.stopped, State.idle):
+                await self._close(plug)
+        self._lanes.clear()
+        for writer in self.store.writers:
+            if writer.pending:
+                log.warning("%s: %d rows were not written before shutdown", writer.name, writer.pending)
+        await self.store.run(self.store.dispose)
+        self.stopped.set()
+        log.info("stopped")
+
+    async def stop(self, timeout: float = 60.0) -> None:
+        """Stop a running host (as Ctrl-C does) and wait until everything is closed."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        with anyio.fail_after(timeout):
+            await self.stopped.wait()
+
+    async def _close(self, component: Plug | Hook) -> None:
+        component.state = State.stopping
+        try:
+            with anyio.fail_after(10):
+                await component.close()
+        except Exception:  # noqa: BLE001 - one component failing to close does not stop the rest
+            log.exception("%s: failed to close", component.name)
+        component.state = State.stopped
+        log.info("%s: closed", component.name)
+
+    async def wait_ready(self, timeout: float = 30.0, names: Iterable[str] | None = None) -> None:
+        """Wait until the named plugs (default: all) are connected, or raise TimeoutError."""
+        with anyio.fail_after(timeout):
+            for name in names or list(self._ready):
+                await self._ready[name].wait()
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before reconnect attempt `attempt` (1, 2, ...): exponential, capped, jittered."""
+        base = min(self.settings.reconnect_max, self.settings.reconnect_min * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.0)
+
+    async def _supervise(self, plug: Plug) -> None:
+        """Open and run a plug; when its connection fails, close it and try again with backoff."""
+        attempt = 0
+        while True:
+            reason: str | None = None
+            opened_at = anyio.current_time()
+            try:
+                plug.state = State.starting
+                await plug.open()
+                plug.state = State.active
+                log.info("%s: connected", plug.name)
+                self._ready[plug.name].set()
+                await self._notify(plug, State.active, None)
+                await plug.run()
+                reason = "connection ended"
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plug failing never stops the host
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s: failure", plug.name, exc_info=True)
+            plug.state = State.failed
+            with anyio.CancelScope(shield=True):
+                try:
+                    with anyio.fail_after(10):
+                        await plug.close()
+                except Exception:  # noqa: BLE001
+                    log.exception("%s: failed to close after a failure", plug.name)
+            if anyio.current_time() - opened_at > 60:
+                attempt = 0
+            attempt += 1
+            delay = self.backoff(attempt)
+            log.warning("%s: disconnected (%s); reconnecting in %.1fs (attempt %d)",
+                        plug.name, reason, delay, attempt)
+            await self._notify(plug, State.failed, reason)
+            await anyio.sleep(delay)
+
+    async def _notify(self, plug: Plug, state: State, reason: str | None) -> None:
+        if self._tg is not None and self.caller.impls("on_plug_state"):
+            await self.caller.fanout("on_plug_state", plug=plug, state=state.value, reason=reason)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def receive(self, sent: SentMessage, source: Message | None = None, primary: bool = True) -> None:
+        """Hand a message a plug received to the hooks. Returns once it is queued; messages of
+        one channel are handled in the order they were received."""
+        if not self._lanes:
+            raise RuntimeError("the host is not running")
+        self._submitted += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+        lane = self._lanes[hash(sent.channel) % len(self._lanes)]
+        await lane.send((sent, source, primary))
+
+    async def _lane(self, recv: anyio.abc.ObjectReceiveStream[Any]) -> None:
+        async with recv:
+            async for sent, source, primary in recv:
+                try:
+                    await self.dispatch(sent, source, primary)
+                except Exception:  # noqa: BLE001 - never lose the lane
+                    log.exception("%s: handling a received message failed", sent.channel)
+                finally:
+                    self._handled += 1
+                    if self._handled == self._submitted:
+                        self._idle.set()
+
+    async def dispatch(self, sent: SentMessage, source: Message | None = None, primary: bool = True) -> None:
+        """Run `before_receive` and `on_receive` for one message, now."""
+        if source is None:
+            if sent.key not in self._echoes and sent.channel in self._inflight.count:
+                with anyio.move_on_after(self.settings.put_timeout):
+                    await self._inflight.settle(sent.channel)
+            source = self._echoes.get(sent.key, sent)
+        changed = await self.caller.chain("before_receive", "sent", sent=sent, source=source,
+                                          primary=primary)
+        if changed is None:
+            return
+        await self.caller.fanout("on_receive", sent=changed, source=source, primary=primary)
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every received message so far has been handled by the hooks."""
+        with anyio.fail_after(timeout):
+            while not self._idle.is_set():
+                await self._idle.wait()
+
+    def is_echo(self, receipt: Receipt) -> bool:
+        """True if the host put the message at `receipt` (it is the network's copy of ours)."""
+        return receipt.key in self._echoes
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _remember(self, receipts: Iterable[Receipt], msg: Message) -> None:
+        for receipt in receipts:
+            self._echoes[receipt.key] = msg
+            self._echoes.move_to_end(receipt.key)
+        while len(self._echoes) > self.settings.echo_cache:
+            self._echoes.popitem(last=False)
+
+    def _plug(self, name: str, action: str) -> Plug:
+        plug = self.plugs.get(name)
+        if plug is None:
+            raise LookupError(f'cannot {action}: no plug named "{name}"')
+        return plug
+
+    async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
+        """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""
+        self._plug(channel.plug, "put")
+        changed = await self.caller.chain("before_put", "msg", channel=channel, msg=msg)
+        if changed is None:
+            return []
+        self._inflight.enter(channel)
+        try:
+            receipts = await self.caller.owner("put", channel.plug, channel=channel, msg=changed,
+                                               timeout=self.settings.put_timeout)
+            receipts = list(receipts or [])
+            self._remember(receipts, changed)
+            return receipts
+        finally:
+            self._inflight.leave(channel)
+
+    async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
+        """Edit the copy at `sent` in place where its plug can; elsewhere put the edit as a new
+        message marked `edited`, with `edit_of` naming the earlier copy."""
+        plug = self._plug(sent.channel.plug, "edit")
+        if plug.capabilities.edit and self.caller.owner_impl("edit", plug.name):
+            changed = await self.caller.chain("before_put", "msg", channel=sent.channel, msg=msg)
+            if changed is None:
+                return []
+            self._inflight.enter(sent.channel)
+            try:
+                receipts = await self.caller.owner("edit", plug.name, sent=sent, msg=changed,
+                                                   timeout=self.settings.put_timeout)
+                receipts = list(receipts or [])
+                self._remember(receipts, changed)
+                return receipts
+            finally:
+                self._inflight.leave(sent.channel)
+        edit_of = msg.edit_of if msg.edit_of is not None else sent
+        return await self.put(sent.channel, msg.clone(edited=True, edit_of=edit_of))
+
+    async def delete(self, sent: Receipt) -> bool:
+        """Delete the copy at `sent` where its plug can; False where it cannot."""
+        plug = self._plug(sent.channel.plug, "delete")
+        if not plug.capabilities.delete or not self.caller.owner_impl("delete", plug.name):
+            return False
+        self._inflight.enter(sent.channel)
+        try:
+            self._echoes.setdefault(sent.key, Message(deleted=True))
+            return bool(await self.caller.owner("delete", plug.name, sent=sent,
+                                                timeout=self.settings.put_timeout))
+        finally:
+            self._inflight.leave(sent.channel)
+
+    # -- look-ups ----------------------------------------------------------------------------
+
+    async def _lookup(self, spec: str, owner: str, **kwargs: Any) -> Any:
+        try:
+            return await self.caller.owner(spec, owner, **kwargs)
+        except NoOwner:
+            return None
+
+    async def channel_title(self, channel: Channel) -> str | None:
+        return await self._lookup("channel_title", channel.plug, channel=channel)
+
+    async def channel_members(self, channel: Channel) -> list[Any] | None:
+        return await self._lookup("channel_members", channel.plug, channel=channel)
+
+    async def channel_is_private(self, channel: Channel) -> bool | None:
+        return await self._lookup("channel_is_private", channel.plug, channel=channel)
+
+    async def channel_link(self, channel: Channel) -> str | None:
+        return await self._lookup("channel_link", channel.plug, channel=channel)
+
+    async def public_channels(self, plug: str) -> list[Channel] | None:
+        return await self._lookup("public_channels", plug)
+
+    async def private_channels(self, plug: str) -> list[Channel] | None:
+        return await self._lookup("private_channels", plug)
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def start_soon(self, fn: Any, *args: Any, name: str | None = None) -> None:
+        """Run a background task owned by the host (cancelled when the host stops)."""
+        if self._tg is None:
+            raise RuntimeError("the host is not running")
+        self._tg.start_soon(fn, *args, name=name)
+
+
+def build(config: Config, registry: Registry) -> Host:
+    return Host(config, registry)
+
+
+def from_mapping(data: Mapping[str, Any], registry: Registry, **kwargs: Any) -> Host:
+    from . import config as config_mod
+
+    return Host(config_mod.parse(data, registry, **kwargs), registry)
+
+
+__all__ = ["Host", "build", "from_mapping"]

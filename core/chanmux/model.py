@@ -1,0 +1,163 @@
+"""The message model every plug and hook speaks: channels, users, messages and receipts."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+from .richtext import RichText, as_richtext
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@attrs.frozen
+class Channel:
+    """A room or channel: `plug` is the configured plug's name, `source` the network's own id."""
+
+    plug: str
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.plug}:{self.source}"
+
+
+@attrs.frozen
+class User:
+    """An author on a plug. `id` is the network's stable id; names are for display."""
+
+    id: str | None = None
+    plug: str | None = None
+    username: str | None = None
+    real_name: str | None = None
+    avatar: str | None = None
+    link: str | None = None
+    is_self: bool = False
+    raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def display(self) -> str:
+        """The best name to show: real name, else username, else id."""
+        return self.real_name or self.username or self.id or "unknown"
+
+
+class FileKind(enum.Enum):
+    unknown = "unknown"
+    image = "image"
+    video = "video"
+    audio = "audio"
+
+
+@attrs.frozen
+class File:
+    """An attachment. `fetch` (if set) is an async callable returning the bytes."""
+
+    title: str | None = None
+    kind: FileKind = FileKind.unknown
+    url: str | None = None
+    mime: str | None = None
+    size: int | None = None
+    fetch: Any = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+def _text_converter(value: Any) -> RichText | None:
+    return as_richtext(value)
+
+
+@attrs.define(kw_only=True, eq=False)
+class Message:
+    """What was said: text, author and everything a network can carry with it.
+
+    `reply_to` is the parent (a Message, SentMessage or Receipt); `edit_of` names the earlier
+    copy an outgoing edit replaces, for plugs that cannot edit in place and render it their own
+    way; `joined`/`left` list users for membership events and `title` a new channel title.
+    """
+
+    text: RichText | None = attrs.field(default=None, converter=_text_converter)
+    user: User | None = None
+    action: bool = False
+    notice: bool = False
+    edited: bool = False
+    deleted: bool = False
+    reply_to: Message | Receipt | None = None
+    edit_of: Message | Receipt | None = None
+    joined: list[User] = attrs.field(factory=list)
+    left: list[User] = attrs.field(factory=list)
+    title: str | None = None
+    attachments: list[File | Location | Message] = attrs.field(factory=list)
+    raw: Any = attrs.field(default=None, repr=False)
+
+    @property
+    def is_event(self) -> bool:
+        """True for joins, leaves and renames rather than something said."""
+        return bool(self.joined or self.left or self.title is not None) and not self.text
+
+    def clone(self, **changes: Any) -> Message:
+        """A copy as a plain Message (dropping where it was sent), with `changes` applied."""
+        fields = {f.name: getattr(self, f.name) for f in attrs.fields(Message)}
+        fields.update(changes)
+        return Message(**fields)
+
+
+@attrs.define(kw_only=True, eq=False)
+class Receipt:
+    """Where a message landed: its id in `channel`, when, and which revision."""
+
+    id: str
+    channel: Channel
+    at: datetime = attrs.field(factory=_now)
+    revision: str | None = None
+    edited: bool = False
+    deleted: bool = False
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(plug, channel source, message id): unique for one copy of a message."""
+        return (self.channel.plug, self.channel.source, self.id)
+
+    def receipt(self) -> Receipt:
+        return Receipt(id=self.id, channel=self.channel, at=self.at, revision=self.revision,
+                       edited=self.edited, deleted=self.deleted)
+
+
+@attrs.define(kw_only=True, eq=False)
+class SentMessage(Message):
+    """A message as it exists on a network: a Message plus its Receipt fields."""
+
+    id: str
+    channel: Channel
+    at: datetime = attrs.field(factory=_now)
+    revision: str | None = None
+
+    key = Receipt.key
+    receipt = Receipt.receipt
+
+    @classmethod
+    def of(cls, msg: Message, *, id: str, channel: Channel, **extra: Any) -> SentMessage:
+        """Wrap `msg` as sent in `channel` under `id`."""
+        fields = {f.name: getattr(msg, f.name) for f in attrs.fields(Message)}
+        fields.update(extra)
+        return cls(id=id, channel=channel, **fields)
+
+
+_counter = itertools.count()
+_boot = f"{int(_now().timestamp() * 1000):x}{os.getpid():x}"
+
+
+def unique_id(prefix: str = "") -> str:
+    """An id unique across runs of the process (time of start, pid, counter)."""
+    return f"{prefix}{_boot}.{next(_counter):x}"

@@ -1,0 +1,125 @@
+"""Base classes for plugs (network connections) and hooks (features), with their lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from .model import Channel, Message, Receipt, SentMessage, User
+
+if TYPE_CHECKING:
+    from .host import Host
+
+
+@attrs.frozen
+class NoConfig:
+    """Config class of a plug or hook type that takes no keys."""
+
+
+class State(enum.Enum):
+    """Where a plug or hook is in its life."""
+
+    idle = "idle"
+    starting = "starting"
+    active = "active"
+    stopping = "stopping"
+    stopped = "stopped"
+    failed = "failed"
+
+
+@attrs.frozen
+class Capabilities:
+    """What a network can do, so hooks adapt: edit in place, delete, reply natively, ..."""
+
+    edit: bool = False
+    delete: bool = False
+    reply: bool = False
+    upload: bool = False
+    rich_text: bool = True
+    actions: bool = True
+    joins: bool = True
+    titles: bool = True
+    message_ids: bool = True
+    max_message_bytes: int | None = None
+
+
+class _Component:
+    """What plugs and hooks share: a name, a typed config, the host, a logger and a state."""
+
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, name: str, config: Any, host: Host) -> None:
+        self.name = name
+        self.config = config
+        self.host = host
+        self.state = State.idle
+        self.log = logging.getLogger(f"chanmux.{self._kind}.{name}")
+
+    _kind = "component"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.state.value}>"
+
+
+class Plug(_Component):
+    """One connection to one network.
+
+    A plug type implements `open` (connect), optionally `run` (the connection's life: return or
+    raise when it ends, and the host reconnects with backoff), `close`, and the message and
+    channel methods named as hook specifications (`put`, `edit`, `delete`, `channel_title`, ...).
+    The host routes each of those to the plug that owns the channel. Incoming messages go to
+    `self.host.receive(sent)`.
+    """
+
+    _kind = "plug"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    network_name: ClassVar[str] = "chat"
+
+    async def open(self) -> None:
+        """Connect to the network; return once the plug can put messages."""
+
+    async def run(self) -> None:
+        """Live while connected; return or raise when the connection ends (default: forever)."""
+        import anyio
+
+        await anyio.sleep_forever()
+
+    async def close(self) -> None:
+        """Disconnect and release everything `open` took. Must be safe to call at any time."""
+
+    def owns(self, channel: Channel) -> bool:
+        return channel.plug == self.name
+
+    def channel(self, source: str) -> Channel:
+        """A channel of this plug by its network id."""
+        return Channel(self.name, source)
+
+    async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
+        raise NotImplementedError(f"plug type {type(self).__name__} cannot send messages")
+
+
+class Hook(_Component):
+    """A feature reacting to messages. Implement hook specifications as plain methods
+    (`on_receive`, `before_put`, ...); `priority` orders hooks (lower runs first)."""
+
+    _kind = "hook"
+
+    def __init__(self, name: str, config: Any, host: Host, priority: int = 100) -> None:
+        super().__init__(name, config, host)
+        self.priority = priority
+
+    def on_load(self) -> None:
+        """One-time set-up once every plug and hook exists; raise ConfigError for bad references."""
+
+    async def open(self) -> None:
+        """Start whatever the hook needs while the host runs."""
+
+    async def close(self) -> None:
+        """Stop; called before plugs close."""
+
+
+__all__ = ["Capabilities", "Hook", "NoConfig", "Plug", "State", "Channel", "Message",
+           "Receipt", "SentMessage", "User"]

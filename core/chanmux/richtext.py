@@ -1,0 +1,235 @@
+"""Formatted text: a RichText is an immutable sequence of Segments.
+
+Plugs convert their network's format (mIRC codes, HTML) to and from RichText, so it offers
+what they need: plain text, slicing by character, lines, normalising, and splitting into
+chunks that fit a byte budget without breaking a character or losing formatting.
+"""
+
+from __future__ import annotations
+
+import re
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from .model import User
+
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_FLAGS = ("bold", "italic", "underline", "strike", "code", "pre")
+
+
+@attrs.frozen
+class Segment:
+    """A run of text with one set of formatting; `link` is a URL, `mention` a User."""
+
+    text: str
+    bold: bool = False
+    italic: bool = False
+    underline: bool = False
+    strike: bool = False
+    code: bool = False
+    pre: bool = False
+    link: str | None = None
+    mention: User | None = None
+
+    def same_format(self, other: Segment) -> bool:
+        """True when `other` carries exactly this segment's formatting."""
+        return (
+            all(getattr(self, f) == getattr(other, f) for f in _FLAGS)
+            and self.link == other.link
+            and self.mention == other.mention
+        )
+
+    def with_text(self, text: str) -> Segment:
+        return attrs.evolve(self, text=text)
+
+    @property
+    def flags(self) -> frozenset[str]:
+        """Names of the boolean formats set on this segment."""
+        return frozenset(f for f in _FLAGS if getattr(self, f))
+
+
+class RichText:
+    """An immutable list of Segments; indexing and slicing count characters of plain text."""
+
+    __slots__ = ("_segments", "_plain")
+
+    def __init__(self, segments: Iterable[Segment | str] = ()) -> None:
+        segs = tuple(Segment(s) if isinstance(s, str) else s for s in segments)
+        for seg in segs:
+            if not isinstance(seg, Segment):
+                raise TypeError(f"RichText takes Segments or str, not {type(seg).__name__}")
+        self._segments = segs
+        self._plain: str | None = None
+
+    @classmethod
+    def plain_text(cls, text: str) -> RichText:
+        """RichText of one unformatted segment."""
+        return cls([Segment(text)] if text else [])
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        return self._segments
+
+    @property
+    def plain(self) -> str:
+        """The text without any formatting."""
+        if self._plain is None:
+            self._plain = "".join(s.text for s in self._segments)
+        return self._plain
+
+    def __str__(self) -> str:
+        return self.plain
+
+    def __repr__(self) -> str:
+        return f"RichText({list(self._segments)!r})"
+
+    def __len__(self) -> int:
+        return len(self.plain)
+
+    def __bool__(self) -> bool:
+        return bool(self.plain)
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self._segments)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RichText):
+            return self.normalise()._segments == other.normalise()._segments
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.normalise()._segments)
+
+    def __add__(self, other: RichText | Segment | str) -> RichText:
+        if isinstance(other, RichText):
+            return RichText(self._segments + other._segments)
+        if isinstance(other, (Segment, str)):
+            return RichText(self._segments + (Segment(other) if isinstance(other, str) else other,))
+        return NotImplemented
+
+    def __radd__(self, other: Segment | str) -> RichText:
+        if isinstance(other, (Segment, str)):
+            return RichText([other]) + self
+        return NotImplemented
+
+    def __getitem__(self, index: int | slice) -> RichText:
+        """Characters of the plain text, keeping each character's formatting."""
+        length = len(self)
+        if isinstance(index, int):
+            if index < 0:
+                index += length
+            if not 0 <= index < length:
+                raise IndexError("RichText index out of range")
+            return self[index : index + 1]
+        start, stop, step = index.indices(length)
+        if step != 1:
+            raise ValueError("RichText slices take no step")
+        out: list[Segment] = []
+        pos = 0
+        for seg in self._segments:
+            end = pos + len(seg.text)
+            if end > start and pos < stop:
+                out.append(seg.with_text(seg.text[max(start - pos, 0) : stop - pos]))
+            pos = end
+            if pos >= stop:
+                break
+        return RichText(out)
+
+    def normalise(self) -> RichText:
+        """Drop empty segments and merge neighbours that carry the same formatting."""
+        out: list[Segment] = []
+        for seg in self._segments:
+            if not seg.text:
+                continue
+            if out and out[-1].same_format(seg):
+                out[-1] = out[-1].with_text(out[-1].text + seg.text)
+            else:
+                out.append(seg)
+        return RichText(out)
+
+    def lines(self) -> list[RichText]:
+        """Split on line breaks (\\r\\n, \\n or \\r); the breaks themselves are dropped."""
+        result: list[RichText] = []
+        pos = 0
+        for brk in _LINE_BREAK.finditer(self.plain):
+            result.append(self[pos : brk.start()])
+            pos = brk.end()
+        result.append(self[pos:])
+        return result
+
+    def strip(self) -> RichText:
+        """Remove leading and trailing white space, keeping formatting of what remains."""
+        plain = self.plain
+        start = len(plain) - len(plain.lstrip())
+        stop = len(plain.rstrip())
+        return self[start:stop] if stop > start else RichText()
+
+    def split_bytes(
+        self,
+        limit: int,
+        encoding: str = "utf-8",
+        *,
+        measure: Callable[[RichText], int] | None = None,
+        words: bool = True,
+    ) -> list[RichText]:
+        """Split into chunks each measuring at most `limit` bytes.
+
+        By default a chunk's size is its plain text encoded in `encoding`; a plug whose format
+        adds bytes (formatting codes) passes `measure`, which must grow with the text. Chunks
+        break after white space where a chunk holds any, never inside a character, and joined
+        back they give exactly this text with the same formatting.
+        """
+        if limit < 1:
+            raise ValueError("split_bytes needs a limit of at least 1 byte")
+        size = measure or (lambda rt: len(rt.plain.encode(encoding, "replace")))
+        plain = self.plain
+        chunks: list[RichText] = []
+        start = 0
+        while start < len(plain):
+            rest = self[start:]
+            if size(rest) <= limit:
+                chunks.append(rest)
+                break
+            lo, hi = start + 1, len(plain)
+            if size(self[start:lo]) > limit:
+                raise ValueError(f"character {plain[start]!r} alone is larger than {limit} bytes")
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if size(self[start:mid]) <= limit:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            stop = lo
+            if words:
+                space = max(plain.rfind(" ", start, stop), plain.rfind("\t", start, stop))
+                if space >= start and space + 1 > start:
+                    stop = space + 1
+            chunks.append(self[start:stop])
+            start = stop
+        return chunks
+
+    def map_segments(self, fn: Callable[[Segment], Segment]) -> RichText:
+        return RichText(fn(s) for s in self._segments)
+
+    @classmethod
+    def join(cls, parts: Iterable[RichText | str], sep: RichText | str = "") -> RichText:
+        out = RichText()
+        sep_rt = sep if isinstance(sep, RichText) else RichText.plain_text(sep)
+        for i, part in enumerate(parts):
+            if i:
+                out = out + sep_rt
+            out = out + (part if isinstance(part, RichText) else RichText.plain_text(part))
+        return out
+
+
+def as_richtext(value: Any) -> RichText | None:
+    """Accept RichText, str or None where a message text is expected."""
+    if value is None or isinstance(value, RichText):
+        return value
+    if isinstance(value, str):
+        return RichText.plain_text(value)
+    raise TypeError(f"message text must be RichText or str, not {type(value).__name__}")

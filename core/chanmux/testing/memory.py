@@ -1,0 +1,214 @@
+"""An in-memory plug: a network that lives in the process, for tests and demos.
+
+Tests play the human with `inject` and read what the bridge sent from `sent`, `edits` and
+`deletes`. Like a real network it echoes every message the plug sends back as a received
+message with the same id (switch off with `echo = false`), and its capabilities are set in
+its config so hooks can be tested against networks that cannot edit or delete.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import anyio
+import attrs
+
+from ..model import Channel, Message, Receipt, SentMessage, User
+from ..plug import Capabilities, Plug, State
+
+
+@attrs.frozen
+class MemoryConfig:
+    """Keys of a `type = "memory"` plug."""
+
+    edit: bool = True
+    delete: bool = True
+    reply: bool = True
+    echo: bool = True
+    network: str = "memory"
+    titles: dict[str, str] = attrs.field(factory=dict)
+    private: list[str] = attrs.field(factory=list)
+    bot_name: str = "bridge"
+
+
+@attrs.define
+class Event:
+    """Something the bridge did on the memory network: `kind` is put, edit or delete."""
+
+    kind: str
+    channel: Channel
+    msg: Message | None
+    receipt: Receipt
+
+
+class MemoryPlug(Plug):
+    """A plug whose network is a list in memory."""
+
+    Config = MemoryConfig
+    network_name: ClassVar[str] = "memory"
+    _ids = itertools.count(1)
+
+    def __init__(self, name: str, config: MemoryConfig, host: Any) -> None:
+        super().__init__(name, config, host)
+        self.capabilities = Capabilities(edit=config.edit, delete=config.delete, reply=config.reply)
+        self.network_name = config.network
+        self.events: list[Event] = []
+        self.messages: dict[tuple[str, str], SentMessage] = {}
+        self.members: dict[str, dict[str, User]] = {}
+        self.bot = User(id=f"{name}:{config.bot_name}", plug=name, username=config.bot_name,
+                        is_self=True)
+        self._changed = anyio.Event()
+        self._incoming: Any = None
+        self._failure: BaseException | None = None
+        self._fail_opens = 0
+        self._broken = anyio.Event()
+        self.opens = 0
+
+    # -- the network side: what tests use ----------------------------------------------------
+
+    @property
+    def sent(self) -> list[Event]:
+        return [e for e in self.events if e.kind == "put"]
+
+    @property
+    def edits(self) -> list[Event]:
+        return [e for e in self.events if e.kind == "edit"]
+
+    @property
+    def deletes(self) -> list[Event]:
+        return [e for e in self.events if e.kind == "delete"]
+
+    def texts(self, source: str | None = None) -> list[str]:
+        """Plain text of every message put, in order (optionally in one channel)."""
+        return [e.msg.text.plain if e.msg and e.msg.text else "" for e in self.sent
+                if source is None or e.channel.source == source]
+
+    def user(self, username: str, real_name: str | None = None) -> User:
+        return User(id=f"{self.name}:{username}", plug=self.name, username=username,
+                    real_name=real_name)
+
+    async def inject(self, source: str, text: Any = None, *, user: User | str | None = "human",
+                     id: str | None = None, **fields: Any) -> SentMessage:
+        """A human says something in `source`; returns the message as the plug receives it."""
+        if isinstance(user, str):
+            user = self.user(user)
+        sent = SentMessage(id=id or self._next_id(), channel=self.channel(source), text=text,
+                           user=user, **fields)
+        for u in sent.joined:
+            self.members.setdefault(source, {})[u.id or ""] = u
+        for u in sent.left:
+            self.members.get(source, {}).pop(u.id or "", None)
+        if self.state is not State.active or self._incoming is None:
+            raise ConnectionError(f"{self.name} is not connected")
+        await self._incoming.send(sent)
+        return sent
+
+    async def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Wait until `condition()` is true (re-checked whenever the network changes)."""
+        with anyio.fail_after(timeout):
+            while not (result := condition()):
+                await self._changed.wait()
+            return result
+
+    def fail(self, reason: str = "connection reset by test") -> None:
+        """Drop the connection now, as a network failure would; the host reconnects it."""
+        self._failure = ConnectionResetError(reason)
+        self._broken.set()
+
+    def fail_next_opens(self, count: int) -> None:
+        """Make the next `count` connection attempts fail."""
+        self._fail_opens = count
+
+    def _next_id(self) -> str:
+        return f"{self.name}-{next(self._ids)}"
+
+    def _touch(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # -- the plug side -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.opens += 1
+        if self._fail_opens:
+            self._fail_opens -= 1
+            raise ConnectionRefusedError(f"{self.name}: refused (test)")
+        self._failure = None
+        self._broken = anyio.Event()
+        self._incoming, self._outgoing = anyio.create_memory_object_stream[SentMessage](10_000)
+        self._touch()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            async def forward() -> None:
+                async with self._outgoing:
+                    async for sent in self._outgoing:
+                        await self.host.receive(sent)
+
+            tg.start_soon(forward)
+            await self._broken.wait()
+            tg.cancel_scope.cancel()
+        if self._failure:
+            raise self._failure
+
+    async def close(self) -> None:
+        if self._incoming is not None:
+            await self._incoming.aclose()
+            self._incoming = None
+        self._touch()
+
+    def _check(self) -> None:
+        if self.state is not State.active or self._incoming is None:
+            raise ConnectionError(f"{self.name} is not connected")
+
+    async def _echo(self, sent: SentMessage) -> None:
+        if self.config.echo and self._incoming is not None:
+            await self._incoming.send(sent)
+
+    async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
+        self._check()
+        sent = SentMessage.of(msg, id=self._next_id(), channel=channel, user=self.bot)
+        self.messages[(channel.source, sent.id)] = sent
+        receipt = sent.receipt()
+        self.events.append(Event("put", channel, msg, receipt))
+        self._touch()
+        await self._echo(sent)
+        return [receipt]
+
+    async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
+        self._check()
+        edited = SentMessage.of(msg, id=sent.id, channel=sent.channel, user=self.bot, edited=True,
+                                revision=self._next_id())
+        self.messages[(sent.channel.source, sent.id)] = edited
+        receipt = edited.receipt()
+        self.events.append(Event("edit", sent.channel, msg, receipt))
+        self._touch()
+        await self._echo(edited)
+        return [receipt]
+
+    async def delete(self, sent: Receipt) -> bool:
+        self._check()
+        self.messages.pop((sent.channel.source, sent.id), None)
+        self.events.append(Event("delete", sent.channel, None, sent))
+        self._touch()
+        await self._echo(SentMessage(id=sent.id, channel=sent.channel, user=self.bot, deleted=True))
+        return True
+
+    async def channel_title(self, channel: Channel) -> str | None:
+        return self.config.titles.get(channel.source, channel.source)
+
+    async def channel_members(self, channel: Channel) -> list[User] | None:
+        return [self.bot, *self.members.get(channel.source, {}).values()]
+
+    async def channel_is_private(self, channel: Channel) -> bool | None:
+        return channel.source in self.config.private
+
+    async def public_channels(self) -> list[Channel] | None:
+        sources = {c.source for c in self.host.channels.values() if c.plug == self.name}
+        sources |= set(self.members)
+        return [self.channel(s) for s in sorted(sources) if s not in self.config.private]
+
+    async def private_channels(self) -> list[Channel] | None:
+        return [self.channel(s) for s in self.config.private]

@@ -1,0 +1,51 @@
+"""Hook types used by the host tests, provided as a plugin module."""
+
+import types
+
+import anyio
+
+from chanmux import Hook, Message, SentMessage, hookimpl
+
+
+class FailingHook(Hook):
+    """Raises on every message."""
+
+    async def on_receive(self, sent: SentMessage, source: Message, primary: bool) -> None:
+        raise RuntimeError("this hook is broken")
+
+
+class HangingHook(Hook):
+    """Never returns from on_receive."""
+
+    async def on_receive(self, sent: SentMessage, source: Message, primary: bool) -> None:
+        await anyio.sleep_forever()
+
+
+class ShoutHook(Hook):
+    """before_put: upper-cases text; drops messages saying 'drop'."""
+
+    async def before_put(self, channel, msg):
+        if msg.text and msg.text.plain == "drop":
+            return None
+        return msg.clone(text=msg.text.plain.upper()) if msg.text else msg
+
+
+class RelayHook(Hook):
+    """Relays every non-echo message from one memory channel to another (a tiny sync)."""
+
+    async def on_receive(self, sent, source, primary):
+        if self.host.is_echo(sent) or sent.channel.source != "#in":
+            return
+        await self.host.put(self.host.channels["out"], sent.clone())
+
+
+def module() -> types.ModuleType:
+    mod = types.ModuleType("chanmux_test_hooks")
+
+    @hookimpl
+    def chanmux_hook_types():
+        return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
+                "relay": RelayHook}
+
+    mod.chanmux_hook_types = chanmux_hook_types
+    return mod

@@ -1,0 +1,157 @@
+"""The host routes messages, isolates failing hooks and plugs, and supervises connections."""
+
+import logging
+
+import anyio
+import pytest
+
+from chanmux import Message, State
+from chanmux.testing import run_host
+
+import helpers
+
+pytestmark = pytest.mark.anyio
+MODULES = [("test-hooks", helpers.module())]
+
+
+def two_plugs(**hooks):
+    return {
+        "plugs": {"a": {"type": "memory"}, "b": {"type": "memory"}},
+        "channels": {"in": {"plug": "a", "source": "#in"}, "out": {"plug": "b", "source": "#out"}},
+        "hooks": {"rec": {"type": "recorder"}, **hooks},
+        "host": {"hook_timeout": 1.0, "reconnect_min": 0.01, "reconnect_max": 0.05},
+    }
+
+
+async def test_received_messages_reach_on_receive_and_echoes_are_known():
+    async with run_host(two_plugs(relay={"type": "relay"}), modules=MODULES) as host:
+        a, b, rec = host.plugs["a"], host.plugs["b"], host.hooks["rec"]
+        sent = await a.inject("#in", "hello there")
+        got = await rec.wait_for(lambda r: r.sent.id == sent.id)
+        assert got.sent.text.plain == "hello there" and got.source is got.sent
+        await b.wait_for(lambda: b.texts("#out") == ["hello there"])
+        echo = await rec.wait_for(lambda r: r.sent.channel.plug == "b")
+        assert echo.is_echo and host.is_echo(echo.sent)
+        assert echo.source.text.plain == "hello there"
+        await host.wait_idle()
+        assert b.texts() == ["hello there"]
+
+
+async def test_before_put_can_change_or_drop_a_message():
+    async with run_host(two_plugs(shout={"type": "shout"}), modules=MODULES) as host:
+        b = host.plugs["b"]
+        await host.put(host.channels["out"], Message(text="quiet"))
+        assert await host.put(host.channels["out"], Message(text="drop")) == []
+        assert b.texts() == ["QUIET"]
+
+
+async def test_a_hook_that_raises_does_not_stop_the_others(caplog):
+    caplog.set_level(logging.ERROR)
+    async with run_host(two_plugs(bad={"type": "failing", "priority": 1}), modules=MODULES) as host:
+        a, rec = host.plugs["a"], host.hooks["rec"]
+        for i in range(3):
+            await a.inject("#in", f"m{i}")
+        await rec.wait_until(lambda: len(rec.received) == 3)
+        await host.wait_idle()
+    assert "bad: on_receive failed" in caplog.text
+    assert "this hook is broken" in caplog.text
+
+
+async def test_a_hook_that_hangs_is_timed_out_and_the_others_go_on(caplog):
+    caplog.set_level(logging.ERROR)
+    async with run_host(two_plugs(stuck={"type": "hanging"}), modules=MODULES) as host:
+        a, rec = host.plugs["a"], host.hooks["rec"]
+        await a.inject("#in", "first")
+        await a.inject("#in", "second")
+        await rec.wait_until(lambda: len(rec.received) == 2)
+        await host.wait_idle(timeout=10)
+        assert [r.sent.text.plain for r in rec.received] == ["first", "second"]
+    assert "stuck: on_receive timed out after 1.0s" in caplog.text
+
+
+async def test_messages_of_each_channel_keep_their_order_under_concurrency():
+    config = two_plugs()
+    config["host"]["lanes"] = 4
+    async with run_host(config) as host:
+        a, rec = host.plugs["a"], host.hooks["rec"]
+        sources = [f"#c{i}" for i in range(8)]
+
+        async def talk(source):
+            for n in range(50):
+                await a.inject(source, f"{source} {n}")
+
+        async with anyio.create_task_group() as tg:
+            for source in sources:
+                tg.start_soon(talk, source)
+        await rec.wait_until(lambda: len(rec.received) == 400)
+        for source in sources:
+            got = [r.sent.text.plain for r in rec.received if r.sent.channel.source == source]
+            assert got == [f"{source} {n}" for n in range(50)]
+
+
+async def test_a_failed_plug_is_reconnected_and_the_others_keep_working(caplog):
+    caplog.set_level(logging.INFO)
+    async with run_host(two_plugs(relay={"type": "relay"}), modules=MODULES) as host:
+        a, b, rec = host.plugs["a"], host.plugs["b"], host.hooks["rec"]
+        b.fail_next_opens(2)
+        b.fail("network went away")
+        await rec.wait_until(lambda: ("b", "failed", "ConnectionResetError: network went away")
+                             in rec.states)
+        await a.inject("#in", "while b is down")
+        await rec.wait_for(lambda r: r.sent.text and r.sent.text.plain == "while b is down")
+        await b.wait_for(lambda: b.state is State.active and b.opens == 4, timeout=10)
+        assert a.state is State.active and a.opens == 1
+        await a.inject("#in", "after b is back")
+        await b.wait_for(lambda: "after b is back" in b.texts())
+    assert "b: disconnected (ConnectionResetError: network went away); reconnecting in" in caplog.text
+    assert "b: disconnected (ConnectionRefusedError: b: refused (test)); reconnecting in" in caplog.text
+    assert "(attempt 3)" in caplog.text
+
+
+async def test_backoff_grows_exponentially_with_jitter_and_a_cap():
+    async with run_host(two_plugs()) as host:
+        host.settings = type(host.settings)(reconnect_min=1, reconnect_max=30)
+        delays = [host.backoff(n) for n in range(1, 10)]
+        for n, delay in enumerate(delays, start=1):
+            base = min(30, 2 ** (n - 1))
+            assert base * 0.5 <= delay <= base
+        assert max(delays) <= 30
+
+
+async def test_ctrl_c_equivalent_stop_closes_hooks_then_plugs():
+    async with run_host(two_plugs()) as host:
+        await host.stop()
+        assert all(p.state is State.stopped for p in host.plugs.values())
+        assert all(h.state is State.stopped for h in host.hooks.values())
+
+
+async def test_lookups_are_answered_by_the_owning_plug():
+    config = two_plugs()
+    config["plugs"]["a"]["titles"] = {"#in": "The input"}
+    config["plugs"]["b"]["private"] = ["alice"]
+    async with run_host(config) as host:
+        assert await host.channel_title(host.channels["in"]) == "The input"
+        assert await host.channel_title(host.channels["out"]) == "#out"
+        assert await host.channel_is_private(host.plugs["b"].channel("alice")) is True
+        assert await host.private_channels("b") == [host.plugs["b"].channel("alice")]
+        assert host.channels["in"] in await host.public_channels("a")
+        members = await host.channel_members(host.channels["in"])
+        assert [m.username for m in members] == ["bridge"]
+        assert await host.channel_link(host.channels["in"]) is None
+
+
+async def test_edits_go_in_place_or_as_marked_new_messages():
+    config = two_plugs()
+    config["plugs"]["b"]["edit"] = False
+    async with run_host(config) as host:
+        a, b = host.plugs["a"], host.plugs["b"]
+        [ra] = await host.put(host.channels["in"], Message(text="v1"))
+        await host.edit(ra, Message(text="v2"))
+        assert [e.msg.text.plain for e in a.edits] == ["v2"]
+        [rb] = await host.put(host.channels["out"], Message(text="v1"))
+        await host.edit(rb, Message(text="v2"))
+        assert [e.msg.text.plain for e in b.edits] == []
+        last = b.sent[-1].msg
+        assert last.edited and last.edit_of.id == rb.id and last.text.plain == "v2"
+        assert await host.delete(ra) is True
+        assert a.deletes[0].receipt.id == ra.id
