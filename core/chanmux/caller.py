@@ -2,19 +2,21 @@
 
 pluggy knows nothing of coroutines, so the host never awaits what ``pm.hook.x()`` returns.
 It walks the implementations pluggy registered for a spec and awaits each itself, isolating
-failures and hangs per implementation: a hook that raises or hangs is logged with its plugin
-name, given up on after a timeout, and cannot stop the others or the host.
+failures and hangs per implementation: one that raises is logged with its plugin name and
+skipped; one that hangs is cancelled after a timeout. Inside a lane (while hooks handle a
+received message) the lane's watchdog enforces the timeout; elsewhere a cancel scope does.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import pluggy
+
+from .lanes import current_lane
 
 log = logging.getLogger("chanmux.host")
 
@@ -24,55 +26,73 @@ class NoOwner(LookupError):
 
 
 class HookCaller:
-    """Calls async specs: `fanout` (all, concurrently), `chain` (in order), `owner` (one)."""
+    """Calls async specs: `fanout` (all), `chain` (in order, passing a value), `owner` (one)."""
 
     def __init__(self, pm: pluggy.PluginManager, timeout: float = 30.0) -> None:
         self.pm = pm
         self.timeout = timeout
+        self._cache: dict[str, list[pluggy.HookImpl]] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached implementation lists (after registering or unregistering a plugin)."""
+        self._cache.clear()
 
     def impls(self, spec: str) -> list[pluggy.HookImpl]:
         """Implementations of `spec` on instances, in priority order (lower first)."""
-        impls = getattr(self.pm.hook, spec).get_hookimpls()
-        return sorted(impls, key=lambda i: getattr(i.plugin, "priority", 0))
+        found = self._cache.get(spec)
+        if found is None:
+            found = sorted(getattr(self.pm.hook, spec).get_hookimpls(),
+                           key=lambda i: getattr(i.plugin, "priority", 0))
+            self._cache[spec] = found
+        return found
 
     @staticmethod
     def _args(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {name: kwargs[name] for name in impl.argnames if name in kwargs}
 
+    async def _call(self, spec: str, impl: pluggy.HookImpl, kwargs: dict[str, Any],
+                    timeout: float | None) -> Any:
+        """Await one implementation under the lane watchdog or a timeout; exceptions pass."""
+        lane = current_lane.get()
+        if lane is not None:
+            before = lane.start(f"{impl.plugin_name}: {spec}")
+            try:
+                return await impl.function(**self._args(impl, kwargs))
+            finally:
+                lane.doing = before
+        limit = self.timeout if timeout is None else timeout
+        with anyio.fail_after(limit if limit > 0 else math.inf):
+            return await impl.function(**self._args(impl, kwargs))
+
     async def _one(self, spec: str, impl: pluggy.HookImpl, kwargs: dict[str, Any],
                    timeout: float | None) -> tuple[bool, Any]:
-        """Await one implementation; (True, result) or (False, None) after logging its failure."""
-        limit = self.timeout if timeout is None else timeout
+        """(True, result), or (False, None) after logging the implementation's failure."""
         try:
-            with anyio.fail_after(limit if limit and limit > 0 else math.inf):
-                return True, await impl.function(**self._args(impl, kwargs))
+            return True, await self._call(spec, impl, kwargs, timeout)
         except TimeoutError:
-            log.error("%s: %s timed out after %ss and was cancelled", impl.plugin_name, spec, limit)
-        except anyio.get_cancelled_exc_class():
-            raise
-        except Exception:
+            log.error("%s: %s timed out after %ss and was cancelled", impl.plugin_name, spec,
+                      self.timeout if timeout is None else timeout)
+        except Exception:  # noqa: BLE001 - one failing implementation never stops the rest
             log.exception("%s: %s failed", impl.plugin_name, spec)
         return False, None
 
     async def fanout(self, spec: str, *, timeout: float | None = None,
                      **kwargs: Any) -> list[tuple[str, Any]]:
-        """Await every implementation concurrently; return (plugin name, result) of those
-        that succeeded, in priority order."""
+        """Await every implementation concurrently; (plugin name, result) of those that
+        succeeded, in priority order."""
         impls = self.impls(spec)
-        if not impls:
-            return []
-        if len(impls) == 1:
-            ok, result = await self._one(spec, impls[0], kwargs, timeout)
-            return [(impls[0].plugin_name, result)] if ok else []
-        results: list[tuple[bool, Any] | None] = [None] * len(impls)
+        if len(impls) <= 1:
+            results = [await self._one(spec, impl, kwargs, timeout) for impl in impls]
+        else:
+            results = [(False, None)] * len(impls)
 
-        async def run(index: int, impl: pluggy.HookImpl) -> None:
-            results[index] = await self._one(spec, impl, kwargs, timeout)
+            async def run(index: int, impl: pluggy.HookImpl) -> None:
+                results[index] = await self._one(spec, impl, kwargs, timeout)
 
-        async with anyio.create_task_group() as tg:
-            for index, impl in enumerate(impls):
-                tg.start_soon(run, index, impl)
-        return [(impl.plugin_name, r[1]) for impl, r in zip(impls, results) if r and r[0]]
+            async with anyio.create_task_group() as tg:
+                for index, impl in enumerate(impls):
+                    tg.start_soon(run, index, impl)
+        return [(impl.plugin_name, r[1]) for impl, r in zip(impls, results) if r[0]]
 
     async def chain(self, spec: str, value_arg: str, *, timeout: float | None = None,
                     **kwargs: Any) -> Any:
@@ -89,7 +109,7 @@ class HookCaller:
         return kwargs[value_arg]
 
     def owner_impl(self, spec: str, owner: str) -> pluggy.HookImpl | None:
-        for impl in getattr(self.pm.hook, spec).get_hookimpls():
+        for impl in self.impls(spec):
             if impl.plugin_name == owner:
                 return impl
         return None
@@ -101,10 +121,4 @@ class HookCaller:
         impl = self.owner_impl(spec, owner)
         if impl is None:
             raise NoOwner(f"{owner}: does not implement {spec}")
-        limit = self.timeout if timeout is None else timeout
-        with anyio.fail_after(limit if limit and limit > 0 else math.inf):
-            return await impl.function(**self._args(impl, kwargs))
-
-
-def names(impls: Sequence[pluggy.HookImpl]) -> list[str]:
-    return [i.plugin_name for i in impls]
+        return await self._call(spec, impl, kwargs, timeout)

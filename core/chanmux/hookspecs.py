@@ -10,8 +10,9 @@ Two kinds of plugin objects implement them:
 
 How the host calls each async spec (its ``call`` attribute):
 
-``fanout``   every implementation, concurrently, each isolated (a failure or a hang is
-             logged with its plugin's name and cannot stop the others).
+``fanout``   every implementation, each isolated (a failure or a hang is logged with its
+             plugin's name and cannot stop the others). ``on_receive`` runs them in priority
+             order within the message's lane; notifications run them concurrently.
 ``chain``    implementations in priority order; each gets the previous one's result; returning
              ``None`` drops the message.
 ``owner``    only the plug that owns the channel (or the named plug) answers.
@@ -97,8 +98,10 @@ async def on_receive(sent: SentMessage, source: Message, primary: bool) -> None:
     """React to a message received by any plug (the main entry point of features like sync).
 
     Parameters as ``before_receive``; ``source is not sent`` when the host knows the message is
-    the network's copy of something put through it. Returns nothing. Every hook is called,
-    concurrently; messages of one channel are handled in order. Async, fan-out. Since 0.1.
+    the network's copy of something put through it. Returns nothing. Every hook is called, in
+    priority order; a hook that raises is logged and one that runs longer than the host's
+    ``hook_timeout`` is cancelled, and the others still run. Messages of one channel are
+    handled in order, different channels concurrently. Async, fan-out. Since 0.1.
     """
 
 

@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 
 from .caller import HookCaller, NoOwner
 from .config import Config, ConfigError, HostConfig
+from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
 from .plugins import LoadError, Registry
@@ -69,11 +70,8 @@ class Host:
             name: Channel(c.plug, c.source) for name, c in config.channels.items()}
         self._echoes: OrderedDict[tuple[str, str, str], Message] = OrderedDict()
         self._inflight = _Inflight()
-        self._lanes: list[anyio.abc.ObjectSendStream[Any]] = []
-        self._submitted = 0
-        self._handled = 0
-        self._idle = anyio.Event()
-        self._idle.set()
+        self.lanes = Lanes(self.settings.lanes, self.settings.hook_timeout, self.caller.impls,
+                           self._resolve_source)
         self._tg: TaskGroup | None = None
         self._ready: dict[str, anyio.Event] = {}
         self.running = False
@@ -116,6 +114,7 @@ class Host:
             raise ConfigError([(f"plugs.{plug.name}", f'two plugs or hooks are named "{plug.name}"')])
         self.plugs[plug.name] = plug
         self.pm.register(plug, name=plug.name)
+        self.caller.invalidate()
         self._ready[plug.name] = anyio.Event()
         return plug
 
@@ -124,6 +123,7 @@ class Host:
             raise ConfigError([(f"hooks.{hook.name}", f'two plugs or hooks are named "{hook.name}"')])
         self.hooks[hook.name] = hook
         self.pm.register(hook, name=hook.name)
+        self.caller.invalidate()
         return hook
 
     def channel(self, name: str, path: str | None = None) -> Channel:
@@ -165,10 +165,7 @@ class Host:
                 self._tg = tg
                 for writer in self.store.writers:
                     tg.start_soon(writer.run, name=f"writer:{writer.name}")
-                for _ in range(max(1, self.settings.lanes)):
-                    send, recv = anyio.create_memory_object_stream[Any](10_000)
-                    self._lanes.append(send)
-                    tg.start_soon(self._lane, recv)
+                await tg.start(self.lanes.run)
                 for hook in sorted(self.hooks.values(), key=lambda h: h.priority):
                     await self._open_hook(hook)
                 for plug in self.plugs.values():
@@ -191,6 +188,7 @@ class Host:
             log.error("%s: failed to start (%s: %s); running without it", hook.name,
                       type(exc).__name__, exc)
             self.pm.unregister(hook)
+            self.caller.invalidate()
             return
         hook.state = State.active
 
@@ -201,7 +199,6 @@ class Host:
         for plug in self.plugs.values():
             if plug.state not in (State.stopped, State.idle):
                 await self._close(plug)
-        self._lanes.clear()
         for writer in self.store.writers:
             if writer.pending:
                 log.warning("%s: %d rows were not written before shutdown", writer.name, writer.pending)
@@ -283,44 +280,25 @@ class Host:
     async def receive(self, sent: SentMessage, source: Message | None = None, primary: bool = True) -> None:
         """Hand a message a plug received to the hooks. Returns once it is queued; messages of
         one channel are handled in the order they were received."""
-        if not self._lanes:
+        if not self.lanes.running:
             raise RuntimeError("the host is not running")
-        self._submitted += 1
-        if self._idle.is_set():
-            self._idle = anyio.Event()
-        lane = self._lanes[hash(sent.channel) % len(self._lanes)]
-        await lane.send((sent, source, primary))
+        await self.lanes.submit(sent, source, primary)
 
-    async def _lane(self, recv: anyio.abc.ObjectReceiveStream[Any]) -> None:
-        async with recv:
-            async for sent, source, primary in recv:
-                try:
-                    await self.dispatch(sent, source, primary)
-                except Exception:  # noqa: BLE001 - never lose the lane
-                    log.exception("%s: handling a received message failed", sent.channel)
-                finally:
-                    self._handled += 1
-                    if self._handled == self._submitted:
-                        self._idle.set()
-
-    async def dispatch(self, sent: SentMessage, source: Message | None = None, primary: bool = True) -> None:
-        """Run `before_receive` and `on_receive` for one message, now."""
-        if source is None:
-            if sent.key not in self._echoes and sent.channel in self._inflight.count:
-                with anyio.move_on_after(self.settings.put_timeout):
-                    await self._inflight.settle(sent.channel)
-            source = self._echoes.get(sent.key, sent)
-        changed = await self.caller.chain("before_receive", "sent", sent=sent, source=source,
-                                          primary=primary)
-        if changed is None:
-            return
-        await self.caller.fanout("on_receive", sent=changed, source=source, primary=primary)
+    async def _resolve_source(self, sent: SentMessage, source: Message | None) -> Message:
+        """The message `sent` is a copy of, if the host put it (waiting for a put under way to
+        the same channel, whose echo may overtake its reply); else `sent` itself."""
+        if source is not None:
+            return source
+        if sent.key not in self._echoes and sent.channel in self._inflight.count:
+            with anyio.move_on_after(self.settings.put_timeout):
+                await self._inflight.settle(sent.channel)
+        return self._echoes.get(sent.key, sent)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every received message so far has been handled by the hooks."""
         with anyio.fail_after(timeout):
-            while not self._idle.is_set():
-                await self._idle.wait()
+            while not self.lanes.idle.is_set():
+                await self.lanes.idle.wait()
 
     def is_echo(self, receipt: Receipt) -> bool:
         """True if the host put the message at `receipt` (it is the network's copy of ours)."""
@@ -341,6 +319,10 @@ class Host:
             raise LookupError(f'cannot {action}: no plug named "{name}"')
         return plug
 
+    async def _owner(self, spec: str, owner: str, **kwargs: Any) -> Any:
+        """A plug's put, edit or delete, bounded by the put timeout (or the lane's watchdog)."""
+        return await self.caller.owner(spec, owner, timeout=self.settings.put_timeout, **kwargs)
+
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""
         self._plug(channel.plug, "put")
@@ -349,8 +331,7 @@ class Host:
             return []
         self._inflight.enter(channel)
         try:
-            receipts = await self.caller.owner("put", channel.plug, channel=channel, msg=changed,
-                                               timeout=self.settings.put_timeout)
+            receipts = await self._owner("put", channel.plug, channel=channel, msg=changed)
             receipts = list(receipts or [])
             self._remember(receipts, changed)
             return receipts
@@ -367,8 +348,7 @@ class Host:
                 return []
             self._inflight.enter(sent.channel)
             try:
-                receipts = await self.caller.owner("edit", plug.name, sent=sent, msg=changed,
-                                                   timeout=self.settings.put_timeout)
+                receipts = await self._owner("edit", plug.name, sent=sent, msg=changed)
                 receipts = list(receipts or [])
                 self._remember(receipts, changed)
                 return receipts
@@ -385,8 +365,7 @@ class Host:
         self._inflight.enter(sent.channel)
         try:
             self._echoes.setdefault(sent.key, Message(deleted=True))
-            return bool(await self.caller.owner("delete", plug.name, sent=sent,
-                                                timeout=self.settings.put_timeout))
+            return bool(await self._owner("delete", plug.name, sent=sent))
         finally:
             self._inflight.leave(sent.channel)
 

@@ -45,7 +45,27 @@ def module() -> types.ModuleType:
     @hookimpl
     def chanmux_hook_types():
         return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
-                "relay": RelayHook}
+                "relay": RelayHook, "censor": CensorHook}
 
     mod.chanmux_hook_types = chanmux_hook_types
+    return mod
+
+
+class CensorHook(Hook):
+    """before_receive: drops messages saying 'secret', marks others."""
+
+    async def before_receive(self, sent, source, primary):
+        if sent.text and "secret" in sent.text.plain:
+            return None
+        return SentMessage.of(sent, id=sent.id, channel=sent.channel,
+                              text=f"[checked] {sent.text.plain}")
+
+
+def metadata_module():
+    import sqlalchemy as sa
+
+    md = sa.MetaData()
+    sa.Table("plugin_things", md, sa.Column("id", sa.Integer, primary_key=True))
+    mod = types.ModuleType("chanmux_test_tables")
+    mod.chanmux_metadata = hookimpl(lambda: md)
     return mod

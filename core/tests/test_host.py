@@ -90,6 +90,7 @@ async def test_messages_of_each_channel_keep_their_order_under_concurrency():
 
 
 async def test_a_failed_plug_is_reconnected_and_the_others_keep_working(caplog):
+    """Hooks hear of the outage through on_plug_state; the log says why and when it retries."""
     caplog.set_level(logging.INFO)
     async with run_host(two_plugs(relay={"type": "relay"}), modules=MODULES) as host:
         a, b, rec = host.plugs["a"], host.plugs["b"], host.hooks["rec"]
@@ -155,3 +156,35 @@ async def test_edits_go_in_place_or_as_marked_new_messages():
         assert last.edited and last.edit_of.id == rb.id and last.text.plain == "v2"
         assert await host.delete(ra) is True
         assert a.deletes[0].receipt.id == ra.id
+
+
+async def test_before_receive_can_change_or_drop_what_hooks_see():
+    async with run_host(two_plugs(censor={"type": "censor", "priority": 1}), modules=MODULES) as host:
+        a, rec = host.plugs["a"], host.hooks["rec"]
+        await a.inject("#in", "a secret")
+        await a.inject("#in", "hello")
+        got = await rec.wait_for(lambda r: True)
+        assert got.sent.text.plain == "[checked] hello"
+        await host.wait_idle()
+        assert len(rec.received) == 1
+
+
+async def test_chanmux_metadata_tables_are_created_at_start(tmp_path):
+    import sqlalchemy as sa
+
+    config = two_plugs()
+    async with run_host(config, path=tmp_path / "bridge.toml",
+                        modules=[("tables", helpers.metadata_module())]) as host:
+        assert host.store.url == f"sqlite:///{tmp_path / 'bridge.sqlite'}"
+        names = await host.store.run(lambda: sa.inspect(host.store.engine).get_table_names())
+    assert {"plugin_things", "chanmux_state"} <= set(names)
+
+
+async def test_the_host_runs_on_postgresql(postgres_url):
+    config = two_plugs(relay={"type": "relay"})
+    config["database"] = {"url": postgres_url}
+    async with run_host(config, modules=MODULES) as host:
+        await host.store.set_state("test", "k", [1, 2])
+        await host.plugs["a"].inject("#in", "via postgres")
+        await host.plugs["b"].wait_for(lambda: host.plugs["b"].texts() == ["via postgres"])
+        assert await host.store.get_state("test", "k") == [1, 2]

@@ -1,0 +1,144 @@
+"""Lanes: the workers that hand received messages to hooks, in order, with a watchdog.
+
+A channel always maps to the same lane, so its messages are handled in the order they came;
+different channels run concurrently. Each lane runs the steps of a message one after the
+other (``before_receive`` implementations, then ``on_receive`` ones) and a watchdog cancels a
+step that runs longer than the hook timeout, logs it naming the plugin, and lets the lane go
+on with the next step. A per-step cancel scope would cost more than the rest of the dispatch
+put together, so the lane keeps one scope and the watchdog cancels it only when needed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pluggy
+
+from .model import Message, SentMessage
+
+log = logging.getLogger("chanmux.host")
+
+#: The lane running in the current task, if any (puts made by hooks run under its watchdog).
+current_lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("chanmux_lane", default=None)
+
+
+class Lane:
+    """One worker and its queue; `doing` and `busy_since` say what it runs, for the watchdog."""
+
+    def __init__(self, index: int, buffer: int) -> None:
+        self.index = index
+        self.send, self.recv = anyio.create_memory_object_stream[Any](buffer)
+        self.scope: anyio.CancelScope | None = None
+        self.busy_since: float | None = None
+        self.doing = ""
+        self.item: tuple[SentMessage, Message | None, bool] | None = None
+        self.steps: list[tuple[str, pluggy.HookImpl | None]] = []
+        self.step = 0
+
+    def start(self, doing: str) -> str:
+        """Mark the start of a step (or of a put within one); returns what it was doing."""
+        before, self.doing = self.doing, doing
+        self.busy_since = time.monotonic()
+        return before
+
+
+class Lanes:
+    """The host's lanes, their watchdog, and the count of messages still being handled."""
+
+    def __init__(self, count: int, timeout: float, impls: Callable[[str], list[pluggy.HookImpl]],
+                 resolve: Callable[[SentMessage, Message | None], Awaitable[Message]],
+                 buffer: int = 10_000) -> None:
+        self.lanes = [Lane(i, buffer) for i in range(max(1, count))]
+        self.timeout = timeout
+        self._impls = impls
+        self._resolve = resolve
+        self.submitted = 0
+        self.handled = 0
+        self.idle = anyio.Event()
+        self.idle.set()
+        self.running = False
+
+    async def submit(self, sent: SentMessage, source: Message | None, primary: bool) -> None:
+        self.submitted += 1
+        if self.idle.is_set():
+            self.idle = anyio.Event()
+        await self.lanes[hash(sent.channel) % len(self.lanes)].send.send((sent, source, primary))
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            for lane in self.lanes:
+                tg.start_soon(self._worker, lane, name=f"lane:{lane.index}")
+            tg.start_soon(self._watchdog, name="lanes:watchdog")
+            self.running = True
+            task_status.started()
+        self.running = False
+
+    async def _watchdog(self) -> None:
+        interval = max(0.02, min(1.0, self.timeout / 10))
+        while True:
+            await anyio.sleep(interval)
+            now = time.monotonic()
+            for lane in self.lanes:
+                if lane.busy_since is not None and now - lane.busy_since > self.timeout and lane.scope:
+                    lane.scope.cancel()
+
+    async def _worker(self, lane: Lane) -> None:
+        current_lane.set(lane)
+        resume = False
+        while True:
+            with anyio.CancelScope() as scope:
+                lane.scope = scope
+                if resume:
+                    await self._run_steps(lane)
+                async for item in lane.recv:
+                    self._plan(lane, item)
+                    await self._run_steps(lane)
+                return
+            log.error("%s timed out after %ss and was cancelled", lane.doing, self.timeout)
+            lane.busy_since = None
+            lane.step += 1
+            resume = True
+
+    def _plan(self, lane: Lane, item: tuple[SentMessage, Message | None, bool]) -> None:
+        lane.item = item
+        lane.step = 0
+        lane.steps = [("resolve", None)]
+        lane.steps += [("before_receive", impl) for impl in self._impls("before_receive")]
+        lane.steps += [("on_receive", impl) for impl in self._impls("on_receive")]
+
+    async def _run_steps(self, lane: Lane) -> None:
+        try:
+            while lane.step < len(lane.steps):
+                spec, impl = lane.steps[lane.step]
+                sent, source, primary = lane.item  # type: ignore[misc]
+                if impl is None:
+                    lane.start(f"{sent.channel}: waiting for a put to finish")
+                    lane.item = (sent, await self._resolve(sent, source), primary)
+                else:
+                    lane.start(f"{impl.plugin_name}: {spec}")
+                    try:
+                        result = await impl.function(
+                            **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
+                               if n in impl.argnames})
+                    except Exception:  # noqa: BLE001 - a failing hook never stops the others
+                        log.exception("%s: %s failed", impl.plugin_name, spec)
+                    else:
+                        if spec == "before_receive":
+                            if result is None:
+                                log.debug("%s: before_receive dropped %s", impl.plugin_name, sent.id)
+                                lane.step = len(lane.steps)
+                                break
+                            lane.item = (result, source, primary)
+                lane.busy_since = None
+                lane.step += 1
+        finally:
+            if lane.step >= len(lane.steps):
+                lane.busy_since = None
+                self.handled += 1
+                if self.handled == self.submitted:
+                    self.idle.set()
