@@ -297,8 +297,7 @@ class Host:
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every received message so far has been handled by the hooks."""
         with anyio.fail_after(timeout):
-            while not self.lanes.idle.is_set():
-                await self.lanes.idle.wait()
+            await self.lanes.wait_idle()
 
     def is_echo(self, receipt: Receipt) -> bool:
         """True if the host put the message at `receipt` (it is the network's copy of ours)."""

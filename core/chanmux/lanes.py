@@ -59,15 +59,17 @@ class Lanes:
         self._resolve = resolve
         self.submitted = 0
         self.handled = 0
-        self.idle = anyio.Event()
-        self.idle.set()
+        self._progress = anyio.Event()
         self.running = False
 
     async def submit(self, sent: SentMessage, source: Message | None, primary: bool) -> None:
         self.submitted += 1
-        if self.idle.is_set():
-            self.idle = anyio.Event()
         await self.lanes[hash(sent.channel) % len(self.lanes)].send.send((sent, source, primary))
+
+    async def wait_idle(self) -> None:
+        """Wait until every message submitted so far has been handled."""
+        while self.handled != self.submitted:
+            await self._progress.wait()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -141,4 +143,5 @@ class Lanes:
                 lane.busy_since = None
                 self.handled += 1
                 if self.handled == self.submitted:
-                    self.idle.set()
+                    progress, self._progress = self._progress, anyio.Event()
+                    progress.set()
