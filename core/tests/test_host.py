@@ -188,3 +188,16 @@ async def test_the_host_runs_on_postgresql(postgres_url):
         await host.plugs["a"].inject("#in", "via postgres")
         await host.plugs["b"].wait_for(lambda: host.plugs["b"].texts() == ["via postgres"])
         assert await host.store.get_state("test", "k") == [1, 2]
+
+
+async def test_a_memory_plug_plays_its_script_like_people_talking():
+    config = two_plugs()
+    config["plugs"]["a"]["script"] = [
+        {"channel": "#in", "user": "alice", "text": "hi all", "after": 0},
+        {"channel": "#in", "user": "bob", "text": "waves", "action": True, "after": 0}]
+    async with run_host(config) as host:
+        rec = host.hooks["rec"]
+        await rec.wait_until(lambda: len(rec.received) == 2)
+        first, second = rec.received
+        assert (first.sent.user.username, first.sent.text.plain) == ("alice", "hi all")
+        assert second.sent.action and second.sent.user.username == "bob"

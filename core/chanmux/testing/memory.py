@@ -20,6 +20,18 @@ from ..plug import Capabilities, Plug, State
 
 
 @attrs.frozen
+class ScriptLine:
+    """A line the memory network says by itself: `user` says `text` in `channel` after
+    `after` seconds (counted from the previous line)."""
+
+    channel: str
+    user: str
+    text: str
+    after: float = 1.0
+    action: bool = False
+
+
+@attrs.frozen
 class MemoryConfig:
     """Keys of a `type = "memory"` plug."""
 
@@ -31,6 +43,9 @@ class MemoryConfig:
     titles: dict[str, str] = attrs.field(factory=dict)
     private: list[str] = attrs.field(factory=list)
     bot_name: str = "bridge"
+    script: list[ScriptLine] = attrs.field(factory=list)
+    stdin_channel: str | None = None
+    stdin_user: str = "you"
 
 
 @attrs.define
@@ -148,16 +163,44 @@ class MemoryPlug(Plug):
                         await self.host.receive(sent)
 
             tg.start_soon(forward)
+            if self.config.script:
+                tg.start_soon(self._play)
+            if self.config.stdin_channel:
+                tg.start_soon(self._read_stdin)
             await self._broken.wait()
             tg.cancel_scope.cancel()
         if self._failure:
             raise self._failure
+
+    async def _play(self) -> None:
+        """Say the configured script, as people on this network would."""
+        for line in self.config.script:
+            await anyio.sleep(line.after)
+            self.log.info("%s <%s> %s", line.channel, line.user, line.text)
+            await self.inject(line.channel, line.text, user=line.user, action=line.action)
+
+    async def _read_stdin(self) -> None:
+        """Say each line typed on standard input in `stdin_channel`."""
+        import sys
+
+        async with anyio.wrap_file(sys.stdin) as lines:
+            async for line in lines:
+                if line.strip():
+                    await self.inject(self.config.stdin_channel, line.rstrip("\n"),
+                                      user=self.config.stdin_user)
 
     async def close(self) -> None:
         if self._incoming is not None:
             await self._incoming.aclose()
             self._incoming = None
         self._touch()
+
+    @staticmethod
+    def _author(msg: Message) -> str:
+        name = msg.user.display if msg.user else None
+        if not name:
+            return ""
+        return f"* {name} " if msg.action else f"<{name}> "
 
     def _check(self) -> None:
         if self.state is not State.active or self._incoming is None:
@@ -173,6 +216,8 @@ class MemoryPlug(Plug):
         self.messages[(channel.source, sent.id)] = sent
         receipt = sent.receipt()
         self.events.append(Event("put", channel, msg, receipt))
+        self.log.info("%s <- %s%s", channel.source, self._author(msg), msg.text.plain if msg.text else
+                      (msg.title or "(no text)"))
         self._touch()
         await self._echo(sent)
         return [receipt]
@@ -184,6 +229,8 @@ class MemoryPlug(Plug):
         self.messages[(sent.channel.source, sent.id)] = edited
         receipt = edited.receipt()
         self.events.append(Event("edit", sent.channel, msg, receipt))
+        self.log.info("%s <- edit of %s: %s%s", sent.channel.source, sent.id, self._author(msg),
+                      msg.text.plain if msg.text else "")
         self._touch()
         await self._echo(edited)
         return [receipt]
@@ -192,6 +239,7 @@ class MemoryPlug(Plug):
         self._check()
         self.messages.pop((sent.channel.source, sent.id), None)
         self.events.append(Event("delete", sent.channel, None, sent))
+        self.log.info("%s <- delete of %s", sent.channel.source, sent.id)
         self._touch()
         await self._echo(SentMessage(id=sent.id, channel=sent.channel, user=self.bot, deleted=True))
         return True
