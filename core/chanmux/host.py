@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -318,9 +318,20 @@ class Host:
             raise LookupError(f'cannot {action}: no plug named "{name}"')
         return plug
 
-    async def _owner(self, spec: str, owner: str, **kwargs: Any) -> Any:
-        """A plug's put, edit or delete, bounded by the put timeout (or the lane's watchdog)."""
-        return await self.caller.owner(spec, owner, timeout=self.settings.put_timeout, **kwargs)
+    async def _send(self, spec: str, channel: Channel, msg: Message | None, **kwargs: Any) -> Any:
+        """Call the owning plug's put, edit or delete, bounded by the put timeout (or the lane's
+        watchdog), while the channel counts a put under way, so that an echo overtaking the
+        reply waits for it; the receipts are remembered to recognise the echo."""
+        self._inflight.enter(channel)
+        try:
+            result = await self.caller.owner(spec, channel.plug, timeout=self.settings.put_timeout,
+                                             msg=msg, **kwargs)
+            if msg is not None:
+                result = list(result or [])
+                self._remember(result, msg)
+            return result
+        finally:
+            self._inflight.leave(channel)
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""
@@ -328,45 +339,27 @@ class Host:
         changed = await self.caller.chain("before_put", "msg", channel=channel, msg=msg)
         if changed is None:
             return []
-        self._inflight.enter(channel)
-        try:
-            receipts = await self._owner("put", channel.plug, channel=channel, msg=changed)
-            receipts = list(receipts or [])
-            self._remember(receipts, changed)
-            return receipts
-        finally:
-            self._inflight.leave(channel)
+        return await self._send("put", channel, changed, channel=channel)
 
     async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
         """Edit the copy at `sent` in place where its plug can; elsewhere put the edit as a new
         message marked `edited`, with `edit_of` naming the earlier copy."""
         plug = self._plug(sent.channel.plug, "edit")
-        if plug.capabilities.edit and self.caller.owner_impl("edit", plug.name):
-            changed = await self.caller.chain("before_put", "msg", channel=sent.channel, msg=msg)
-            if changed is None:
-                return []
-            self._inflight.enter(sent.channel)
-            try:
-                receipts = await self._owner("edit", plug.name, sent=sent, msg=changed)
-                receipts = list(receipts or [])
-                self._remember(receipts, changed)
-                return receipts
-            finally:
-                self._inflight.leave(sent.channel)
-        edit_of = msg.edit_of if msg.edit_of is not None else sent
-        return await self.put(sent.channel, msg.clone(edited=True, edit_of=edit_of))
+        if not (plug.capabilities.edit and self.caller.owner_impl("edit", plug.name)):
+            edit_of = msg.edit_of if msg.edit_of is not None else sent
+            return await self.put(sent.channel, msg.clone(edited=True, edit_of=edit_of))
+        changed = await self.caller.chain("before_put", "msg", channel=sent.channel, msg=msg)
+        if changed is None:
+            return []
+        return await self._send("edit", sent.channel, changed, sent=sent)
 
     async def delete(self, sent: Receipt) -> bool:
         """Delete the copy at `sent` where its plug can; False where it cannot."""
         plug = self._plug(sent.channel.plug, "delete")
         if not plug.capabilities.delete or not self.caller.owner_impl("delete", plug.name):
             return False
-        self._inflight.enter(sent.channel)
-        try:
-            self._echoes.setdefault(sent.key, Message(deleted=True))
-            return bool(await self._owner("delete", plug.name, sent=sent))
-        finally:
-            self._inflight.leave(sent.channel)
+        self._echoes.setdefault(sent.key, Message(deleted=True))
+        return bool(await self._send("delete", sent.channel, None, sent=sent))
 
     # -- look-ups ----------------------------------------------------------------------------
 
@@ -401,16 +394,3 @@ class Host:
         if self._tg is None:
             raise RuntimeError("the host is not running")
         self._tg.start_soon(fn, *args, name=name)
-
-
-def build(config: Config, registry: Registry) -> Host:
-    return Host(config, registry)
-
-
-def from_mapping(data: Mapping[str, Any], registry: Registry, **kwargs: Any) -> Host:
-    from . import config as config_mod
-
-    return Host(config_mod.parse(data, registry, **kwargs), registry)
-
-
-__all__ = ["Host", "build", "from_mapping"]

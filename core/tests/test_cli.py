@@ -36,7 +36,8 @@ def test_check_reports_every_error_with_its_path_and_connects_nowhere(tmp_path):
     assert out.returncode == 2
     err = out.stderr
     assert "5 problems" in err
-    assert 'plugs.libera.type: unknown plug type "irc-not-installed" — installed plug types: memory' in err
+    assert 'plugs.libera.type: unknown plug type "irc-not-installed" — installed plug types: ' in err
+    assert "memory" in err.split("irc-not-installed")[1].splitlines()[0]
     assert 'plugs.mem.edit: expected true or false, got "yes"' in err
     assert 'plugs.mem.echoo: unknown key (did you mean "echo"?)' in err
     assert "plugs.mem.network: environment variable UNSET_VAR_X is not set" in err
