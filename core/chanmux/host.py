@@ -318,20 +318,20 @@ class Host:
             raise LookupError(f'cannot {action}: no plug named "{name}"')
         return plug
 
-    async def _send(self, spec: str, channel: Channel, msg: Message | None, **kwargs: Any) -> Any:
+    async def _send(self, spec: str, where: Channel, msg: Message | None, **kwargs: Any) -> Any:
         """Call the owning plug's put, edit or delete, bounded by the put timeout (or the lane's
         watchdog), while the channel counts a put under way, so that an echo overtaking the
         reply waits for it; the receipts are remembered to recognise the echo."""
-        self._inflight.enter(channel)
+        self._inflight.enter(where)
         try:
-            result = await self.caller.owner(spec, channel.plug, timeout=self.settings.put_timeout,
+            result = await self.caller.owner(spec, where.plug, timeout=self.settings.put_timeout,
                                              msg=msg, **kwargs)
             if msg is not None:
                 result = list(result or [])
                 self._remember(result, msg)
             return result
         finally:
-            self._inflight.leave(channel)
+            self._inflight.leave(where)
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""
