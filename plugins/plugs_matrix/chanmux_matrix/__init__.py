@@ -1,0 +1,13 @@
+"""chanmux-matrix: a chanmux plug for Matrix (``type = "matrix"``).
+
+Public API: `MatrixPlug` (the plug type), `MatrixConfig` (its config keys), and the HTML
+converters `parse_html` / `render_html` that turn ``formatted_body`` into RichText and back.
+"""
+
+__version__ = "0.1.0"
+
+from .config import MatrixConfig  # noqa: E402
+from .html import parse_html, render_html  # noqa: E402
+from .plug import MatrixPlug  # noqa: E402
+
+__all__ = ["MatrixConfig", "MatrixPlug", "__version__", "parse_html", "render_html"]

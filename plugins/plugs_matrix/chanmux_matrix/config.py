@@ -1,0 +1,79 @@
+"""The keys of a `type = "matrix"` plug, checked by the host's strict config reader."""
+
+from __future__ import annotations
+
+import string
+from urllib.parse import urlsplit
+
+import attrs
+
+#: Variables a name template may use.
+NAME_VARIABLES = ("name",)
+
+
+def _check_homeserver(_inst: object, _attr: attrs.Attribute, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f'homeserver: expected an http(s) URL like "https://matrix.example.org", '
+                         f'got "{value}"')
+
+
+def _check_user_id(_inst: object, _attr: attrs.Attribute, value: str) -> None:
+    local, sep, server = value.partition(":")
+    if not (local.startswith("@") and len(local) > 1 and sep and server):
+        raise ValueError(f'user_id: expected a full Matrix user id like "@bridge:example.org", got "{value}"')
+
+
+def _check_positive(_inst: object, attr: attrs.Attribute, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name}: must be greater than 0, got {value}")
+
+
+def _check_not_negative(_inst: object, attr: attrs.Attribute, value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attr.name}: must not be negative, got {value}")
+
+
+def _check_template(_inst: object, attr: attrs.Attribute, value: str) -> None:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"{attr.name}: not a valid template ({exc})") from None
+    unknown = fields - set(NAME_VARIABLES)
+    if unknown:
+        raise ValueError(f'{attr.name}: unknown variable "{{{sorted(unknown)[0]}}}" (only {{name}})')
+
+
+def _check_rooms(_inst: object, _attr: attrs.Attribute, value: list[str]) -> None:
+    for room in value:
+        if not ((room.startswith("!") and len(room) > 1) or (room.startswith("#") and ":" in room)):
+            raise ValueError(f'rooms: "{room}" is neither a room id (!id) nor an alias (#name:server)')
+
+
+@attrs.frozen
+class MatrixConfig:
+    """Keys of a `type = "matrix"` plug (seconds for every time)."""
+
+    homeserver: str = attrs.field(validator=_check_homeserver)
+    user_id: str = attrs.field(validator=_check_user_id)
+    access_token: str | None = None
+    password: str | None = None
+    device_name: str = "chanmux"
+    display_name: str | None = None
+    rooms: list[str] = attrs.field(factory=list, validator=_check_rooms)
+    accept_invites: bool = False
+    max_catchup_age: float = attrs.field(default=3600.0, validator=_check_not_negative)
+    name_format: str = attrs.field(default="{name}: ", validator=_check_template)
+    action_name_format: str = attrs.field(default="{name} ", validator=_check_template)
+    request_timeout: float = attrs.field(default=30.0, validator=_check_positive)
+    sync_timeout: float = attrs.field(default=30.0, validator=_check_positive)
+    send_retry_for: float = attrs.field(default=20.0, validator=_check_positive)
+    retry_max_delay: float = attrs.field(default=10.0, validator=_check_positive)
+    timeline_limit: int = attrs.field(default=50, validator=_check_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.access_token and not self.password:
+            raise ValueError("give access_token or password (the bridge account's credentials)")
+
+
+__all__ = ["MatrixConfig"]

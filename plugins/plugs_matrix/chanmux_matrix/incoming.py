@@ -1,0 +1,190 @@
+"""Matrix timeline events to chanmux messages.
+
+``m.room.message`` becomes text, an action (``m.emote``), a notice or attachments; an
+``m.replace`` becomes an edit of the original event (its id, ``edited=True``); a redaction a
+``deleted`` message with the redacted event's id; membership changes joins and leaves;
+``m.room.name`` a title. Reply fallbacks are stripped, HTML goes through the allow-list parser.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from chanmux import Channel, File, FileKind, Location, Message, Receipt, RichText, SentMessage, User
+
+from .html import parse_html, strip_reply_fallback_html, strip_reply_fallback_text
+from .rooms import Room
+
+_FILE_KINDS = {"m.image": FileKind.image, "m.video": FileKind.video, "m.audio": FileKind.audio,
+               "m.file": FileKind.unknown}
+_GEO = re.compile(r"^geo:(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)")
+
+
+class BadEvent(ValueError):
+    """An event whose content does not have the shape its type requires."""
+
+
+def _str(content: dict[str, Any], key: str, required: bool = False) -> str | None:
+    value = content.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise BadEvent(f"{key} is {type(value).__name__}, not a string")
+    return value
+
+
+def _at(event: dict[str, Any]) -> datetime:
+    ts = event.get("origin_server_ts")
+    if isinstance(ts, (int, float)) and ts > 0:
+        return datetime.fromtimestamp(ts / 1000, timezone.utc)
+    return datetime.now(timezone.utc)
+
+
+def age_seconds(event: dict[str, Any], now: float) -> float:
+    """How old the event is by its origin_server_ts (0 if it has none)."""
+    ts = event.get("origin_server_ts")
+    return max(0.0, now - ts / 1000) if isinstance(ts, (int, float)) else 0.0
+
+
+def relation(content: dict[str, Any]) -> dict[str, Any]:
+    rel = content.get("m.relates_to")
+    return rel if isinstance(rel, dict) else {}
+
+
+def prev_membership(event: dict[str, Any]) -> str | None:
+    unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
+    prev = unsigned.get("prev_content") or event.get("prev_content")
+    return prev.get("membership") if isinstance(prev, dict) else None
+
+
+class Incoming:
+    """Converts one room's timeline events into SentMessages for the host."""
+
+    def __init__(self, plug: str, own_id: str, mention: Callable[[str, str], User | None],
+                 fetch: Callable[[str], Awaitable[bytes]]) -> None:
+        self.plug = plug
+        self.own_id = own_id
+        self.mention = mention
+        self.fetch = fetch
+
+    def user(self, room: Room, user_id: str) -> User:
+        return User(id=user_id, plug=self.plug, username=user_id, real_name=room.names.get(user_id),
+                    link=f"https://matrix.to/#/{user_id}", is_self=user_id == self.own_id)
+
+    def convert(self, channel: Channel, room: Room, event: dict[str, Any]) -> SentMessage | None:
+        """The message an event means, or None for events that carry none (raises BadEvent)."""
+        kind = event.get("type")
+        event_id = event.get("event_id")
+        sender = event.get("sender")
+        if not isinstance(event_id, str) or not isinstance(sender, str):
+            raise BadEvent("event without event_id or sender")
+        content = event.get("content")
+        if not isinstance(content, dict):
+            raise BadEvent("content is not an object")
+        user = self.user(room, sender)
+        base = {"id": event_id, "channel": channel, "at": _at(event), "user": user, "raw": event}
+        if kind == "m.room.message":
+            return self._message(channel, room, content, base)
+        if kind == "m.room.redaction":
+            redacts = event.get("redacts") or content.get("redacts")
+            if not isinstance(redacts, str):
+                raise BadEvent("redaction without redacts")
+            return SentMessage(**{**base, "id": redacts}, deleted=True, revision=event_id)
+        if kind == "m.room.member":
+            return self._member(room, event, content, base)
+        if kind == "m.room.name":
+            name = content.get("name")
+            return SentMessage(**base, title=name if isinstance(name, str) else "")
+        return None
+
+    def _member(self, room: Room, event: dict[str, Any], content: dict[str, Any],
+                base: dict[str, Any]) -> SentMessage | None:
+        target = event.get("state_key")
+        if not isinstance(target, str):
+            raise BadEvent("membership event without state_key")
+        membership = content.get("membership")
+        before = prev_membership(event)
+        subject = self.user(room, target)
+        if membership == "join" and before != "join":
+            name = content.get("displayname")
+            if isinstance(name, str) and name.strip():
+                subject = User(id=target, plug=self.plug, username=target, real_name=name,
+                               link=subject.link, is_self=subject.is_self)
+            if base["user"].id == target:
+                base = {**base, "user": subject}
+            return SentMessage(**base, joined=[subject])
+        if membership in ("leave", "ban") and before == "join":
+            return SentMessage(**base, left=[subject])
+        return None
+
+    def _message(self, channel: Channel, room: Room, content: dict[str, Any],
+                 base: dict[str, Any]) -> SentMessage | None:
+        if not content:
+            return None  # redacted before we saw it
+        rel = relation(content)
+        if rel.get("rel_type") == "m.replace":
+            target = rel.get("event_id")
+            new = content.get("m.new_content")
+            if not isinstance(target, str) or not isinstance(new, dict):
+                raise BadEvent("m.replace without event_id or m.new_content")
+            msg = self._body(channel, room, new, reply=False)
+            return SentMessage.of(msg, id=target, channel=channel, at=base["at"], user=base["user"],
+                                  edited=True, revision=base["id"], raw=base["raw"])
+        msg = self._body(channel, room, content, reply=True)
+        return SentMessage.of(msg, **base)
+
+    def _body(self, channel: Channel, room: Room, content: dict[str, Any], reply: bool) -> Message:
+        msgtype = _str(content, "msgtype", required=True)
+        body = _str(content, "body") or ""
+        reply_to = None
+        parent = relation(content).get("m.in_reply_to") if reply else None
+        if isinstance(parent, dict) and isinstance(parent.get("event_id"), str):
+            reply_to = Receipt(id=parent["event_id"], channel=channel)
+        if msgtype in _FILE_KINDS:
+            return Message(attachments=[self._file(content, msgtype, body)], reply_to=reply_to)
+        if msgtype == "m.location":
+            return Message(attachments=[self._location(content, body)], reply_to=reply_to)
+        text = self._text(room, content, body, reply_to is not None)
+        return Message(text=text, action=msgtype == "m.emote", notice=msgtype == "m.notice",
+                       reply_to=reply_to)
+
+    def _text(self, room: Room, content: dict[str, Any], body: str, is_reply: bool) -> RichText:
+        html = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
+        if isinstance(html, str):
+            if is_reply:
+                html = strip_reply_fallback_html(html)
+            return parse_html(html, lambda user_id: self.mention(room.id, user_id))
+        if is_reply:
+            body = strip_reply_fallback_text(body)
+        return RichText.plain_text(body.strip())
+
+    def _file(self, content: dict[str, Any], msgtype: str, body: str) -> File:
+        url = _str(content, "url")
+        if url is None:
+            raise BadEvent(f"{msgtype} without url (encrypted attachments are not supported)")
+        info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        size = info.get("size")
+        mime = info.get("mimetype")
+        fetch = self.fetch
+
+        async def download() -> bytes:
+            return await fetch(url)
+
+        return File(title=_str(content, "filename") or body or None, kind=_FILE_KINDS[msgtype],
+                    url=url, mime=mime if isinstance(mime, str) else None,
+                    size=size if isinstance(size, int) else None, fetch=download)
+
+    @staticmethod
+    def _location(content: dict[str, Any], body: str) -> Location:
+        geo = _str(content, "geo_uri", required=True) or ""
+        match = _GEO.match(geo)
+        if not match:
+            raise BadEvent(f"m.location with geo_uri {geo[:60]!r}")
+        return Location(latitude=float(match.group(1)), longitude=float(match.group(2)),
+                        name=body or None)
+
+
+__all__ = ["BadEvent", "Incoming", "age_seconds", "prev_membership", "relation"]

@@ -1,0 +1,192 @@
+"""chanmux messages to Matrix event contents, and the transaction ids that make sends idempotent.
+
+A message becomes one ``m.room.message`` for its text (split in several when it would not fit
+one event) and one per attachment. The author is shown by ``name_format`` (the name in bold),
+actions are ``m.emote``, mentions of users of this plug are pills listed in ``m.mentions``,
+replies carry ``m.in_reply_to``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+import uuid
+import weakref
+from typing import Any
+
+import attrs
+from chanmux import Channel, File, FileKind, Location, Message, Receipt, RichText, Segment, User
+
+from .html import render_html, render_plain
+
+HTML = "org.matrix.custom.html"
+#: Bytes of body + formatted_body per event; Synapse refuses events over 65536 bytes in all.
+MAX_TEXT_BYTES = 30_000
+_FILE_TYPES = {FileKind.image: "m.image", FileKind.video: "m.video", FileKind.audio: "m.audio",
+               FileKind.unknown: "m.file"}
+
+
+@attrs.frozen
+class Part:
+    """One event to send: a text content ready to go, or an attachment to upload first."""
+
+    content: dict[str, Any] | None = None
+    file: File | None = None
+
+
+def _template(template: str, name: str) -> RichText:
+    """The name template as RichText with the name itself in bold."""
+    segments: list[Segment] = []
+    for literal, field, _spec, _conv in string.Formatter().parse(template):
+        if literal:
+            segments.append(Segment(literal))
+        if field is not None:
+            segments.append(Segment(name, bold=True))
+    return RichText(segments)
+
+
+class Renderer:
+    """Turns messages into event contents for one plug."""
+
+    def __init__(self, plug: str, name_format: str, action_name_format: str) -> None:
+        self.plug = plug
+        self.name_format = name_format
+        self.action_name_format = action_name_format
+
+    def mention_id(self, user: User) -> str | None:
+        """The Matrix id a mention of `user` pills, if the user is on this plug's network."""
+        if user.plug == self.plug and user.id and user.id.startswith("@") and ":" in user.id:
+            return user.id
+        return None
+
+    def author(self, msg: Message) -> RichText:
+        user = msg.user
+        if user is None or user.is_self:
+            return RichText()
+        template = self.action_name_format if msg.action else self.name_format
+        return _template(template, user.display) if template else RichText()
+
+    def event_text(self, msg: Message) -> RichText | None:
+        """Words for a join, leave or rename put as a message of its own."""
+        who = msg.user.display if msg.user is not None else None
+        if msg.joined:
+            return RichText.plain_text(", ".join(u.display for u in msg.joined) + " joined")
+        if msg.left:
+            return RichText.plain_text(", ".join(u.display for u in msg.left) + " left")
+        if msg.title is not None:
+            return RichText.plain_text(f"{who or 'someone'} changed the title to {msg.title}")
+        return None
+
+    def text_content(self, text: RichText, msgtype: str) -> dict[str, Any]:
+        mentions = sorted({uid for seg in text if seg.mention is not None
+                           for uid in [self.mention_id(seg.mention)] if uid})
+        html = render_html(text, self.mention_id)
+        return {"msgtype": msgtype, "body": render_plain(text), "format": HTML,
+                "formatted_body": html, "m.mentions": {"user_ids": mentions} if mentions else {}}
+
+    @staticmethod
+    def _size(text: RichText) -> int:
+        return len(render_plain(text).encode()) + len(render_html(text).encode())
+
+    def parts(self, msg: Message, reply_id: str | None) -> list[Part]:
+        """The events that represent `msg`, in order (text first, then attachments)."""
+        parts: list[Part] = []
+        msgtype = "m.emote" if msg.action else "m.notice" if msg.notice else "m.text"
+        text = msg.text
+        if not text and not msg.attachments:
+            text = self.event_text(msg)
+            msgtype = "m.notice"
+        if text:
+            full = self.author(msg) + text
+            chunks = [full] if self._size(full) <= MAX_TEXT_BYTES else full.split_bytes(
+                MAX_TEXT_BYTES, measure=self._size)
+            for chunk in chunks:
+                parts.append(Part(content=self.text_content(chunk, msgtype)))
+        for attachment in msg.attachments:
+            if isinstance(attachment, File):
+                parts.append(Part(file=attachment))
+            elif isinstance(attachment, Location):
+                parts.append(Part(content=self.location_content(msg, attachment)))
+            elif isinstance(attachment, Message):
+                quoted = attachment.text or RichText()
+                name = attachment.user.display if attachment.user is not None else None
+                quote = RichText.plain_text(f"> {name}: " if name else "> ") + quoted
+                parts.append(Part(content=self.text_content(self.author(msg) + quote, "m.text")))
+        if reply_id is not None and parts and parts[0].content is not None:
+            parts[0].content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_id}}
+        return parts
+
+    def location_content(self, msg: Message, place: Location) -> dict[str, Any]:
+        label = place.name or place.address or f"{place.latitude}, {place.longitude}"
+        author = self.author(msg).plain
+        return {"msgtype": "m.location", "body": f"{author}{label}",
+                "geo_uri": f"geo:{place.latitude},{place.longitude}"}
+
+    def file_content(self, msg: Message, file: File, mxc: str, size: int) -> dict[str, Any]:
+        title = file.title or "file"
+        info: dict[str, Any] = {"size": size}
+        if file.mime:
+            info["mimetype"] = file.mime
+        return {"msgtype": _FILE_TYPES.get(file.kind, "m.file"), "body": title, "filename": title,
+                "url": mxc, "info": info}
+
+    def edit_content(self, msg: Message, target: str) -> dict[str, Any]:
+        """An ``m.replace`` of `target` with the text of `msg` (its first part)."""
+        parts = self.parts(msg.clone(attachments=[], reply_to=None), None)
+        new = parts[0].content if parts and parts[0].content else self.text_content(
+            RichText.plain_text(" "), "m.text")
+        new = {k: v for k, v in new.items() if k != "m.relates_to"}
+        content = {
+            "msgtype": new["msgtype"],
+            "body": f"* {new['body']}",
+            "format": HTML,
+            "formatted_body": f"* {new.get('formatted_body', '')}",
+            "m.new_content": new,
+            "m.mentions": new.get("m.mentions", {}),
+            "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+        }
+        return content
+
+
+class Transactions:
+    """Transaction ids for outgoing events, the same every time one copy is (re)sent.
+
+    A copy of a message the host knows by a receipt (a SentMessage) gets an id derived from
+    that receipt's key and revision and the target room; any other message gets a random id
+    kept with the message object, so a hook retrying the same put reuses it. The homeserver
+    answers a repeated transaction id with the first event instead of sending a second.
+    """
+
+    def __init__(self) -> None:
+        self._random: weakref.WeakKeyDictionary[Message, str] = weakref.WeakKeyDictionary()
+
+    def base(self, msg: Message | None, *extra: str) -> str:
+        if msg is not None and hasattr(msg, "channel") and hasattr(msg, "id"):
+            channel: Channel = msg.channel  # type: ignore[attr-defined]
+            identity = f"{channel.plug}|{channel.source}|{msg.id}|{getattr(msg, 'revision', '')}"  # type: ignore[attr-defined]
+        elif msg is not None:
+            identity = self._random.get(msg) or ""
+            if not identity:
+                identity = self._random[msg] = uuid.uuid4().hex
+        else:
+            identity = ""
+        return "|".join((identity, *extra))
+
+    @staticmethod
+    def txn(base: str, index: int = 0) -> str:
+        digest = hashlib.sha256(f"{base}|{index}".encode()).hexdigest()[:32]
+        return f"chanmux-{digest}"
+
+
+def reply_target(msg: Message, channel: Channel, room_id: str) -> str | None:
+    """The event id to reply to, when `msg.reply_to` is a copy in this very room."""
+    parent = msg.reply_to
+    if isinstance(parent, Receipt) or (parent is not None and hasattr(parent, "channel")):
+        chan = parent.channel  # type: ignore[union-attr]
+        pid = parent.id  # type: ignore[union-attr]
+        if chan.plug == channel.plug and chan.source in (channel.source, room_id) and pid.startswith("$"):
+            return pid
+    return None
+
+
+__all__ = ["MAX_TEXT_BYTES", "Part", "Renderer", "Transactions", "reply_target"]

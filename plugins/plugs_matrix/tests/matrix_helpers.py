@@ -1,0 +1,141 @@
+"""What the Matrix plug's tests share: accounts, clients, configs, and what the human sees."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import attrs
+from chanmux import RichText
+from chanmux.testing import Seen, run_host
+from chanmux_matrix import parse_html
+from chanmux_testservers.matrixclient import HumanMatrix
+from chanmux_testservers.synapse import Synapse
+
+
+@attrs.frozen
+class Account:
+    user_id: str
+    token: str
+    password: str
+    localpart: str
+
+
+def register(hs: Synapse, prefix: str) -> Account:
+    localpart = f"{prefix}{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    user_id, token, _device = hs.register(localpart, password=password)
+    return Account(user_id, token, password, localpart)
+
+
+@asynccontextmanager
+async def client(hs: Synapse, account: Account) -> AsyncIterator[HumanMatrix]:
+    async with HumanMatrix(hs.base_url, account.user_id, account.token) as human:
+        yield human
+
+
+def plug_config(hs: Synapse, account: Account, rooms: list[str] = (), *, password: bool = False,
+                **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"type": "matrix", "homeserver": hs.base_url, "user_id": account.user_id,
+                              "rooms": list(rooms), "retry_max_delay": 1.0}
+    if password:
+        config["password"] = account.password
+    else:
+        config["access_token"] = account.token
+    config.update(extra)
+    return config
+
+
+def host_config(hs: Synapse, account: Account, room: str | None, **extra: Any) -> dict[str, Any]:
+    """A host with one matrix plug `mx`, a channel `room` (if given) and a recorder `rec`."""
+    config: dict[str, Any] = {
+        "plugs": {"mx": plug_config(hs, account, [room] if room else [], **extra)},
+        "hooks": {"rec": {"type": "recorder"}},
+    }
+    if room:
+        config["channels"] = {"room": {"plug": "mx", "source": room}}
+    return config
+
+
+@asynccontextmanager
+async def bridged(hs: Synapse, account: Account, human: HumanMatrix, path: Any, *,
+                  room: str | None = None, **extra: Any) -> AsyncIterator[tuple[Any, str]]:
+    """A running host whose matrix plug `mx` is in a room the human made (or `room`)."""
+    if room is None:
+        room = await human.create_room(name="bridged", preset="public_chat")
+    async with run_host(host_config(hs, account, room, **extra), path=path) as host:
+        yield host, room
+
+
+def seen_of(event: dict[str, Any]) -> Seen | None:
+    """What a Matrix client shows for one timeline event, with the text parsed by our parser."""
+    content = event.get("content") or {}
+    if event.get("type") == "m.room.redaction":
+        return Seen("delete", id=event["event_id"], target=event.get("redacts") or content.get("redacts"),
+                    sender=event.get("sender"))
+    if event.get("type") != "m.room.message" or not content:
+        return None
+    relates = content.get("m.relates_to") or {}
+    kind, target = "message", None
+    if relates.get("rel_type") == "m.replace":
+        kind, target = "edit", relates.get("event_id")
+        content = content.get("m.new_content") or {}
+    html = content.get("formatted_body")
+    text = parse_html(html) if html is not None else RichText.plain_text(content.get("body", ""))
+    return Seen(kind, text=text, action=content.get("msgtype") == "m.emote", id=event["event_id"],
+                target=target, sender=event.get("sender"))
+
+
+async def human_sees(human: HumanMatrix, room: str, predicate: Callable[[Seen], Any],
+                     timeout: float = 20.0) -> Seen:
+    """The first event in `room` the human's client has (or gets) that matches `predicate`."""
+    with anyio.fail_after(timeout):
+        checked = 0
+        while True:
+            for event in human.events[checked:]:
+                if event.get("room_id") != room:
+                    continue
+                seen = seen_of(event)
+                if seen is not None and predicate(seen):
+                    return seen
+            checked = len(human.events)
+            await human.sync_once(5.0)
+
+
+async def human_events(human: HumanMatrix, room: str, predicate: Callable[[dict], Any],
+                       count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Wait until the human's client has `count` events in `room` matching `predicate`."""
+    with anyio.fail_after(timeout):
+        while True:
+            found = [e for e in human.events if e.get("room_id") == room and predicate(e)]
+            if len(found) >= count:
+                return found
+            await human.sync_once(5.0)
+
+
+class LogWatch(logging.Handler):
+    """Collects log records of the `chanmux` loggers; tests wait for a line to appear."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._changed: anyio.Event | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if self._changed is not None:
+            self._changed.set()
+
+    def lines(self, text: str) -> list[str]:
+        return [r.getMessage() for r in self.records if text in r.getMessage()]
+
+    async def wait_for(self, text: str, timeout: float = 20.0, count: int = 1) -> list[str]:
+        with anyio.fail_after(timeout):
+            while len(found := self.lines(text)) < count:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+            return found
