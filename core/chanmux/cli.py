@@ -87,8 +87,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, plug in host.plugs.items():
-        warn = getattr(plug, "check_warnings", None)
-        for line in (warn() if warn else []):
+        for line in plug.check_warnings():
             print(f"warning: plugs.{name}: {line}", file=sys.stderr)
     print(f"{args.file}: OK ({len(host.plugs)} plugs, {len(host.channels)} channels, "
           f"{len(host.hooks)} hooks; database {host.store.describe()})")

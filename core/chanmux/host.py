@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -277,12 +277,15 @@ class Host:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    async def receive(self, sent: SentMessage, source: Message | None = None, primary: bool = True) -> None:
+    async def receive(self, sent: SentMessage, source: Message | None = None, primary: bool = True,
+                      on_handled: Callable[[], Any] | None = None) -> None:
         """Hand a message a plug received to the hooks. Returns once it is queued; messages of
-        one channel are handled in the order they were received."""
+        one channel are handled in the order they were received. `on_handled` (if given) is
+        called once every hook has handled it, e.g. so a plug saves its resume point only
+        for messages the hooks have seen."""
         if not self.lanes.running:
             raise RuntimeError("the host is not running")
-        await self.lanes.submit(sent, source, primary)
+        await self.lanes.submit(sent, source, primary, on_handled)
 
     async def _resolve_source(self, sent: SentMessage, source: Message | None) -> Message:
         """The message `sent` is a copy of, if the host put it (waiting for a put under way to

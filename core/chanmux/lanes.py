@@ -37,6 +37,7 @@ class Lane:
         self.busy_since: float | None = None
         self.doing = ""
         self.item: tuple[SentMessage, Message | None, bool] | None = None
+        self.on_handled: Callable[[], Any] | None = None
         self.steps: list[tuple[str, pluggy.HookImpl | None]] = []
         self.step = 0
 
@@ -62,9 +63,11 @@ class Lanes:
         self._progress = anyio.Event()
         self.running = False
 
-    async def submit(self, sent: SentMessage, source: Message | None, primary: bool) -> None:
+    async def submit(self, sent: SentMessage, source: Message | None, primary: bool,
+                     on_handled: Callable[[], Any] | None = None) -> None:
         self.submitted += 1
-        await self.lanes[hash(sent.channel) % len(self.lanes)].send.send((sent, source, primary))
+        lane = self.lanes[hash(sent.channel) % len(self.lanes)]
+        await lane.send.send((sent, source, primary, on_handled))
 
     async def wait_idle(self) -> None:
         """Wait until every message submitted so far has been handled."""
@@ -106,8 +109,8 @@ class Lanes:
             lane.step += 1
             resume = True
 
-    def _plan(self, lane: Lane, item: tuple[SentMessage, Message | None, bool]) -> None:
-        lane.item = item
+    def _plan(self, lane: Lane, item: tuple[SentMessage, Message | None, bool, Any]) -> None:
+        lane.item, lane.on_handled = item[:3], item[3]
         lane.step = 0
         lane.steps = [("resolve", None)]
         lane.steps += [("before_receive", impl) for impl in self._impls("before_receive")]
@@ -142,6 +145,12 @@ class Lanes:
             if lane.step >= len(lane.steps):
                 lane.busy_since = None
                 self.handled += 1
+                if lane.on_handled is not None:
+                    callback, lane.on_handled = lane.on_handled, None
+                    try:
+                        callback()
+                    except Exception:  # noqa: BLE001 - a plug's callback never stops the lane
+                        log.exception("%s: on_handled callback failed", lane.doing)
                 if self.handled == self.submitted:
                     progress, self._progress = self._progress, anyio.Event()
                     progress.set()

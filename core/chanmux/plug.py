@@ -90,6 +90,11 @@ class Plug(_Component):
     async def close(self) -> None:
         """Disconnect and release everything `open` took. Must be safe to call at any time."""
 
+    def check_warnings(self) -> list[str]:
+        """Problems `chanmux check` should warn about without connecting (e.g. a setting that
+        is allowed but unwise). Default: none."""
+        return []
+
     def owns(self, channel: Channel) -> bool:
         return channel.plug == self.name
 

@@ -201,3 +201,16 @@ async def test_a_memory_plug_plays_its_script_like_people_talking():
         first, second = rec.received
         assert (first.sent.user.username, first.sent.text.plain) == ("alice", "hi all")
         assert second.sent.action and second.sent.user.username == "bob"
+
+
+async def test_on_handled_is_called_once_every_hook_has_handled_the_message():
+    async with run_host(two_plugs(relay={"type": "relay"}), modules=MODULES) as host:
+        handled = anyio.Event()
+        sent = host.plugs["a"].user("zed")
+        from chanmux import SentMessage
+
+        msg = SentMessage(id="x1", channel=host.channels["in"], text="ack me", user=sent)
+        await host.receive(msg, on_handled=handled.set)
+        with anyio.fail_after(10):
+            await handled.wait()
+        assert host.plugs["b"].texts() == ["ack me"]
