@@ -249,13 +249,37 @@ def structure(data: Any, cls: type, path: str) -> tuple[Any, list[tuple[str, str
     if attrs.has(cls) and not isinstance(data, Mapping):
         return None, [(path, f"expected a table, got {_describe(data)}")]
     try:
-        return converter.structure(data, cls), []
+        with attrs.validators.disabled():
+            value = converter.structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - every cattrs failure becomes a report line
         issues = list(_issues(exc, path))
         missing = [(p, m) for p, m in issues if m.startswith("missing required key")]
         rest = [(p, m) for p, m in issues if not m.startswith("missing required key")]
         fixed = [(p.rsplit(".", 1)[0] if p != path else p, m) for p, m in missing]
         return None, rest + [(f"{p}", m) for p, m in fixed]
+    problems = list(_validate(value, path))
+    return (None, problems) if problems else (value, [])
+
+
+def _validate(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Run the attrs validators of every field, naming the field's path in each problem
+    (validators are switched off while cattrs structures, which would lose the path)."""
+    if attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            item = getattr(value, field.name)
+            if field.validator is not None:
+                try:
+                    field.validator(value, field, item)
+                except (ValueError, TypeError) as exc:
+                    yield (_join(path, field.name), str(exc) or type(exc).__name__)
+                    continue
+            yield from _validate(item, _join(path, field.name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _validate(item, _join(path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _validate(item, f"{path}[{index}]")
 
 
 # -- ${ENV} expansion ------------------------------------------------------------------------

@@ -94,3 +94,36 @@ def test_embedded_default_database_is_a_sqlite_file_beside_the_config(tmp_path, 
     path.write_text('[plugs.a]\ntype = "memory"\n')
     cfg = load(path, registry)
     assert cfg.database_url() == f"sqlite:///{tmp_path / 'bridge.sqlite'}"
+
+
+def test_validator_errors_name_the_key_they_belong_to(registry):
+    import attrs
+
+    from chanmux import Plug
+
+    def positive(inst, attribute, value):
+        if value <= 0:
+            raise ValueError(f"must be positive, got {value}")
+
+    @attrs.frozen
+    class Inner:
+        size: int = attrs.field(default=1, validator=positive)
+
+    @attrs.frozen
+    class PickyConfig:
+        rate: float = attrs.field(default=1.0, validator=positive)
+        inner: Inner = Inner()
+
+    class PickyPlug(Plug):
+        Config = PickyConfig
+
+    registry.plug_types["picky"] = PickyPlug
+    try:
+        issues = problems({"plugs": {"p": {"type": "picky", "rate": -1, "inner": {"size": 0}}}},
+                          registry)
+        assert ("plugs.p.rate", "must be positive, got -1.0") in issues
+        assert ("plugs.p.inner.size", "must be positive, got 0") in issues
+        cfg = parse({"plugs": {"p": {"type": "picky", "rate": 2}}}, registry, env={})
+        assert cfg.plugs["p"].config.rate == 2.0
+    finally:
+        del registry.plug_types["picky"]

@@ -14,40 +14,40 @@ NAME_VARIABLES = ("name",)
 def _check_homeserver(_inst: object, _attr: attrs.Attribute, value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f'homeserver: expected an http(s) URL like "https://matrix.example.org", '
+        raise ValueError(f'expected an http(s) URL like "https://matrix.example.org", '
                          f'got "{value}"')
 
 
 def _check_user_id(_inst: object, _attr: attrs.Attribute, value: str) -> None:
     local, sep, server = value.partition(":")
     if not (local.startswith("@") and len(local) > 1 and sep and server):
-        raise ValueError(f'user_id: expected a full Matrix user id like "@bridge:example.org", got "{value}"')
+        raise ValueError(f'expected a full Matrix user id like "@bridge:example.org", got "{value}"')
 
 
 def _check_positive(_inst: object, attr: attrs.Attribute, value: float) -> None:
     if value <= 0:
-        raise ValueError(f"{attr.name}: must be greater than 0, got {value}")
+        raise ValueError(f"must be greater than 0, got {value}")
 
 
 def _check_not_negative(_inst: object, attr: attrs.Attribute, value: float) -> None:
     if value < 0:
-        raise ValueError(f"{attr.name}: must not be negative, got {value}")
+        raise ValueError(f"must not be negative, got {value}")
 
 
 def _check_template(_inst: object, attr: attrs.Attribute, value: str) -> None:
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
     except ValueError as exc:
-        raise ValueError(f"{attr.name}: not a valid template ({exc})") from None
+        raise ValueError(f"not a valid template ({exc})") from None
     unknown = fields - set(NAME_VARIABLES)
     if unknown:
-        raise ValueError(f'{attr.name}: unknown variable "{{{sorted(unknown)[0]}}}" (only {{name}})')
+        raise ValueError(f'unknown variable "{{{sorted(unknown)[0]}}}" (only {{name}})')
 
 
 def _check_rooms(_inst: object, _attr: attrs.Attribute, value: list[str]) -> None:
     for room in value:
         if not ((room.startswith("!") and len(room) > 1) or (room.startswith("#") and ":" in room)):
-            raise ValueError(f'rooms: "{room}" is neither a room id (!id) nor an alias (#name:server)')
+            raise ValueError(f'"{room}" is neither a room id (!id) nor an alias (#name:server)')
 
 
 @attrs.frozen

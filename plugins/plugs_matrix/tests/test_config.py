@@ -49,8 +49,8 @@ def test_every_key_is_accepted():
 
 
 @pytest.mark.parametrize(("keys", "expected"), [
-    ({"homeserver": "matrix.example.org"}, "plugs.mx: homeserver: expected an http(s) URL"),
-    ({"user_id": "bridge"}, "plugs.mx: user_id: expected a full Matrix user id"),
+    ({"homeserver": "matrix.example.org"}, "plugs.mx.homeserver: expected an http(s) URL"),
+    ({"user_id": "bridge"}, "plugs.mx.user_id: expected a full Matrix user id"),
     ({"rooms": ["general"]}, 'rooms: "general" is neither a room id'),
     ({"rooms": "!abc:x"}, "plugs.mx.rooms: expected an array"),
     ({"max_catchup_age": "1h"}, 'plugs.mx.max_catchup_age: expected a number, got "1h"'),
