@@ -1,6 +1,6 @@
 import pytest
 
-pytest_plugins = ["pgserver"]
+pytest_plugins = ["chanmux_testservers.postgres"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

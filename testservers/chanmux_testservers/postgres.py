@@ -1,4 +1,7 @@
-"""A real PostgreSQL server on loopback for the storage tests (Debian package `postgresql`).
+"""A real PostgreSQL server on loopback for tests (Debian package `postgresql`).
+
+Use it as a pytest plugin (`pytest_plugins = ["chanmux_testservers.postgres"]`) for the
+session fixture `postgres_url`.
 
 Set CHANMUX_TEST_POSTGRES_URL to use a server of your own instead. A missing server binary
 fails the tests that need it with a message saying what to install; it is never a skip.
