@@ -1,0 +1,631 @@
+"""One IRC connection: TCP or TLS, registration (CAP 302, SASL, nick collisions), keepalive,
+regaining the wanted nick, and a flood-controlled writer that drains an outbox in order.
+
+A connection lives for one TCP session. Lines it took from the outbox stay "unacknowledged"
+until the server has answered a PING sent after them (so it has processed them); when the
+connection dies, the owner puts them back at the front of the outbox, to be sent again on the
+next connection: nothing queued is lost, at the price of a possible repeat of the last lines
+before a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import attrs
+
+from .flood import TokenBucket
+from .outgoing import OutLine
+from .protocol import Line, ServerInfo, UnsafeLine, format_line, parse
+from .split import relay_prefix, split, text_budget
+
+#: Capabilities requested whenever the server offers them.
+WANTED_CAPS = frozenset({
+    "multi-prefix", "message-tags", "server-time", "echo-message", "batch", "labeled-response",
+    "account-tag", "cap-notify", "userhost-in-names", "extended-join", "account-notify",
+    "chghost", "draft/relaymsg",
+})
+#: Lines taken from the outbox between two acknowledgement PINGs, at most.
+ACK_EVERY = 5
+#: Longest line read before the rest is treated as a line of its own (bytes).
+MAX_READ_LINE = 65536
+_NICK_ERRORS = {"431", "432", "433", "436", "437"}
+_FATAL = {"464": "password incorrect", "465": "banned from the server",
+          "466": "will soon be banned"}
+
+
+class RegistrationFailed(ConnectionError):
+    """The server refused us (bad password, SASL failure, ban); the message says why."""
+
+
+class Outbox:
+    """Lines waiting to be sent, in order; survives reconnects (it belongs to the owner)."""
+
+    def __init__(self) -> None:
+        self._items: deque[OutLine] = deque()
+        self._event: anyio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Any:
+        return iter(self._items)
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    def extend(self, items: Iterable[OutLine]) -> None:
+        self._items.extend(items)
+        self._wake()
+
+    def requeue(self, items: list[OutLine]) -> None:
+        """Put `items` back at the front, keeping their order."""
+        self._items.extendleft(reversed(items))
+        if items:
+            self._wake()
+
+    def first(self) -> OutLine:
+        return self._items[0]
+
+    def pop(self) -> OutLine:
+        return self._items.popleft()
+
+    def replace_first(self, items: list[OutLine]) -> None:
+        self._items.popleft()
+        self._items.extendleft(reversed(items))
+
+    async def wait(self) -> None:
+        while not self._items:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+
+
+@attrs.define
+class Identity:
+    """How we register: nicks, user name, real name, password and SASL."""
+
+    nick: str
+    alt_nicks: list[str] = attrs.field(factory=list)
+    username: str = "chanmux"
+    realname: str = "chanmux bridge"
+    password: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    sasl_required: bool = True
+
+
+@attrs.define
+class Settings:
+    """Where to connect and the connection's timings and encoding."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ssl_context: ssl.SSLContext | None = None
+    encoding: str = "utf-8"
+    fallback_encoding: str = "latin-1"
+    ping_interval: float = 60.0
+    ping_timeout: float = 60.0
+    connect_timeout: float = 30.0
+    regain_interval: float = 60.0
+
+
+def make_ssl_context(verify: bool = True, ca_file: str | None = None, client_cert: str | None = None,
+                     client_key: str | None = None) -> ssl.SSLContext:
+    """A TLS context: certificates verified against the system store or `ca_file`, and an
+    optional client certificate (for SASL EXTERNAL)."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert:
+        ctx.load_cert_chain(client_cert, client_key or None)
+    return ctx
+
+
+Handler = Callable[[Line], Awaitable[None]]
+
+
+class Connection:
+    """One IRC session. `connect()` registers; `run()` lives until the connection ends and
+    then raises ConnectionError saying why; `close()` says goodbye and releases the socket."""
+
+    def __init__(self, settings: Settings, identity: Identity, *, outbox: Outbox,
+                 bucket: TokenBucket, handler: Handler, log: logging.Logger,
+                 info: ServerInfo | None = None,
+                 mention: Callable[[Any], str] | None = None) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.outbox = outbox
+        self.bucket = bucket
+        self.handler = handler
+        self.log = log
+        self.info = info if info is not None else ServerInfo()
+        self.mention = mention
+        self.nick = identity.nick
+        self.wanted_nick = identity.nick
+        self.user: str | None = None
+        self.host: str | None = None
+        self.account: str | None = None
+        self.offered: dict[str, str | None] = {}
+        self.caps: set[str] = set()
+        self.registered = False
+        self.welcomed = False
+        self.error: str | None = None
+        self.unacked: list[tuple[int, OutLine]] = []
+        self.sent_lines = 0
+        self._stream: Any = None
+        self._buffer = b""
+        self._pending: deque[bytes] = deque()
+        self._send_lock: anyio.Lock | None = None
+        self._ls_buffer: dict[str, str | None] = {}
+        self._cap_pending = 0
+        self._cap_ended = False
+        self._sasl_started = False
+        self._sasl_ok = False
+        self._nick_attempt = 0
+        self._seq = 0
+        self._last_ack_ping = 0
+        self._broken = False
+        self.last_rx = 0.0
+        self._regain_wake: anyio.Event | None = None
+
+    # -- properties ----------------------------------------------------------------------------
+
+    def fold(self, name: str) -> str:
+        return name.translate(self.info.table)
+
+    def is_me(self, nick: str | None) -> bool:
+        return nick is not None and self.fold(nick) == self.fold(self.nick)
+
+    @property
+    def connected(self) -> bool:
+        return self._stream is not None and not self._broken and self.welcomed
+
+    def prefix(self, command: str, target: str) -> str:
+        """Our prefix as the server will relay it; worst case for what we do not know yet."""
+        user = self.user or ("~" + self.identity.username)[: self.info.userlen + 1]
+        host = self.host or "x" * self.info.hostlen
+        return relay_prefix(self.nick, user, host, command, target)
+
+    def budget(self, target: str, command: str = "PRIVMSG", action: bool = False) -> int:
+        """Bytes of text one line to `target` can hold."""
+        return text_budget(self.info.linelen, self.prefix(command, target),
+                           self.settings.encoding, action)
+
+    # -- connecting and registering --------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the socket and register; returns after the welcome (end of MOTD)."""
+        s = self.settings
+        self._send_lock = anyio.Lock()
+        with anyio.fail_after(s.connect_timeout):
+            self._stream = await anyio.connect_tcp(
+                s.host, s.port, tls=s.tls, ssl_context=s.ssl_context if s.tls else None,
+                tls_standard_compatible=False)
+            self.last_rx = anyio.current_time()
+            ident = self.identity
+            if ident.password:
+                await self.send(format_line("PASS", ident.password))
+            await self.send("CAP LS 302")
+            await self.send(format_line("NICK", self.nick))
+            await self.send(format_line("USER", ident.username, "0", "*", ident.realname))
+            while not self.welcomed:
+                await self.dispatch(await self.read_line())
+
+    def _candidate_nick(self) -> str:
+        """The next nick to try after a collision: alternatives, then underscores, then digits."""
+        self._nick_attempt += 1
+        alts = self.identity.alt_nicks
+        if self._nick_attempt <= len(alts):
+            return alts[self._nick_attempt - 1]
+        extra = self._nick_attempt - len(alts)
+        limit = self.info.nicklen if "NICKLEN" in self.info.tokens else max(9, len(self.wanted_nick) + 2)
+        base = self.wanted_nick
+        if extra <= 2:
+            return base[: limit - extra] + "_" * extra
+        suffix = str(secrets.randbelow(9000) + 1000)
+        return base[: limit - len(suffix)] + suffix
+
+    async def _cap_done(self) -> None:
+        """Capability negotiation settled: authenticate if configured, else end it."""
+        mech = self.identity.sasl_mechanism
+        if mech and not self._sasl_started and not self.registered:
+            offered = self.offered.get("sasl")
+            if "sasl" in self.caps and (not offered or mech in offered.split(",")):
+                self._sasl_started = True
+                await self.send(f"AUTHENTICATE {mech}")
+                return
+            why = ("the server does not offer SASL" if "sasl" not in self.offered else
+                   f"the server does not offer SASL {mech} (offers {offered})")
+            if self.identity.sasl_required:
+                raise RegistrationFailed(why)
+            self.log.warning("%s; continuing without logging in", why)
+        await self._end_cap()
+
+    async def _end_cap(self) -> None:
+        if not self._cap_ended and not self.registered:
+            self._cap_ended = True
+            await self.send("CAP END")
+
+    async def _request_caps(self, caps: Iterable[str]) -> None:
+        wanted = [c for c in caps if c in WANTED_CAPS or (c == "sasl" and self.identity.sasl_mechanism)]
+        chunk: list[str] = []
+        for cap in wanted:
+            if chunk and len(" ".join(chunk + [cap])) > 400:
+                await self._req(chunk)
+                chunk = []
+            chunk.append(cap)
+        if chunk:
+            await self._req(chunk)
+
+    async def _req(self, caps: list[str]) -> None:
+        self._cap_pending += 1
+        await self.send(format_line("CAP", "REQ", " ".join(caps), trailing=True))
+
+    async def _on_cap(self, line: Line) -> None:
+        sub = line.param(1).upper()
+        caps = line.param(-1).split()
+        if sub in ("LS", "NEW"):
+            for item in caps:
+                name, eq, value = item.partition("=")
+                self._ls_buffer[name] = value if eq else None
+            if sub == "LS" and len(line.params) >= 4 and line.params[2] == "*":
+                return
+            new, self._ls_buffer = self._ls_buffer, {}
+            self.offered.update(new)
+            if sub == "NEW":
+                await self._request_caps(c for c in new if c not in self.caps)
+            elif not self.registered:
+                await self._request_caps(new)
+                if not self._cap_pending:
+                    await self._cap_done()
+        elif sub == "ACK":
+            for cap in caps:
+                if cap.startswith("-"):
+                    self.caps.discard(cap[1:])
+                else:
+                    self.caps.add(cap)
+            await self._cap_answered()
+        elif sub == "NAK":
+            if len(caps) > 1:
+                for cap in caps:  # ask one by one: the server refuses a request as a whole
+                    await self._req([cap])
+            await self._cap_answered()
+        elif sub == "DEL":
+            for cap in caps:
+                self.caps.discard(cap)
+                self.offered.pop(cap, None)
+
+    async def _cap_answered(self) -> None:
+        self._cap_pending = max(0, self._cap_pending - 1)
+        if not self._cap_pending and not self.registered:
+            await self._cap_done()
+
+    async def _on_authenticate(self, line: Line) -> None:
+        if line.param(0) != "+" or not self._sasl_started:
+            return
+        ident = self.identity
+        if ident.sasl_mechanism == "PLAIN":
+            raw = f"{ident.sasl_username}\0{ident.sasl_username}\0{ident.sasl_password}"
+            payload = base64.b64encode(raw.encode("utf-8")).decode("ascii")
+        else:
+            payload = ""
+        chunks = [payload[i:i + 400] for i in range(0, len(payload), 400)]
+        for chunk in chunks:
+            await self.send(f"AUTHENTICATE {chunk}")
+        if not chunks or len(chunks[-1]) == 400:
+            await self.send("AUTHENTICATE +")
+
+    async def _sasl_failed(self, line: Line) -> None:
+        why = f"SASL {self.identity.sasl_mechanism} failed: {line.param(-1) or line.command}"
+        if self.identity.sasl_required:
+            raise RegistrationFailed(why)
+        self.log.warning("%s; continuing without logging in", why)
+        await self._end_cap()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _decode(self, raw: bytes) -> str:
+        try:
+            return raw.decode(self.settings.encoding)
+        except UnicodeDecodeError:
+            return raw.decode(self.settings.fallback_encoding, "replace")
+
+    async def read_line(self) -> Line:
+        """The next parseable line; ConnectionError when the connection ends."""
+        while True:
+            while self._pending:
+                raw = self._pending.popleft().rstrip(b"\r")
+                if not raw:
+                    continue
+                line = parse(self._decode(raw))
+                if line is not None:
+                    return line
+                self.log.debug("ignored a line that is not IRC: %r", raw[:200])
+            stream = self._stream
+            if stream is None:
+                raise ConnectionError("connection closed")
+            try:
+                chunk = await stream.receive(65536)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                    OSError, ssl.SSLError) as exc:
+                self._broken = True
+                why = f"server said: {self.error}" if self.error else (
+                    "the server closed the connection" if isinstance(exc, anyio.EndOfStream)
+                    else f"connection lost ({type(exc).__name__}: {exc})")
+                raise ConnectionError(why) from None
+            self.last_rx = anyio.current_time()
+            self._buffer += chunk
+            if b"\n" in chunk:
+                *complete, self._buffer = self._buffer.split(b"\n")
+                self._pending.extend(complete)
+            if len(self._buffer) > MAX_READ_LINE:
+                self._pending.append(self._buffer)
+                self._buffer = b""
+
+    async def dispatch(self, line: Line) -> None:
+        """Handle one line: connection matters here, then the owner's handler. A line that
+        makes the handler fail is logged and skipped; only a refused registration raises."""
+        try:
+            await self._handle(line)
+        except RegistrationFailed:
+            raise
+        except Exception:  # noqa: BLE001 - one odd line never ends the connection
+            self.log.exception("could not handle %s line", line.command)
+        try:
+            await self.handler(line)
+        except Exception:  # noqa: BLE001
+            self.log.exception("could not handle %s line", line.command)
+
+    async def _handle(self, line: Line) -> None:
+        cmd = line.command
+        if cmd == "PING":
+            await self.send(format_line("PONG", *(line.params or [""])), count=False)
+        elif cmd == "PONG":
+            self._on_pong(line.param(-1))
+        elif cmd == "CAP":
+            await self._on_cap(line)
+        elif cmd == "AUTHENTICATE":
+            await self._on_authenticate(line)
+        elif cmd == "900":
+            self.account = line.param(2) or None
+            self.log.info("logged in as %s", self.account)
+        elif cmd == "903":
+            self._sasl_ok = True
+            await self._end_cap()
+        elif cmd in ("902", "904", "905", "906"):
+            if not self.registered:
+                await self._sasl_failed(line)
+        elif cmd == "907":
+            self._sasl_ok = True
+            await self._end_cap()
+        elif cmd == "001":
+            ident = self.identity
+            if ident.sasl_mechanism and ident.sasl_required and not self._sasl_ok:
+                raise RegistrationFailed(f"SASL {ident.sasl_mechanism} did not complete before "
+                                         "registration (does the server support CAP?)")
+            self.registered = True
+            self.nick = line.param(0) or self.nick
+            self._learn_mask(line.param(-1).rsplit(" ", 1)[-1])
+        elif cmd == "005":
+            self.info.update(line.params[1:-1])
+        elif cmd in ("376", "422"):
+            if self.registered and not self.welcomed:
+                self.welcomed = True
+                nicklen = self.info.nicklen if "NICKLEN" in self.info.tokens else 0
+                if nicklen and len(self.wanted_nick) > nicklen:
+                    self.wanted_nick = self.wanted_nick[:nicklen]
+        elif cmd in _NICK_ERRORS:
+            if not self.registered:
+                taken = self.nick
+                self.nick = self._candidate_nick()
+                self.log.info("nick %s unavailable (%s); trying %s", taken, cmd, self.nick)
+                await self.send(format_line("NICK", self.nick))
+        elif cmd in _FATAL and not self.registered:
+            raise RegistrationFailed(f"{_FATAL[cmd]}: {line.param(-1)}")
+        elif cmd == "ERROR":
+            self.error = line.param(-1) or "ERROR"
+        elif cmd == "396":
+            self.host = line.param(1) or self.host
+        elif cmd == "NICK" and self.is_me(line.nick):
+            self.nick = line.param(0) or self.nick
+            if self.fold(self.nick) == self.fold(self.wanted_nick):
+                self.log.info("regained nick %s", self.nick)
+        elif cmd == "JOIN" and self.is_me(line.nick):
+            self.user, self.host = line.user or self.user, line.host or self.host
+        elif cmd == "CHGHOST" and self.is_me(line.nick):
+            self.user, self.host = line.param(0) or self.user, line.param(1) or self.host
+        elif cmd in ("QUIT", "NICK") and line.nick and self.fold(line.nick) == self.fold(self.wanted_nick):
+            self._regain_now()
+        elif cmd == "731" and any(self.fold(t.split("!")[0]) == self.fold(self.wanted_nick)
+                                  for t in line.param(-1).split(",")):
+            self._regain_now()
+
+    def _learn_mask(self, mask: str) -> None:
+        if "!" in mask and "@" in mask:
+            nick, _, rest = mask.partition("!")
+            user, _, host = rest.partition("@")
+            if self.fold(nick) == self.fold(self.nick) and user and host:
+                self.user, self.host = user, host
+
+    # -- nick regain -----------------------------------------------------------------------------
+
+    @property
+    def has_wanted_nick(self) -> bool:
+        return self.fold(self.nick) == self.fold(self.wanted_nick)
+
+    def _regain_now(self) -> None:
+        if self._regain_wake is not None:
+            self._regain_wake.set()
+
+    async def _regain(self) -> None:
+        """Take the wanted nick back when it frees up: at once when we see its holder go (or
+        MONITOR says so), else every `regain_interval` seconds."""
+        if self.info.monitor and not self.has_wanted_nick:
+            await self.send(format_line("MONITOR", "+", self.wanted_nick))
+        interval = self.settings.regain_interval
+        while True:
+            self._regain_wake = anyio.Event()
+            if interval > 0:
+                with anyio.move_on_after(interval):
+                    await self._regain_wake.wait()
+            else:
+                await self._regain_wake.wait()
+            if not self.has_wanted_nick:
+                await self.send(format_line("NICK", self.wanted_nick))
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def send(self, line: str, *, count: bool = True) -> None:
+        """Send a control line now (no waiting for flood tokens, though it uses one)."""
+        if self._stream is None or self._send_lock is None:
+            raise ConnectionError("not connected")
+        if count and self.welcomed:  # registration lines do not count against us
+            self.bucket.consume()
+        await self._write(line)
+
+    async def _write(self, line: str) -> None:
+        data = line.encode(self.settings.encoding, "replace") + b"\r\n"
+        if b"\r" in data[:-2] or b"\n" in data[:-2] or b"\0" in data:
+            raise UnsafeLine(f"refusing to send a line with CR, LF or NUL: {line!r}")
+        async with self._send_lock:  # type: ignore[union-attr]
+            try:
+                await self._stream.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+                self._broken = True
+                raise ConnectionError(f"connection lost while sending ({type(exc).__name__})") from None
+
+    def _wire(self, item: OutLine) -> str:
+        return format_line(item.command, item.target, item.text(self.mention))
+
+    def _fits(self, item: OutLine, wire_text: str) -> bool:
+        limit = self.info.linelen - 2
+        size = len(self.prefix(item.command, item.target).encode(self.settings.encoding, "replace"))
+        return size + len(wire_text.encode(self.settings.encoding, "replace")) <= limit
+
+    async def _writer(self) -> None:
+        """Send outbox lines in order at the bucket's pace, re-splitting any line that our
+        prefix on the server has made too long since it was queued."""
+        while True:
+            await self.outbox.wait()
+            await self.bucket.take()
+            item = self.outbox.first()
+            text = item.text(self.mention)
+            if not self._fits(item, text):
+                room = self.budget(item.target, item.command, item.action) - len(
+                    item.head.encode(self.settings.encoding, "replace"))
+                pieces = split(item.body, max(room, 16), self.settings.encoding, self.mention)
+                if len(pieces) > 1:
+                    self.outbox.replace_first([attrs.evolve(item, body=p) for p in pieces])
+                    self.bucket.tokens += 1
+                    continue
+            tags = None
+            if item.receipt and {"labeled-response", "echo-message"} <= self.caps:
+                tags = {"label": item.receipt}  # the echo then tells the line's msgid
+            try:
+                wire = format_line(item.command, item.target, text, tags=tags)
+            except UnsafeLine as exc:
+                self.log.error("not sending a line that cannot be sent safely: %s", exc)
+                self.outbox.pop()
+                continue
+            await self._write(wire)
+            self.outbox.pop()
+            self._seq += 1
+            self.sent_lines += 1
+            self.unacked.append((self._seq, item))
+            if not len(self.outbox) or self._seq - self._last_ack_ping >= ACK_EVERY:
+                self._last_ack_ping = self._seq
+                await self.send(f"PING :chanmux-ack-{self._seq}", count=False)
+
+    def _on_pong(self, token: str) -> None:
+        if token.startswith("chanmux-ack-"):
+            try:
+                upto = int(token.removeprefix("chanmux-ack-"))
+            except ValueError:
+                return
+            while self.unacked and self.unacked[0][0] <= upto:
+                self.unacked.pop(0)
+
+    def take_unacked(self) -> list[OutLine]:
+        """Lines sent but not known to be processed by the server (for re-sending)."""
+        items = [item for _, item in self.unacked]
+        self.unacked.clear()
+        return items
+
+    # -- living ----------------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while True:
+            await self.dispatch(await self.read_line())
+
+    async def _keepalive(self) -> None:
+        """PING when the server has been quiet; a dead connection ends after the timeout."""
+        s = self.settings
+        while True:
+            idle = anyio.current_time() - self.last_rx
+            if idle < s.ping_interval:
+                await anyio.sleep(s.ping_interval - idle)
+                continue
+            sent_at = anyio.current_time()
+            await self.send(f"PING :chanmux-keepalive-{int(sent_at)}", count=False)
+            await anyio.sleep(s.ping_timeout)
+            if self.last_rx < sent_at:
+                raise ConnectionError(f"ping timeout: no reply from the server in "
+                                      f"{s.ping_interval + s.ping_timeout:.0f}s")
+
+    async def run(self, *extra: Callable[[], Awaitable[None]]) -> None:
+        """Read, write and keep alive until the connection ends; then raise ConnectionError."""
+        failure: list[str] = []
+
+        async def guard(fn: Callable[[], Awaitable[None]], tg: anyio.abc.TaskGroup) -> None:
+            try:
+                await fn()
+            except Exception as exc:  # noqa: BLE001 - becomes the reason the connection ended
+                if not failure:
+                    failure.append(str(exc) if isinstance(exc, ConnectionError) and str(exc)
+                                   else f"{type(exc).__name__}: {exc}")
+                    if not isinstance(exc, ConnectionError):
+                        self.log.debug("connection task failed", exc_info=True)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for fn in (self._reader, self._writer, self._keepalive, self._regain, *extra):
+                tg.start_soon(guard, fn, tg)
+        raise ConnectionError(failure[0] if failure else "connection ended")
+
+    async def close(self, quit_message: str | None = None) -> None:
+        """Say QUIT (if still connected and a message is given) and close the socket."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        if quit_message is not None and self.registered and not self._broken:
+            with anyio.move_on_after(2):
+                try:
+                    data = format_line("QUIT", quit_message).encode(self.settings.encoding, "replace")
+                    await stream.send(data + b"\r\n")
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
+        self._broken = True
+        with anyio.move_on_after(2) as scope:
+            try:
+                await stream.aclose()
+            except Exception:  # noqa: BLE001
+                pass
+        if scope.cancelled_caught:
+            await anyio.aclose_forcefully(stream)
+
+
+__all__ = ["Connection", "Identity", "Outbox", "RegistrationFailed", "Settings", "WANTED_CAPS",
+           "make_ssl_context"]

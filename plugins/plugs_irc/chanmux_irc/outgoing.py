@@ -1,0 +1,205 @@
+"""Messages to IRC lines: author prefix, actions, edits, replies, events and attachments, split
+to fit the server's line length, with a cap on lines per message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from chanmux import File, Location, Message, Receipt, RichText, Segment
+
+from .config import IRCConfig
+from .edits import compact_correction
+from .formatting import clean, coloured, render_line
+from .split import split
+from .state import Said
+
+#: Longest author name shown (characters); longer names are cut with an ellipsis.
+MAX_NAME = 48
+ZWSP = "\u200b"
+
+
+@attrs.define
+class OutLine:
+    """One line waiting to be sent: rendered at send time, so it can still be re-split if
+    our own prefix on the server has grown since it was made."""
+
+    target: str
+    command: str
+    head: str
+    body: RichText
+    action: bool = False
+    receipt: str | None = None
+
+    def text(self, mention: Callable[[Segment], str] | None = None) -> str:
+        line = self.head + render_line(self.body, mention)
+        return f"\x01ACTION {line}\x01" if self.action else line
+
+
+Budget = Callable[[str, bool], int]
+
+
+class Renderer:
+    """Turns a chanmux Message into OutLines by the plug's config."""
+
+    def __init__(self, plug: str, config: IRCConfig, recall: Callable[[str], Said | None]) -> None:
+        self.plug = plug
+        self.config = config
+        self.recall = recall
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def mention(self, seg: Segment) -> str:
+        """A mentioned user as IRC shows them: their nick if they are on this network."""
+        user = seg.mention
+        if user is not None and user.plug == self.plug and user.username:
+            return user.username
+        return seg.text
+
+    def name(self, user: object) -> str | None:
+        """The author's display name, cleaned and shortened."""
+        display = getattr(user, "display", None) if user is not None else None
+        if not display:
+            return None
+        name = " ".join(clean(display).split())
+        if len(name) > MAX_NAME:
+            name = name[: MAX_NAME - 1] + "…"
+        return name or None
+
+    def _styled(self, name: str) -> str:
+        if self.config.anti_highlight and len(name) > 1:
+            name = name[0] + ZWSP + name[1:]
+        return coloured(name) if self.config.nick_colours else name
+
+    def _old_text(self, msg: Message) -> RichText | None:
+        earlier = msg.edit_of
+        text = getattr(earlier, "text", None)
+        if text is not None:
+            return text
+        if isinstance(earlier, Receipt):
+            said = self.recall(earlier.id)
+            return said.text if said else None
+        return None
+
+    def _edited(self, msg: Message, text: RichText) -> RichText | None:
+        policy = self.config.edits
+        if policy == "none":
+            return None
+        old = self._old_text(msg)
+        if policy == "auto" and old is not None:
+            correction = compact_correction(old.plain, text.plain)
+            if correction is not None:
+                return RichText.plain_text(correction)
+        return RichText.plain_text(self.config.edit_marker) + text
+
+    def _reply(self, msg: Message) -> RichText | None:
+        parent = msg.reply_to
+        if parent is None:
+            return None
+        name, text = None, getattr(parent, "text", None)
+        user = getattr(parent, "user", None)
+        if user is not None:
+            name = user.username if user.plug == self.plug and user.username else self.name(user)
+        if name is None or text is None:
+            parent_id = getattr(parent, "id", None)
+            said = self.recall(parent_id) if parent_id else None
+            if said is not None:
+                name = name or said.name
+                text = text if text is not None else said.text
+        if not name:
+            return None
+        quote = ""
+        limit = self.config.reply_quote
+        if text is not None and limit:
+            plain = " ".join(clean(text.plain).split())
+            if plain:
+                quote = plain if len(plain) <= limit else plain[: limit - 1].rstrip() + "…"
+                quote = f' "{quote}"'
+        return RichText.plain_text(f"{clean(name)}:{quote} ")
+
+    def _attachments(self, msg: Message) -> list[RichText]:
+        out: list[RichText] = []
+        for item in msg.attachments:
+            if isinstance(item, File):
+                title = clean(item.title or "") or "file"
+                out.append(RichText([Segment(title, link=item.url)]) if item.url
+                           else RichText.plain_text(f"(file: {title})"))
+            elif isinstance(item, Location):
+                url = (f"https://www.openstreetmap.org/?mlat={item.latitude}&mlon={item.longitude}"
+                       f"#map=16/{item.latitude}/{item.longitude}")
+                label = clean(item.name or item.address or "location")
+                out.append(RichText([Segment(label, link=url)]))
+            elif isinstance(item, Message) and item.text:
+                who = self.name(item.user)
+                for line in item.text.lines():
+                    out.append(RichText.plain_text(f"> {who}: " if who else "> ") + line)
+        return out
+
+    def _event(self, msg: Message) -> RichText | None:
+        parts = []
+        if msg.joined:
+            parts.append(", ".join(filter(None, (self.name(u) for u in msg.joined))) + " joined")
+        if msg.left:
+            parts.append(", ".join(filter(None, (self.name(u) for u in msg.left))) + " left")
+        if msg.title is not None:
+            who = self.name(msg.user)
+            parts.append(f"{who + ' ' if who else ''}changed the title to: {clean(msg.title)}")
+        text = "; ".join(p for p in parts if p.strip())
+        return RichText.plain_text(text) if text else None
+
+    # -- the whole message -------------------------------------------------------------------
+
+    def lines(self, msg: Message, target: str, budget: Budget, *, puppet: bool = False) -> list[OutLine]:
+        """The lines that say `msg` in `target` (none for an edit under the "none" policy)."""
+        command = "NOTICE" if msg.notice else "PRIVMSG"
+        text = msg.text or RichText()
+        action = msg.action
+        head = ""
+        name = self.name(msg.user)
+        if not text and msg.is_event:
+            event = self._event(msg)
+            if event is None:
+                return []
+            return self._fit([event], target, command, "* " if not puppet else "", False,
+                             budget)
+        if msg.edited and text:
+            edited = self._edited(msg, text)
+            if edited is None:
+                return []
+            text = edited
+        reply = self._reply(msg)
+        if reply is not None:
+            text = reply + text
+        ctcp = False
+        if puppet:
+            ctcp = action
+        elif action and self.config.actions == "ctcp":
+            ctcp = True
+            head = f"{self._styled(name)} " if name else ""
+        elif action:
+            head = self.config.action_format.format(name=self._styled(name)) if name else "* "
+        elif name:
+            head = self.config.author_format.format(name=self._styled(name))
+        chunks = [line for line in text.lines() if line.plain.strip()]
+        chunks += self._attachments(msg)
+        return self._fit(chunks, target, command, head, ctcp, budget)
+
+    def _fit(self, texts: list[RichText], target: str, command: str, head: str, ctcp: bool,
+             budget: Budget) -> list[OutLine]:
+        encoding = self.config.encoding
+        room = budget(command, ctcp) - len(head.encode(encoding, "replace"))
+        if room < 32:
+            head = ""
+            room = budget(command, ctcp)
+        out = [OutLine(target, command, head, chunk, ctcp)
+               for line in texts for chunk in split(line, room, encoding, self.mention)]
+        limit = self.config.max_lines
+        if len(out) > limit:
+            hidden = len(out) - (limit - 1)
+            marker = RichText.plain_text(f"(message truncated: {hidden} more lines not shown)")
+            out = out[: limit - 1] + [OutLine(target, command, head, marker, ctcp)]
+        return out
+
+
+__all__ = ["OutLine", "Renderer"]

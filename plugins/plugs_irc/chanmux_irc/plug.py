@@ -1,0 +1,421 @@
+"""IRCPlug: one IRC network connection (plus optional puppets) as a chanmux plug.
+
+Reconnecting is the host's job: `run` raises when the connection ends, the host closes the
+plug, waits (exponential backoff with jitter, capped) and calls `open` again, logging one line
+saying why. The outbox, the edit/reply memory and the channel list belong to the plug object,
+which the host keeps across reconnects, so messages put while disconnected wait and go out,
+in order, once the plug is back in its channels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import anyio
+import attrs
+
+from chanmux import Capabilities, Channel, Message, Plug, Receipt, State, User, unique_id
+
+from .config import IRCConfig
+from .connection import Connection, Identity, Outbox, Settings, make_ssl_context
+from .flood import TokenBucket
+from .formatting import parse, render_line
+from .incoming import Incoming
+from .outgoing import OutLine, Renderer
+from .protocol import Line, ServerInfo, format_line, is_safe_target
+from .puppets import Puppets
+from .split import relay_prefix, text_budget
+from .state import Bounded, NetworkState, Said
+
+#: Numerics that answer a JOIN with a refusal (the channel is the second parameter).
+JOIN_ERRORS = {"403", "405", "437", "471", "473", "474", "475", "476", "477", "489"}
+#: Seconds between two answers to CTCP requests (so a CTCP flood cannot flood through us).
+CTCP_GAP = 2.0
+#: Kicked again within this many seconds, the plug waits for the next reconnect to rejoin.
+REJOIN_GAP = 60.0
+#: Warn each time the outbox grows past another multiple of this many lines.
+BACKLOG_WARNING = 500
+#: Where lines still queued when the host stops are kept (host state, by plug name).
+OUTBOX_STATE = "outbox"
+
+
+class IRCPlug(Plug):
+    """`type = "irc"`: relays the channels (and private conversations) of one IRC nick."""
+
+    Config = IRCConfig
+    network_name: ClassVar[str] = "IRC"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        edit=False, delete=False, reply=False, upload=False, rich_text=True, actions=True,
+        joins=True, titles=True, message_ids=True, max_message_bytes=4000)
+
+    def __init__(self, name: str, config: IRCConfig, host: Any) -> None:
+        super().__init__(name, config, host)
+        self.config: IRCConfig = config
+        self.capabilities = Capabilities(
+            edit=False, delete=False, reply=False, upload=False, rich_text=True, actions=True,
+            joins=True, titles=True, message_ids=True, max_message_bytes=config.max_lines * 350)
+        self.network = NetworkState()
+        self.outbox = Outbox()
+        self.bucket = TokenBucket(config.flood_burst, config.flood_rate)
+        self.said: Bounded[str, Said] = Bounded(config.text_cache)
+        self.own_msgids: Bounded[str, str] = Bounded(config.text_cache)
+        self.renderer = Renderer(name, config, self.said.get)
+        self.incoming = Incoming(self)
+        self.puppets: Puppets | None = Puppets(self) if config.puppets else None
+        self.conn: Connection | None = None
+        self.connections = 0
+        self._sources: dict[str, str] = {}
+        self._wanted: dict[str, str] = {}
+        self._pending_joins: set[str] = set()
+        self._replies: list[str] = []
+        self._last_ctcp = -CTCP_GAP
+        self._last_nick: str | None = None
+        self._kicks: dict[str, float] = {}
+        self._restored = False
+
+    # -- names -----------------------------------------------------------------------------------
+
+    @property
+    def nick(self) -> str:
+        return self.conn.nick if self.conn is not None else self.config.nick
+
+    def is_main(self, nick: str) -> bool:
+        return self.network.fold(nick) == self.network.fold(self.nick)
+
+    def is_own(self, nick: str) -> bool:
+        """Our main nick or one of our puppets'."""
+        return self.is_main(nick) or (self.puppets is not None and self.puppets.is_puppet(nick))
+
+    def puppet_user(self, nick: str) -> User | None:
+        """The remote user a puppet nick stands for (so a highlight of it is a mention)."""
+        return self.puppets.user_for(nick) if self.puppets is not None else None
+
+    def source_for(self, name: str) -> str:
+        """The channel source as configured (the server may spell it in another case)."""
+        return self._sources.get(self.network.fold(name), name)
+
+    def own_id(self, msgid: str) -> str:
+        """Our receipt id for a server msgid of one of our own lines, else the msgid."""
+        return self.own_msgids.get(msgid) or msgid
+
+    def _configured(self) -> list[str]:
+        sources = [c.source for c in self.host.channels.values() if c.plug == self.name]
+        return list(dict.fromkeys([*sources, *self.config.join]))
+
+    def _index(self) -> None:
+        """Map folded names to configured spellings and collect the channels to join."""
+        fold = self.network.fold
+        wanted = {fold(v): v for v in self._wanted.values()}
+        for source in self._configured():
+            self._sources[fold(source)] = source
+            if self.network.info.is_channel(source):
+                wanted[fold(source)] = source
+        self._wanted = wanted
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _settings(self) -> tuple[Settings, Identity]:
+        c = self.config
+        ctx = make_ssl_context(c.tls_verify, c.ca_file, c.client_cert, c.client_key) if c.tls else None
+        settings = Settings(
+            host=c.server, port=c.effective_port, tls=c.tls, ssl_context=ctx, encoding=c.encoding,
+            fallback_encoding=c.fallback_encoding, ping_interval=c.ping_interval,
+            ping_timeout=c.ping_timeout, connect_timeout=c.connect_timeout,
+            regain_interval=c.nick_regain_interval)
+        identity = Identity(
+            nick=c.nick, alt_nicks=list(c.alt_nicks), username=c.username or c.nick,
+            realname=c.realname, password=c.password, sasl_mechanism=c.sasl_mechanism,
+            sasl_username=c.sasl_username, sasl_password=c.sasl_password,
+            sasl_required=c.sasl_required)
+        return settings, identity
+
+    async def open(self) -> None:
+        """Connect, register, run the configured commands, join every channel (waiting up to
+        `join_timeout` for the server to confirm) and return; queued lines go out in `run`."""
+        self.network.reset()
+        self.network.info = ServerInfo()
+        settings, identity = self._settings()
+        conn = Connection(settings, identity, outbox=self.outbox, bucket=self.bucket,
+                          handler=self._on_line, log=self.log, info=self.network.info,
+                          mention=self.renderer.mention)
+        self.conn = conn
+        self.bucket.tokens = float(self.bucket.burst)
+        if not self._restored:
+            self._restored = True
+            await self._restore_outbox()
+        await conn.connect()
+        self.connections += 1
+        self._index()
+        for command in self.config.commands:
+            await conn.send(command.replace("{nick}", conn.nick))
+        await self._join(list(self._wanted.values()), wait=self.config.join_timeout)
+        self.log.info("registered as %s on %s:%d%s; in %d channels, %d lines queued", conn.nick,
+                      self.config.server, self.config.effective_port,
+                      f" (logged in as {conn.account})" if conn.account else "",
+                      len(self.network.channels), len(self.outbox))
+
+    async def _join(self, channels: list[str], wait: float = 0) -> None:
+        conn = self.conn
+        if conn is None or not channels:
+            return
+        keys = self.config.channel_keys
+        keyed = sorted((c for c in channels if keys.get(c)), key=channels.index)
+        plain = [c for c in channels if not keys.get(c)]
+        for group, with_keys in ((keyed, True), (plain, False)):
+            batch: list[str] = []
+            for chan in [*group, None]:
+                if chan is not None and len(",".join([*batch, chan])) < 300:
+                    batch.append(chan)
+                    continue
+                if batch:
+                    params = [",".join(batch)]
+                    if with_keys:
+                        params.append(",".join(keys[c] for c in batch))
+                    await conn.send(format_line("JOIN", *params))
+                batch = [chan] if chan is not None else []
+        if wait:
+            self._pending_joins = {self.network.fold(c) for c in channels}
+            deadline = anyio.current_time() + wait
+            while self._pending_joins:
+                line = None
+                with anyio.move_on_after(deadline - anyio.current_time()):
+                    line = await conn.read_line()
+                if line is None:
+                    break
+                await conn.dispatch(line)  # never cut short: a line is handled whole
+            if self._pending_joins:
+                self.log.warning("no answer to JOIN for %s within %ss",
+                                 ", ".join(sorted(self._pending_joins)), wait)
+
+    async def run(self) -> None:
+        """Live while connected: read, write (flood controlled), keep alive; puppets too.
+        Raises ConnectionError saying why when the connection ends."""
+        assert self.conn is not None, "run() before open()"
+        extra = [self.puppets.run] if self.puppets is not None else []
+        await self.conn.run(*extra)
+
+    async def close(self) -> None:
+        """Say goodbye when the host stops us (not after a failure) and release the socket.
+        Lines sent but not confirmed go back to the front of the outbox."""
+        conn, self.conn = self.conn, None
+        quitting = self.state is State.stopping
+        if self.puppets is not None:
+            await self.puppets.close(self.config.quit_message if quitting else None)
+        if conn is not None:
+            self._last_nick = conn.nick
+            await conn.close(self.config.quit_message if quitting else None)
+            self.outbox.requeue(conn.take_unacked())
+        if quitting:
+            await self._save_outbox()
+
+    def _pending_lines(self) -> list[OutLine]:
+        """Every line not yet sent: the main outbox, then puppets' (with their author shown)."""
+        lines = list(self.outbox)
+        for puppet in self.puppets.by_key.values() if self.puppets is not None else ():
+            name = self.renderer.name(puppet.user)
+            head = self.config.author_format.format(name=name) if name else ""
+            lines += [attrs.evolve(line, head=head + line.head) for line in puppet.outbox]
+        return lines
+
+    async def _save_outbox(self) -> None:
+        """Keep unsent lines in the host's database, to be sent after the next start."""
+        mention = self.renderer.mention
+        rows = [{"target": l.target, "command": l.command, "action": l.action,
+                 "receipt": l.receipt, "text": l.head + render_line(l.body, mention)}
+                for l in self._pending_lines()]
+        try:
+            await self.host.store.set_state(self.name, OUTBOX_STATE, rows)
+        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
+            self.log.exception("could not keep %d unsent lines", len(rows))
+            return
+        if rows:
+            self.log.info("kept %d unsent lines for the next start", len(rows))
+
+    async def _restore_outbox(self) -> None:
+        try:
+            rows = await self.host.store.get_state(self.name, OUTBOX_STATE, [])
+            if rows:
+                await self.host.store.set_state(self.name, OUTBOX_STATE, [])
+        except Exception:  # noqa: BLE001
+            self.log.exception("could not read lines kept from the last run")
+            return
+        lines = [OutLine(r["target"], r["command"], "", parse(r["text"]), r["action"], r["receipt"])
+                 for r in rows or [] if is_safe_target(r.get("target", ""))]
+        if lines:
+            self.outbox.requeue(lines)
+            self.log.info("%d lines kept from the last run will be sent", len(lines))
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def _on_line(self, line: Line) -> None:
+        if line.command in JOIN_ERRORS and len(line.params) >= 2:
+            folded = self.network.fold(line.params[1])
+            if folded in self._wanted or folded in self._pending_joins:
+                self._pending_joins.discard(folded)
+                self.log.warning("cannot join %s: %s", line.params[1], line.param(-1))
+        elif line.command in ("401", "404") and len(line.params) >= 2:
+            self.log.warning("could not deliver to %s: %s", line.params[1], line.param(-1))
+        messages = self.incoming.convert(line)
+        if self._replies and self.conn is not None:
+            replies, self._replies = self._replies, []
+            for reply in replies:
+                await self.conn.send(reply)
+        for sent in messages:
+            try:
+                await self.host.receive(sent)
+            except RuntimeError:
+                self.log.debug("host not running; dropped %s", sent.id)
+
+    def joined(self, name: str) -> None:
+        self._sources.setdefault(self.network.fold(name), name)
+
+    def names_done(self, name: str) -> None:
+        """The server listed a channel's members: we are in, and know who else is."""
+        self._pending_joins.discard(self.network.fold(name))
+
+    def kicked(self, name: str, by: str, reason: str) -> None:
+        now, folded = anyio.current_time(), self.network.fold(name)
+        if now - self._kicks.get(folded, -REJOIN_GAP) < REJOIN_GAP:
+            self.log.warning("kicked from %s by %s (%s) again; rejoining after the next reconnect",
+                             name, by, reason)
+            return
+        self._kicks[folded] = now
+        self.log.warning("kicked from %s by %s (%s); joining again", name, by, reason)
+        key = self.config.channel_keys.get(self.source_for(name))
+        self._replies.append(format_line("JOIN", name, key) if key else format_line("JOIN", name))
+
+    def answer_ctcp(self, nick: str, command: str, arg: str) -> None:
+        now = anyio.current_time()
+        if now - self._last_ctcp < CTCP_GAP or not is_safe_target(nick):
+            return
+        answer = {"VERSION": self.config.ctcp_version, "PING": arg[:64] or None,
+                  "CLIENTINFO": "ACTION CLIENTINFO PING VERSION"}.get(command)
+        if answer:
+            self._last_ctcp = now
+            self._replies.append(format_line("NOTICE", nick, f"\x01{command} {answer}\x01"))
+
+    def own_echo(self, line: Line) -> None:
+        """One of our own lines came back (echo-message): learn its server msgid."""
+        label, msgid = line.tags.get("label"), line.tags.get("msgid")
+        if label and msgid:
+            self.own_msgids[msgid] = label
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def budget(self, target: str, command: str = "PRIVMSG", action: bool = False) -> int:
+        """Bytes of text a line to `target` can hold, by our real prefix on the server (or
+        the worst case while we do not know it)."""
+        if self.conn is not None:
+            return self.conn.budget(target, command, action)
+        info = self.network.info
+        nick = self._last_nick or self.config.nick
+        nick = nick + "_" * max(0, min(info.nicklen, 30) - len(nick))
+        user = "~" + (self.config.username or self.config.nick)[: info.userlen]
+        prefix = relay_prefix(nick, user, "x" * info.hostlen, command, target)
+        return text_budget(info.linelen, prefix, self.config.encoding, action)
+
+    async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
+        """Queue `msg` for `channel` (joining it first if needed) and return a receipt for
+        each line; lines go out in order at the flood-control pace, after a reconnect if the
+        plug is down right now."""
+        target = channel.source
+        if not is_safe_target(target):
+            raise ValueError(f"{target!r} is not a valid IRC channel or nick")
+        info = self.network.info
+        folded = self.network.fold(target)
+        if info.is_channel(target):
+            if folded not in self._wanted:
+                self._wanted[folded] = target
+                self._sources.setdefault(folded, target)
+                if self.conn is not None and self.conn.connected:
+                    try:
+                        await self._join([target])
+                    except ConnectionError:
+                        pass
+        else:
+            self.network.private[folded] = target
+        puppet = self.puppets.route(target, msg) if self.puppets is not None else None
+        if puppet is not None:
+            lines = self.renderer.lines(msg, target, puppet.budget_for(target), puppet=True)
+        else:
+            lines = self.renderer.lines(msg, target, lambda cmd, act: self.budget(target, cmd, act))
+        if not lines:
+            return []
+        said = Said(self.renderer.name(msg.user), msg.text)
+        receipts = []
+        for line in lines:
+            line.receipt = unique_id(f"{self.name}:")
+            receipts.append(Receipt(id=line.receipt, channel=channel))
+            self.said[line.receipt] = said
+        if msg.edited and isinstance(msg.edit_of, Receipt) and msg.edit_of.id in self.said:
+            self.said[msg.edit_of.id] = said
+        outbox = puppet.outbox if puppet is not None else self.outbox
+        before = len(outbox)
+        outbox.extend(lines)
+        if len(outbox) // BACKLOG_WARNING > before // BACKLOG_WARNING:
+            self.log.warning("%d lines waiting to be sent (%s)", len(outbox),
+                             "disconnected" if self.conn is None else
+                             "the traffic is faster than the server or flood control lets out")
+        return receipts
+
+    def queued(self) -> list[OutLine]:
+        """Lines waiting to be sent (for tests and diagnostics)."""
+        return list(self.outbox)
+
+    # -- look-ups --------------------------------------------------------------------------------
+
+    async def channel_title(self, channel: Channel) -> str | None:
+        chan = self.network.channel(channel.source)
+        return (chan.topic if chan is not None and chan.topic else None) or channel.source
+
+    async def channel_members(self, channel: Channel) -> list[User] | None:
+        me = User(id=self.nick, plug=self.name, username=self.nick, is_self=True)
+        if not self.network.info.is_channel(channel.source):
+            return [me, User(id=channel.source, plug=self.name, username=channel.source)]
+        chan = self.network.channel(channel.source)
+        if chan is None:
+            return None
+        members = [self.incoming.member_user(nick) for folded, nick in chan.members.items()
+                   if folded != self.network.fold(self.nick)]
+        return [me, *[m for m in members if m is not None]]
+
+    async def channel_is_private(self, channel: Channel) -> bool | None:
+        return not self.network.info.is_channel(channel.source)
+
+    async def public_channels(self) -> list[Channel] | None:
+        names = [self.source_for(c.name) for c in self.network.channels.values()]
+        names += [s for s in self._configured() if self.network.info.is_channel(s)]
+        return [self.channel(s) for s in dict.fromkeys(names)]
+
+    async def private_channels(self) -> list[Channel] | None:
+        return [self.channel(s) for s in self.network.private.values()]
+
+    async def channel_link(self, channel: Channel) -> str | None:
+        scheme = "ircs" if self.config.tls else "irc"
+        where = f"{scheme}://{self.config.server}:{self.config.effective_port}/"
+        if self.network.info.is_channel(channel.source):
+            return where + quote(channel.source, safe="")
+        return where + quote(channel.source, safe="") + ",isnick"
+
+    # -- checks ----------------------------------------------------------------------------------
+
+    def check_warnings(self) -> list[str]:
+        """Warnings `chanmux check` prints; none of them needs the network."""
+        c = self.config
+        warnings = []
+        local = c.server in ("localhost", "127.0.0.1", "::1")
+        if not c.tls and not local and (c.password or c.sasl_mechanism == "PLAIN"):
+            warnings.append(f"tls = false: the password for {c.server} travels unencrypted")
+        if c.tls and not c.tls_verify:
+            warnings.append("tls_verify = false: the server's certificate is not checked")
+        if c.flood_rate == 0:
+            warnings.append("flood_rate = 0: flood control is off; a busy bridge may be "
+                            "disconnected for flooding")
+        elif c.flood_rate > 2 or c.flood_burst > 10:
+            warnings.append(f"flood_burst {c.flood_burst} / flood_rate {c.flood_rate} lines/s "
+                            "exceed what large public networks allow")
+        return warnings
+
+
+__all__ = ["IRCPlug"]

@@ -1,0 +1,256 @@
+"""Puppets: one IRC connection per remote author, so people on IRC see each author as a nick.
+
+A puppet connects when its author first speaks, joins the channels it speaks in, sends at its
+own flood-controlled pace, and quits after `puppet_idle` seconds of silence. At most
+`puppet_max` puppets exist; beyond that the least recently used idle one is retired, or (when
+every puppet is busy) the message goes through the main connection as `<Name> text`. Puppets
+live inside the main connection's `run`: when it ends they are closed too and come back with
+it, their queued lines kept.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+
+from chanmux import Message, User
+
+from .connection import Connection, Outbox
+from .flood import TokenBucket
+from .formatting import clean
+from .protocol import Line, format_line
+from .split import relay_prefix, text_budget
+
+if TYPE_CHECKING:
+    from .plug import IRCPlug
+
+_NOT_NICK = re.compile(r"[^A-Za-z0-9_\-\[\]\\`^{}|]+")
+
+
+def puppet_nick(name: str, prefix: str, suffix: str, nicklen: int) -> str:
+    """A valid nick for `name`: accents folded, other characters dropped, cut to fit."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    base = _NOT_NICK.sub("", ascii_name.replace(" ", "_")) or "user"
+    nick = (prefix + base)[: max(1, nicklen - len(suffix))] + suffix
+    if nick[0].isdigit() or nick[0] == "-":
+        nick = ("_" + nick)[:nicklen]
+    return nick
+
+
+class Puppet:
+    """One remote author's IRC connection, its outbox and flood bucket."""
+
+    def __init__(self, manager: Puppets, key: str, user: User, nick: str) -> None:
+        self.manager = manager
+        self.key = key
+        self.user = user
+        self.nick = nick
+        self.outbox = Outbox()
+        config = manager.plug.config
+        self.bucket = TokenBucket(config.puppet_flood_burst, config.puppet_flood_rate)
+        self.channels: dict[str, str] = {}
+        self.conn: Connection | None = None
+        self.last_used = anyio.current_time()
+        self.scope: anyio.CancelScope | None = None
+        self.running = False
+        self.retired = False
+
+    @property
+    def current_nick(self) -> str:
+        return self.conn.nick if self.conn is not None else self.nick
+
+    def budget_for(self, target: str) -> Callable[[str, bool], int]:
+        def budget(command: str, action: bool) -> int:
+            if self.conn is not None and self.conn.welcomed:
+                return self.conn.budget(target, command, action)
+            plug = self.manager.plug
+            info = plug.network.info
+            prefix = relay_prefix(self.nick + "__", "~" + "x" * info.userlen, "x" * info.hostlen,
+                                  command, target)
+            return text_budget(info.linelen, prefix, plug.config.encoding, action)
+        return budget
+
+    async def want(self, channel: str) -> None:
+        """Make sure the puppet is (or will be) in `channel`."""
+        folded = self.manager.plug.network.fold(channel)
+        if folded in self.channels or not self.manager.plug.network.info.is_channel(channel):
+            return
+        self.channels[folded] = channel
+        if self.conn is not None and self.conn.welcomed:
+            try:
+                await self.conn.send(format_line("JOIN", channel))
+            except ConnectionError:
+                pass
+
+    async def _on_line(self, line: Line) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        if line.command == "KICK" and len(line.params) >= 2 and conn.is_me(line.params[1]):
+            await conn.send(format_line("JOIN", line.params[0]))
+
+    async def live(self) -> None:
+        """Connect, join, send; reconnect after failures (backoff up to a minute) until
+        retired or cancelled."""
+        plug = self.manager.plug
+        attempt = 0
+        self.running = True
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                while not self.retired:
+                    settings, identity = plug._settings()
+                    identity.nick = self.nick
+                    identity.alt_nicks = []
+                    identity.username = "puppet"
+                    identity.realname = " ".join(clean(f"{self.user.display} (chanmux)").split())
+                    identity.sasl_mechanism = None
+                    conn = Connection(settings, identity, outbox=self.outbox, bucket=self.bucket,
+                                      handler=self._on_line, log=plug.log, mention=plug.renderer.mention)
+                    self.conn = conn
+                    began = anyio.current_time()
+                    try:
+                        await conn.connect()
+                        self.manager.nicks[plug.network.fold(conn.nick)] = self
+                        for channel in list(self.channels.values()):
+                            await conn.send(format_line("JOIN", channel))
+                        await conn.run()
+                    except Exception as exc:  # noqa: BLE001 - a puppet failing never stops the plug
+                        plug.log.info("puppet %s disconnected (%s: %s)", self.nick,
+                                      type(exc).__name__, exc)
+                    finally:
+                        self._forget(conn)
+                        with anyio.CancelScope(shield=True):
+                            await conn.close(None)
+                        self.outbox.requeue(conn.take_unacked())
+                    attempt = 1 if anyio.current_time() - began > 60 else attempt + 1
+                    await anyio.sleep(min(60.0, 0.5 * 2 ** attempt))
+        finally:
+            self.running = False
+            self.scope = None
+
+    def _forget(self, conn: Connection) -> None:
+        nicks = self.manager.nicks
+        for folded in [k for k, v in nicks.items() if v is self]:
+            del nicks[folded]
+        if self.conn is conn:
+            self.conn = None
+
+    async def retire(self, quit_message: str | None) -> None:
+        self.retired = True
+        conn = self.conn
+        if conn is not None:
+            self._forget(conn)
+            await conn.close(quit_message)
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class Puppets:
+    """The puppets of one plug, by remote author."""
+
+    def __init__(self, plug: IRCPlug) -> None:
+        self.plug = plug
+        self.by_key: dict[str, Puppet] = {}
+        self.nicks: dict[str, Puppet] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    def renamed(self, old: str, new: str) -> None:
+        """A puppet changed nick (the main connection saw it first)."""
+        fold = self.plug.network.fold
+        puppet = self.nicks.pop(fold(old), None)
+        if puppet is not None:
+            self.nicks[fold(new)] = puppet
+
+    def is_puppet(self, nick: str) -> bool:
+        return self.plug.network.fold(nick) in self.nicks
+
+    def user_for(self, nick: str) -> User | None:
+        puppet = self.nicks.get(self.plug.network.fold(nick))
+        return puppet.user if puppet is not None else None
+
+    def route(self, target: str, msg: Message) -> Puppet | None:
+        """The puppet that should say `msg` (started if needed), or None for the main
+        connection: messages without a remote author, events, or no puppet to spare."""
+        user = msg.user
+        if user is None or user.is_self or user.plug == self.plug.name or msg.is_event:
+            return None
+        key = f"{user.plug}\0{user.id or user.username or user.display}"
+        puppet = self.by_key.get(key)
+        config = self.plug.config
+        if puppet is None:
+            if len(self.by_key) >= config.puppet_max and not self._evict():
+                return None
+            nick = puppet_nick(user.display, config.puppet_prefix, config.puppet_suffix,
+                               min(self.plug.network.info.nicklen, 30))
+            puppet = self.by_key[key] = Puppet(self, key, user, nick)
+        puppet.user = user
+        puppet.last_used = anyio.current_time()
+        self._want(puppet, target)
+        self._start(puppet)
+        return puppet
+
+    def _want(self, puppet: Puppet, target: str) -> None:
+        if self._tg is not None:
+            self._tg.start_soon(puppet.want, target)
+        else:
+            folded = self.plug.network.fold(target)
+            if self.plug.network.info.is_channel(target):
+                puppet.channels.setdefault(folded, target)
+
+    def _evict(self) -> bool:
+        idle = [p for p in self.by_key.values() if not len(p.outbox)]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda p: p.last_used)
+        self._retire_soon(oldest)
+        return True
+
+    def _retire_soon(self, puppet: Puppet) -> None:
+        self.by_key.pop(puppet.key, None)
+        if self._tg is not None:
+            self._tg.start_soon(puppet.retire, "idle")
+        else:
+            puppet.retired = True
+
+    def _start(self, puppet: Puppet) -> None:
+        if self._tg is not None and not puppet.running and not puppet.retired:
+            puppet.running = True
+            self._tg.start_soon(puppet.live)
+
+    async def run(self) -> None:
+        """Run the puppets with pending lines, and retire idle ones, while the main
+        connection lives."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for puppet in list(self.by_key.values()):
+                    puppet.running = False
+                    if len(puppet.outbox):
+                        self._start(puppet)
+                idle = self.plug.config.puppet_idle
+                while True:
+                    await anyio.sleep(min(idle / 4, 30.0))
+                    now = anyio.current_time()
+                    for puppet in list(self.by_key.values()):
+                        if now - puppet.last_used > idle and not len(puppet.outbox):
+                            self._retire_soon(puppet)
+        finally:
+            self._tg = None
+
+    async def close(self, quit_message: str | None) -> None:
+        for puppet in list(self.by_key.values()):
+            conn = puppet.conn
+            if conn is not None:
+                puppet._forget(conn)
+                with anyio.CancelScope(shield=True):
+                    await conn.close(quit_message)
+                puppet.outbox.requeue(conn.take_unacked())
+            puppet.running = False
+
+
+__all__ = ["Puppet", "Puppets", "puppet_nick"]

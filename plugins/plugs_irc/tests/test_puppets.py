@@ -1,0 +1,65 @@
+"""Puppet mode: each remote author speaks through an IRC connection of their own."""
+
+from __future__ import annotations
+
+import pytest
+
+from chanmux import Message, User
+from chanmux_irc.puppets import puppet_nick
+
+from conftest import bridge, human, sees, unique
+
+pytestmark = pytest.mark.anyio
+
+ALICE = User(id="@alice:mx", plug="mx", username="@alice:mx", real_name="Alice Ünïcode")
+BOB = User(id="@bob:mx", plug="mx", username="@bob:mx", real_name="Bob")
+
+
+def test_puppet_nicks_are_valid_and_fit():
+    assert puppet_nick("Alice Ünïcode", "", "[b]", 30) == "Alice_Unicode[b]"
+    assert puppet_nick("日本", "m_", "", 30) == "m_user"
+    assert puppet_nick("9lives", "", "|x", 30) == "_9lives|x"
+    assert puppet_nick("a" * 40, "", "[b]", 16) == "a" * 13 + "[b]"
+    assert puppet_nick("x\r\nQUIT", "", "", 30) == "xQUIT"
+
+
+async def test_puppets_speak_as_their_authors_and_are_never_relayed(ircd, tmp_path):
+    chan = "#" + unique("pup")
+    async with bridge(ircd, tmp_path, {"room": chan}, puppets=True, wait_ready=None) as host, \
+            human(ircd) as a:
+        await a.join(chan)
+        await host.wait_ready()
+        plug, room, rec = host.plugs["irc"], host.channels["room"], host.hooks["rec"]
+        await host.put(room, Message(text="hello from alice", user=ALICE))
+        await host.put(room, Message(text="waves", user=BOB, action=True))
+        await host.put(room, Message(text="bridge notice"))          # no author: main connection
+        said = await sees(a, "Alice_Unicode[b]", lambda s: True, target=chan)
+        assert said.plain == "hello from alice"
+        acted = await sees(a, "Bob[b]", lambda s: True, target=chan)
+        assert acted.action and acted.plain == "waves"
+        await sees(a, plug.nick, lambda s: s.plain == "bridge notice")
+
+        await a.privmsg(chan, "Alice_Unicode[b]: you are a puppet")
+        got = await rec.wait_for(lambda r: r.sent.text and "puppet" in r.sent.text.plain)
+        (mention,) = [s for s in got.sent.text if s.mention]
+        assert mention.mention == ALICE                    # a highlight reaches the real author
+        for record in rec.received:
+            assert record.sent.user is None or record.sent.user.username not in (
+                "Alice_Unicode[b]", "Bob[b]"), record.sent
+        assert set(plug.puppets.by_key) and len(plug.puppets.by_key) == 2
+
+
+async def test_puppet_limit_and_idle_disconnect(ngircd, tmp_path):
+    chan = "#" + unique("idle")
+    async with bridge(ngircd, tmp_path, {"room": chan}, puppets=True, puppet_max=1,
+                      puppet_idle=0.5, wait_ready=None) as host, human(ngircd) as a:
+        await a.join(chan)
+        await host.wait_ready()
+        room = host.channels["room"]
+        await host.put(room, Message(text="first", user=ALICE))
+        await sees(a, "Alice_Unicode[b]", lambda s: s.plain == "first")
+        await host.put(room, Message(text="second", user=BOB))      # over the limit: alice retires
+        await a.wait_for(lambda l: l.command == "QUIT" and l.nick == "Alice_Unicode[b]", since=0)
+        await sees(a, "Bob[b]", lambda s: s.plain == "second")
+        await a.wait_for(lambda l: l.command == "QUIT" and l.nick == "Bob[b]", since=0)   # idle
+        assert not host.plugs["irc"].puppets.by_key
