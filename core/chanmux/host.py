@@ -30,6 +30,10 @@ from .store import Store
 log = logging.getLogger("chanmux.host")
 
 
+class HostStopped(RuntimeError):
+    """The host is not running (not started yet, or stopped): nothing can be received."""
+
+
 class _Inflight:
     """Puts under way per channel, so an echo that overtakes its put's reply waits for it."""
 
@@ -284,7 +288,7 @@ class Host:
         called once every hook has handled it, e.g. so a plug saves its resume point only
         for messages the hooks have seen."""
         if not self.lanes.running:
-            raise RuntimeError("the host is not running")
+            raise HostStopped("the host is not running")
         await self.lanes.submit(sent, source, primary, on_handled)
 
     async def _resolve_source(self, sent: SentMessage, source: Message | None) -> Message:

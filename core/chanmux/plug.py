@@ -72,6 +72,12 @@ class Plug(_Component):
     channel methods named as hook specifications (`put`, `edit`, `delete`, `channel_title`, ...).
     The host routes each of those to the plug that owns the channel. Incoming messages go to
     `self.host.receive(sent)`.
+
+    The base class owns the attributes `name`, `config`, `host`, `log`, `state` and
+    `capabilities`; a subclass may set `capabilities` per instance when they depend on its
+    config. In `close`, `self.state is State.stopping` when the host is shutting down, and
+    `State.failed` when the connection failed and will be opened again (keep what must
+    survive a reconnect, such as queued messages, on the plug object).
     """
 
     _kind = "plug"

@@ -8,6 +8,7 @@ chunks that fit a byte budget without breaking a character or losing formatting.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,9 @@ class Segment:
         )
 
     def with_text(self, text: str) -> Segment:
-        return attrs.evolve(self, text=text)
+        """The same formatting around other text."""
+        return Segment(text, self.bold, self.italic, self.underline, self.strike, self.code,
+                       self.pre, self.link, self.mention)
 
     @property
     def flags(self) -> frozenset[str]:
@@ -60,7 +63,7 @@ class RichText:
     def __init__(self, segments: Iterable[Segment | str] = ()) -> None:
         segs = tuple(Segment(s) if isinstance(s, str) else s for s in segments)
         for seg in segs:
-            if not isinstance(seg, Segment):
+            if type(seg) is not Segment and not isinstance(seg, Segment):
                 raise TypeError(f"RichText takes Segments or str, not {type(seg).__name__}")
         self._segments = segs
         self._plain: str | None = None
@@ -128,12 +131,17 @@ class RichText:
         start, stop, step = index.indices(length)
         if step != 1:
             raise ValueError("RichText slices take no step")
+        if start == 0 and stop >= length:
+            return self
         out: list[Segment] = []
         pos = 0
         for seg in self._segments:
             end = pos + len(seg.text)
             if end > start and pos < stop:
-                out.append(seg.with_text(seg.text[max(start - pos, 0) : stop - pos]))
+                if pos >= start and end <= stop:
+                    out.append(seg)
+                else:
+                    out.append(seg.with_text(seg.text[max(start - pos, 0) : stop - pos]))
             pos = end
             if pos >= stop:
                 break
@@ -185,28 +193,35 @@ class RichText:
         """
         if limit < 1:
             raise ValueError("split_bytes needs a limit of at least 1 byte")
-        size = measure or (lambda rt: len(rt.plain.encode(encoding, "replace")))
         plain = self.plain
+        if measure is None:
+            offsets = list(accumulate((len(ch.encode(encoding, "replace")) for ch in plain), initial=0))
+
+            def fits(start: int, stop: int) -> bool:
+                return offsets[stop] - offsets[start] <= limit
+        else:
+            def fits(start: int, stop: int) -> bool:
+                return measure(self[start:stop]) <= limit
+
         chunks: list[RichText] = []
         start = 0
         while start < len(plain):
-            rest = self[start:]
-            if size(rest) <= limit:
-                chunks.append(rest)
+            if fits(start, len(plain)):
+                chunks.append(self[start:])
                 break
-            lo, hi = start + 1, len(plain)
-            if size(self[start:lo]) > limit:
+            if not fits(start, start + 1):
                 raise ValueError(f"character {plain[start]!r} alone is larger than {limit} bytes")
+            lo, hi = start + 1, len(plain)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if size(self[start:mid]) <= limit:
+                if fits(start, mid):
                     lo = mid
                 else:
                     hi = mid - 1
             stop = lo
             if words:
                 space = max(plain.rfind(" ", start, stop), plain.rfind("\t", start, stop))
-                if space >= start and space + 1 > start:
+                if space >= start:
                     stop = space + 1
             chunks.append(self[start:stop])
             start = stop
