@@ -1,0 +1,14 @@
+"""chanmux-forward: copy messages one way, from source channels to destination channels.
+
+`ForwardHook` forwards what people say in its source channels (named ones, or every channel
+of some plugs) to its destinations, with author names by template, and never forwards a copy,
+so no configuration loops.
+"""
+
+__version__ = "0.1.0"
+
+from .config import ForwardConfig, Group, Overrides  # noqa: E402
+from .hook import ForwardHook  # noqa: E402
+from .naming import NameFormat  # noqa: E402
+
+__all__ = ["ForwardConfig", "ForwardHook", "Group", "NameFormat", "Overrides", "__version__"]

@@ -1,0 +1,62 @@
+"""The keys of a `type = "forward"` hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Overrides:
+    """Keys a `[hooks.NAME.plugs.PLUG]` table changes for copies sent to that plug."""
+
+    name_format: str | None = None
+    no_highlight: bool | None = None
+    joins: bool | None = None
+    renames: bool | None = None
+    edits: bool | None = None
+    deletes: bool | None = None
+
+
+@attrs.frozen
+class Group:
+    """Sources given by plug (any channel of it) or by channel name, forwarded to `to`."""
+
+    to: list[Any]
+    plugs: list[str] = attrs.field(factory=list)
+    channels: list[Any] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class ForwardConfig:
+    """Keys of a `type = "forward"` hook (see the README for each).
+
+    In a virtual ForwardHook (built by code, not the config file) channel entries may be
+    `Channel` objects instead of `[channels]` names.
+    """
+
+    channels: dict[str, list[str]] = attrs.field(factory=dict)
+    groups: dict[str, Group] = attrs.field(factory=dict)
+    users: list[str] | None = None
+    joins: bool = False
+    renames: bool = False
+    edits: bool = True
+    deletes: bool = True
+    name_format: str = "{name}"
+    no_highlight: bool = False
+    cache_size: int = 10_000
+    retry_limit: int = 1_000
+    plugs: dict[str, Overrides] = attrs.field(factory=dict)
+
+
+def resolve(config: ForwardConfig, plug: str) -> dict[str, Any]:
+    """Effective values of the overridable keys for copies sent to `plug`."""
+    values = {f.name: getattr(config, f.name) for f in attrs.fields(Overrides)}
+    layer = config.plugs.get(plug)
+    if layer is not None:
+        for f in attrs.fields(Overrides):
+            value = getattr(layer, f.name)
+            if value is not None:
+                values[f.name] = value
+    return values

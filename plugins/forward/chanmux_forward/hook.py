@@ -1,0 +1,383 @@
+"""ForwardHook: copies messages one way, from source channels to destination channels."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import attrs
+
+from chanmux import (
+    Channel,
+    ConfigError,
+    Hook,
+    Host,
+    Message,
+    Receipt,
+    RichText,
+    SentMessage,
+    State,
+)
+
+from .config import ForwardConfig, resolve
+from .naming import NameFormat
+from .outbox import RETRYABLE, Outbox, Pending
+
+CopyKey = tuple[str, str, str]
+
+
+@attrs.frozen
+class _Policy:
+    name: NameFormat
+    joins: bool
+    renames: bool
+    edits: bool
+    deletes: bool
+
+
+class _Forwarded:
+    """The copies of one forwarded message, by channel (oldest first), for its edits and deletes."""
+
+    __slots__ = ("copies", "deleted")
+
+    def __init__(self) -> None:
+        self.copies: dict[Channel, list[str]] = {}
+        self.deleted = False
+
+
+class ForwardHook(Hook):
+    """Hook to propagate messages from a source channel to one or more destination channels.
+
+    Only messages people said are forwarded: never a copy any hook put (the host's echoes), nor
+    the bridge's own messages, so no configuration can loop. Edits and deletes of a forwarded
+    message follow it while it is remembered (the last `cache_size` messages).
+
+    `virtual` is True for a hook built by code rather than the config file (its config may
+    name channels by `Channel` objects); it is then added with `host.add_hook`.
+    """
+
+    Config = ForwardConfig
+
+    def __init__(self, name: str, config: ForwardConfig, host: Host, virtual: bool = False,
+                 priority: int = 100) -> None:
+        super().__init__(name, config, host, priority)
+        self.virtual = virtual
+        self._routes: dict[Channel, list[Channel]] = {}
+        self._groups: list[tuple[frozenset[str], frozenset[Channel], list[Channel]]] = []
+        self._users = frozenset(config.users) if config.users is not None else None
+        self._policies: dict[str, _Policy] = {}
+        self._forwarded: OrderedDict[CopyKey, _Forwarded] = OrderedDict()
+        self._copies: dict[CopyKey, _Forwarded] = {}
+        self._size = max(1, config.cache_size)
+        self.outbox = Outbox(name, config.retry_limit)
+        if virtual:
+            self.on_load()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _channel(self, ref: Any, path: str, issues: list[tuple[str, str]]) -> Channel | None:
+        if isinstance(ref, Channel):
+            return ref
+        try:
+            return self.host.channel(ref, path)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            return None
+
+    def on_load(self) -> None:
+        """Resolve channel names and check overrides; ConfigError listing every problem."""
+        if self._routes or self._groups:
+            return
+        issues: list[tuple[str, str]] = []
+        path = f"hooks.{self.name}"
+        config = self.config
+        if not config.channels and not config.groups:
+            issues.append((path, "nothing to forward: give `channels` or `groups`"))
+        for source, targets in config.channels.items():
+            name = str(source)
+            channel = self._channel(source, f"{path}.channels.{name}", issues)
+            resolved = [self._channel(t, f"{path}.channels.{name}[{i}]", issues)
+                        for i, t in enumerate(targets)]
+            if channel is not None:
+                found = self._routes.setdefault(channel, [])
+                found.extend(t for t in resolved if t is not None and t != channel and t not in found)
+        for group, entry in config.groups.items():
+            where = f"{path}.groups.{group}"
+            for i, plug in enumerate(entry.plugs):
+                if plug not in self.host.plugs:
+                    issues.append((f"{where}.plugs[{i}]", f'unknown plug "{plug}" '
+                                   f"(plugs: {', '.join(sorted(self.host.plugs)) or 'none'})"))
+            sources = [self._channel(c, f"{where}.channels[{i}]", issues)
+                       for i, c in enumerate(entry.channels)]
+            targets = [self._channel(t, f"{where}.to[{i}]", issues) for i, t in enumerate(entry.to)]
+            if not entry.to:
+                issues.append((f"{where}.to", "no destination channels"))
+            self._groups.append((frozenset(entry.plugs), frozenset(c for c in sources if c),
+                                 [t for t in targets if t is not None]))
+        for plug in config.plugs:
+            if plug not in self.host.plugs:
+                issues.append((f"{path}.plugs.{plug}", f'unknown plug "{plug}" '
+                               f"(plugs: {', '.join(sorted(self.host.plugs)) or 'none'})"))
+        for where, layer in [(path, config), *((f"{path}.plugs.{k}", v) for k, v in config.plugs.items())]:
+            if layer.name_format is not None:
+                try:
+                    NameFormat.check(layer.name_format)
+                except ValueError as exc:
+                    issues.append((f"{where}.name_format", str(exc)))
+        if config.cache_size < 1:
+            issues.append((f"{path}.cache_size", "must be at least 1"))
+        if config.retry_limit < 0:
+            issues.append((f"{path}.retry_limit", "must be 0 (no limit) or more"))
+        if issues:
+            self._routes.clear()
+            self._groups.clear()
+            raise ConfigError(issues)
+
+    def _policy(self, plug: str) -> _Policy:
+        policy = self._policies.get(plug)
+        if policy is None:
+            values = resolve(self.config, plug)
+            policy = self._policies[plug] = _Policy(
+                NameFormat(values["name_format"], values["no_highlight"]), joins=values["joins"],
+                renames=values["renames"], edits=values["edits"], deletes=values["deletes"])
+        return policy
+
+    def targets(self, channel: Channel) -> list[Channel]:
+        """Destination channels for a message said in `channel` (never `channel` itself)."""
+        found = list(self._routes.get(channel, ()))
+        for plugs, sources, targets in self._groups:
+            if channel.plug in plugs or channel in sources:
+                found.extend(t for t in targets if t != channel and t not in found)
+        return found
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def on_receive(self, sent: SentMessage, source: Message, primary: bool) -> None:
+        """Handle an incoming message received by any plug.
+
+        `source` is the message `sent` is a copy of when a hook put it (else `sent` itself);
+        such copies are never forwarded. `primary` is False for extra raw messages that
+        represent one message.
+        """
+        if source is not sent:
+            return
+        key = sent.key
+        if key in self._copies:
+            return
+        user = sent.user
+        if user is not None and user.is_self:
+            return
+        targets = self.targets(sent.channel)
+        if not targets:
+            return
+        if self._users is not None and (user is None or user.id not in self._users):
+            return
+        if sent.deleted or sent.edited:
+            origin = key
+            if sent.edited and sent.edit_of is not None and hasattr(sent.edit_of, "channel"):
+                origin = sent.edit_of.key  # type: ignore[union-attr]
+            entry = self._forwarded.get(origin) or self._forwarded.get(key)
+            if entry is not None:
+                if sent.deleted:
+                    await self._delete(entry)
+                elif not entry.deleted:
+                    await self._edit(sent, entry)
+                return
+            if sent.deleted:
+                return
+        if not (sent.text or sent.attachments or sent.joined or sent.left or sent.title is not None):
+            return
+        await self.send(sent, targets)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def send(self, msg: Message, channels: Iterable[Channel]) -> dict[Channel, list[Receipt]]:
+        """Send a message to all channels in this forwarding group.
+
+        `msg` is the external message to push; `channels` the set of target channels to
+        forward it to. Returns the receipts of each channel reached.
+        """
+        entry = _Forwarded()
+        key = msg.key if isinstance(msg, SentMessage) else None
+        if key is not None:
+            self._remember(key, entry)
+        context = await self._context(msg)
+        results: dict[Channel, list[Receipt]] = {}
+        jobs: list[Callable[[], Awaitable[None]]] = []
+        for channel in channels:
+            local = self._render(msg, channel, context, edited=msg.edited)
+            if local is None:
+                continue
+
+            async def job(channel: Channel = channel, local: Message = local) -> None:
+                results[channel] = await self._put(channel, local, entry)
+
+            jobs.append(job)
+        await _run(jobs)
+        return results
+
+    async def _edit(self, sent: SentMessage, entry: _Forwarded) -> None:
+        context = await self._context(sent)
+        jobs: list[Callable[[], Awaitable[None]]] = []
+        for channel, ids in entry.copies.items():
+            policy = self._policy(channel.plug)
+            if not ids or not policy.edits:
+                continue
+            local = self._render(sent, channel, context, edited=True)
+            if local is None:
+                continue
+            jobs.append(lambda c=channel, m=local: self._edit_copy(c, m, entry))
+        await _run(jobs)
+
+    async def _delete(self, entry: _Forwarded) -> None:
+        if entry.deleted:
+            return
+        entry.deleted = True
+        jobs: list[Callable[[], Awaitable[None]]] = []
+        for channel, ids in entry.copies.items():
+            plug = self.host.plugs.get(channel.plug)
+            if plug is None or not plug.capabilities.delete or not self._policy(channel.plug).deletes:
+                continue
+            jobs.append(lambda c=channel, i=list(ids): self._delete_copies(c, i))
+        await _run(jobs)
+
+    async def _context(self, msg: Message) -> dict[str, str]:
+        channel: Channel | None = getattr(msg, "channel", None)
+        if channel is None:
+            return {"network": "", "plug": "", "channel": "", "label": ""}
+        plug = self.host.plugs.get(channel.plug)
+        title = channel.source
+        if any(self._policy(c.plug).name.needs_channel for c in self.targets(channel)):
+            try:
+                title = await self.host.channel_title(channel) or channel.source
+            except Exception:  # noqa: BLE001 - a failing look-up only costs the title
+                title = channel.source
+        return {"network": plug.network_name if plug is not None else channel.plug,
+                "plug": channel.plug, "channel": title,
+                "label": self.host.channel_name(channel) or channel.source}
+
+    def _render(self, msg: Message, target: Channel, context: dict[str, str],
+                edited: bool) -> Message | None:
+        policy = self._policy(target.plug)
+        joined, left, title = msg.joined, msg.left, msg.title
+        if (joined or left) and not policy.joins:
+            joined, left = [], []
+        if title is not None and not policy.renames:
+            title = None
+        if not (msg.text or msg.attachments or joined or left or title is not None):
+            return None
+        reply_to = msg.reply_to
+        text = msg.text
+        if reply_to is not None and getattr(reply_to, "channel", None) != target:
+            parent = self._forwarded.get(reply_to.key) if hasattr(reply_to, "key") else None
+            ids = parent.copies.get(target) if parent is not None else None
+            if ids:
+                reply_to = Receipt(id=ids[0], channel=target)
+            else:
+                quoted = getattr(reply_to, "text", None)
+                author = reply_to.user.display if getattr(reply_to, "user", None) is not None else None
+                line = " ".join(quoted.plain.split())[:120] if quoted else "(an earlier message)"
+                prefix = f"> {author}: {line}\n" if author else f"> {line}\n"
+                text = prefix + text if text else RichText.plain_text(prefix)
+                reply_to = None
+        return Message(text=text, user=policy.name.apply(msg.user, **context), action=msg.action,
+                       notice=msg.notice, edited=edited, reply_to=reply_to, joined=joined, left=left,
+                       title=title, attachments=msg.attachments)
+
+    # -- memory of what was forwarded --------------------------------------------------------
+
+    def _remember(self, key: CopyKey, entry: _Forwarded) -> None:
+        self._forwarded[key] = entry
+        if len(self._forwarded) > self._size:
+            _, old = self._forwarded.popitem(last=False)
+            for channel, ids in old.copies.items():
+                for id_ in ids:
+                    self._copies.pop((channel.plug, channel.source, id_), None)
+
+    def _record(self, entry: _Forwarded, channel: Channel, receipts: list[Receipt]) -> None:
+        found = entry.copies.setdefault(channel, [])
+        for receipt in receipts:
+            if receipt.id not in found:
+                found.append(receipt.id)
+                self._copies[(channel.plug, channel.source, receipt.id)] = entry
+
+    # -- delivering --------------------------------------------------------------------------
+
+    async def _put(self, channel: Channel, msg: Message, entry: _Forwarded) -> list[Receipt]:
+        if self.outbox.holding(channel.plug):
+            self.outbox.add(channel.plug, Pending("put", channel, msg, entry))
+            return []
+        try:
+            receipts = await self.host.put(channel, msg)
+        except RETRYABLE as exc:
+            self._failed(channel, exc, Pending("put", channel, msg, entry))
+            return []
+        except Exception as exc:  # noqa: BLE001 - one target failing never stops the others
+            self.log.error("%s: forward to %s failed: %s: %s", self.name, channel,
+                           type(exc).__name__, exc)
+            return []
+        self._record(entry, channel, receipts)
+        return receipts
+
+    async def _edit_copy(self, channel: Channel, msg: Message, entry: _Forwarded) -> None:
+        ids = entry.copies[channel]
+        plug = self.host.plugs.get(channel.plug)
+        target = Receipt(id=ids[0] if plug is not None and plug.capabilities.edit else ids[-1],
+                         channel=channel)
+        if self.outbox.holding(channel.plug):
+            self.outbox.add(channel.plug, Pending("edit", channel, msg, entry, target))
+            return
+        try:
+            self._record(entry, channel, await self.host.edit(target, msg))
+        except RETRYABLE as exc:
+            self._failed(channel, exc, Pending("edit", channel, msg, entry, target))
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("%s: edit in %s failed: %s: %s", self.name, channel, type(exc).__name__, exc)
+
+    async def _delete_copies(self, channel: Channel, ids: list[str]) -> None:
+        for id_ in ids:
+            target = Receipt(id=id_, channel=channel)
+            if self.outbox.holding(channel.plug):
+                self.outbox.add(channel.plug, Pending("delete", channel, None, None, target))
+                continue
+            try:
+                await self.host.delete(target)
+            except RETRYABLE as exc:
+                self._failed(channel, exc, Pending("delete", channel, None, None, target))
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("%s: delete in %s failed: %s: %s", self.name, channel,
+                               type(exc).__name__, exc)
+
+    def _failed(self, channel: Channel, exc: BaseException, item: Pending) -> None:
+        self.log.warning("%s: could not forward to %s (%s: %s); queued until %s is back",
+                         self.name, channel, type(exc).__name__, exc, channel.plug)
+        self.outbox.add(channel.plug, item)
+
+    async def on_plug_state(self, plug: Any, state: str, reason: str | None) -> None:
+        """When a plug is back, deliver what could not reach it while it was down."""
+        if state == State.active.value and self.outbox.holding(plug.name):
+            self.host.start_soon(self.outbox.drain, plug.name, self._retry,
+                                 name=f"{self.name}:retry:{plug.name}")
+
+    async def _retry(self, item: Pending) -> None:
+        if item.kind == "delete":
+            await self.host.delete(item.receipt)
+            return
+        if item.ref is not None and item.ref.deleted:
+            return
+        if item.kind == "put":
+            receipts = await self.host.put(item.channel, item.msg)
+        else:
+            receipts = await self.host.edit(item.receipt, item.msg)
+        self._record(item.ref, item.channel, receipts)
+
+
+async def _run(jobs: list[Callable[[], Awaitable[None]]]) -> None:
+    if len(jobs) == 1:
+        await jobs[0]()
+    elif jobs:
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(job)

@@ -1,0 +1,464 @@
+"""SyncHook: joins channels on any plugs into one conversation per label."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+
+from chanmux import (
+    Channel,
+    ConfigError,
+    Hook,
+    Host,
+    Message,
+    Receipt,
+    RichText,
+    Segment,
+    SentMessage,
+    State,
+    User,
+)
+
+from . import store as store_mod
+from .cache import SyncCache, SyncRef
+from .config import Overrides, Policy, SyncConfig, resolve
+from .naming import NameFormat
+from .courier import Courier, Job
+from .plug import SyncPlug
+
+
+#: Channels each copy put by any sync already exists in, so that two syncs sharing channels
+#: never hand a message back and forth (keyed by the Message object put; gone with it).
+_lineage: weakref.WeakKeyDictionary[Message, frozenset[Channel]] = weakref.WeakKeyDictionary()
+
+
+def _content(msg: Message) -> bool:
+    """True if `msg` has anything to relay."""
+    return bool(msg.text or msg.attachments or msg.joined or msg.left or msg.title is not None)
+
+
+class _Context:
+    """What every copy of one message shares: where it came from and its reply."""
+
+    __slots__ = ("network", "plug", "title", "parent", "parent_ref", "names", "quotes")
+
+    def __init__(self, network: str, plug: str, title: str, parent: Any, parent_ref: SyncRef | None) -> None:
+        self.network = network
+        self.plug = plug
+        self.title = title
+        self.parent = parent
+        self.parent_ref = parent_ref
+        self.names: dict[NameFormat, User | None] = {}
+        self.quotes: RichText | None = None
+
+
+class SyncHook(Hook):
+    """Hook to propagate messages between two or more channels.
+
+    Each label of the `channels` config links any number of channels; a message said in one
+    appears once in each of the others. Edits, deletes and replies follow the message to its
+    copies, also after a restart (the copies are kept in the host database).
+    """
+
+    Config = SyncConfig
+
+    def __init__(self, name: str, config: SyncConfig, host: Host, priority: int = 100) -> None:
+        super().__init__(name, config, host, priority)
+        self.cache = SyncCache(self)
+        self._cache = self.cache
+        self.members: dict[str, list[Channel]] = {}
+        self._labels: dict[Channel, str] = {}
+        self._policies: dict[tuple[str, str], Policy] = {}
+        self._needs_title: dict[str, bool] = {}
+        self._titles: dict[Channel, str] = {}
+        self.couriers: dict[Channel, Courier] = {}
+        #: rows waiting for the database beyond which a message waits for them to be written
+        #: (keeps memory flat when the database is slower than the chat)
+        self.write_backlog = 20_000
+        self._load_issues: list[tuple[str, str]] = []
+        #: Virtual plug for this sync, if configured.
+        self.plug: SyncPlug | None = None
+        if config.plug:
+            try:
+                self.plug = host.add_plug(SyncPlug(config.plug, self, host))  # type: ignore[assignment]
+            except ConfigError as exc:
+                self._load_issues.extend((f"hooks.{name}.plug", problem) for _, problem in exc.issues)
+            else:
+                for label in config.channels:
+                    host.channels.setdefault(f"{config.plug}:{label}", Channel(config.plug, label))
+
+    @property
+    def channels(self) -> dict[str, list[Channel]]:
+        """Member channels of each label."""
+        return self.members
+
+    def label_for(self, channel: Channel) -> str | None:
+        """The label `channel` belongs to, or None if this sync does not include it."""
+        return self._labels.get(channel)
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def on_load(self) -> None:
+        """Perform any additional one-time setup that requires other plugs or hooks to be
+        loaded: resolve channel names, check overrides and templates (ConfigError listing
+        every problem), and set up the database writer."""
+        issues = list(self._load_issues)
+        path = f"hooks.{self.name}"
+        config = self.config
+        if not config.channels:
+            issues.append((f"{path}.channels", "no labels: give at least one label with its channels"))
+        for label, names in config.channels.items():
+            chans: list[Channel] = []
+            for index, name in enumerate(names):
+                where = f"{path}.channels.{label}[{index}]"
+                try:
+                    channel = self.host.channel(name, where)
+                except ConfigError as exc:
+                    issues.extend(exc.issues)
+                    continue
+                other = self._labels.get(channel)
+                if other is not None:
+                    issues.append((where, f'channel "{name}" is already in label "{other}"'))
+                    continue
+                self._labels[channel] = label
+                chans.append(channel)
+            self.members[label] = chans
+        for plug in config.plugs:
+            if plug not in self.host.plugs:
+                known = ", ".join(sorted(self.host.plugs)) or "none"
+                issues.append((f"{path}.plugs.{plug}", f'unknown plug "{plug}" (plugs: {known})'))
+        for section in ("labels", "titles"):
+            for label in getattr(config, section):
+                if label not in config.channels:
+                    issues.append((f"{path}.{section}.{label}", f'unknown label "{label}" '
+                                   f"(labels: {', '.join(sorted(config.channels)) or 'none'})"))
+        for key in ("cache_size", "quote_length"):
+            if getattr(config, key) < 1:
+                issues.append((f"{path}.{key}", "must be at least 1"))
+        if config.retry_limit < 0:
+            issues.append((f"{path}.retry_limit", "must be 0 (no limit) or more"))
+        issues.extend(self._check_templates(path))
+        if issues:
+            raise ConfigError(issues)
+        for label, chans in self.members.items():
+            needs = False
+            for plug in {c.plug for c in chans} | set(self.host.plugs):
+                policy = self._policy(label, plug)
+                needs = needs or policy.name.needs_channel
+            self._needs_title[label] = needs
+        for chans in self.members.values():
+            for channel in chans:
+                self.couriers[channel] = Courier(self.name, channel, self._execute, config.retry_limit)
+        if config.persist:
+            self.cache.writer = self.host.store.writer(f"sync:{self.name}", self.cache.write)
+
+    def _check_templates(self, path: str) -> Iterable[tuple[str, str]]:
+        layers: list[tuple[str, Any]] = [(path, self.config)]
+        layers += [(f"{path}.plugs.{k}", v) for k, v in self.config.plugs.items()]
+        layers += [(f"{path}.labels.{k}", v) for k, v in self.config.labels.items()]
+        for where, layer in layers:
+            if layer.name_format is not None:
+                try:
+                    NameFormat.check(layer.name_format)
+                except ValueError as exc:
+                    yield (f"{where}.name_format", str(exc))
+
+    def _policy(self, label: str, plug: str) -> Policy:
+        policy = self._policies.get((label, plug))
+        if policy is None:
+            values = resolve(self.config, label, plug)
+            policy = Policy(NameFormat(values["name_format"], values["no_highlight"]),
+                            joins=values["joins"], renames=values["renames"],
+                            edits=values["edits"], deletes=values["deletes"])
+            self._policies[(label, plug)] = policy
+        return policy
+
+    async def open(self) -> None:
+        for channel, courier in self.couriers.items():
+            self.host.start_soon(courier.run, name=f"{self.name}:courier:{channel}")
+        if self.cache.writer is not None:
+            self.cache.stored_before = await self.host.store.transaction(
+                lambda conn: store_mod.has_rows(conn, self.name))
+
+    async def close(self) -> None:
+        if self.cache.writer is not None:
+            rescued = await self.cache.rescue()
+            if rescued:
+                self.log.warning("%s: wrote %d sync rows the batch writer had not written",
+                                 self.name, rescued)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    async def on_receive(self, sent: SentMessage, source: Message, primary: bool) -> None:
+        """Handle an incoming message received by any plug.
+
+        `source` is the message `sent` is a copy of when a hook put it (else `sent` itself);
+        `primary` is False for extra raw messages representing one message.
+        """
+        channel = sent.channel
+        label = self._labels.get(channel)
+        if label is None:
+            return
+        cache = self.cache
+        key = (channel.plug, channel.source, sent.id)
+        ref = cache.lookup(key)
+        if ref is None and sent.edited and sent.edit_of is not None and hasattr(sent.edit_of, "channel"):
+            edit_of = sent.edit_of
+            key = (edit_of.channel.plug, edit_of.channel.source, edit_of.id)  # type: ignore[union-attr]
+            ref = cache.lookup(key) or await cache.fetch(edit_of)  # type: ignore[arg-type]
+        if ref is None and cache.may_miss and (
+                sent.edited or sent.deleted or source is not sent
+                or (sent.user is not None and sent.user.is_self)):
+            ref = await cache.fetch(sent)  # type: ignore[arg-type]
+        if ref is not None:
+            if not ref.is_origin(key):
+                return  # one of our copies (an echo, or its edit or delete)
+            if sent.deleted:
+                await self.remove(label, ref)
+            elif sent.edited and not ref.deleted:
+                if ref.origin is not None and sent.id not in ref.ids.get(channel, ()):
+                    cache.record(ref, channel, [Receipt(id=sent.id, channel=channel)])
+                await self.send(label, source, sent, ref, update=True)
+            return
+        if sent.deleted:
+            return
+        if not _content(source):
+            self.log.debug("not syncing %s: nothing to relay", sent.key)
+            return
+        await self.send(label, source, sent)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def send(self, label: str, msg: Message, origin: Receipt | SentMessage | None = None,
+                   ref: SyncRef | None = None, update: bool = False, *,
+                   virtual_source: Message | None = None) -> SyncRef:
+        """Send a message to all channels in this synced group.
+
+        `label` names the group; `msg` is the message to push (the source copy when syncing a
+        message from another channel); `origin` the raw message that triggered this sync, whose
+        channel is skipped; `ref` an existing sync reference if the message was partially
+        synced (only channels without a copy get one); `update` True to resend an updated
+        message to every channel (edits). Returns the message's SyncRef once every copy is
+        queued with the courier of its channel (`delivered()` waits for them to arrive).
+        """
+        members = self.members[label]
+        if ref is None:
+            ref = self.cache.remember(SyncRef({}, source=msg, origin=origin))  # type: ignore[arg-type]
+        elif update:
+            ref.source = msg
+        context = await self._context(label, msg, origin)
+        if origin is None and ref.origin is not None:
+            origin = ref.origin
+        origin_channel = origin.channel if origin is not None else None
+        seen = _lineage.get(msg) if msg is not origin else None
+        lineage = frozenset(members).union(seen or (), (origin_channel,) if origin_channel else ())
+        parent = context if context.parent is not None else None
+        inline: list[tuple[Courier, Job]] = []
+        for channel in members:
+            if channel == origin_channel or (seen is not None and channel in seen):
+                continue
+            courier = self.couriers[channel]
+            ids = ref.ids.get(channel)
+            if update:
+                policy = self._policy(label, channel.plug)
+                if (ids or not courier.idle) and not policy.edits:
+                    continue
+                local = self._render(label, msg, channel, policy, context, True)
+                if local is None:
+                    continue
+                _lineage[local] = lineage
+                if not ids and courier.replace(ref, local):
+                    continue
+                job = Job("edit", ref, local, parent)
+            elif not ids:
+                local = self._render(label, msg, channel, self._policy(label, channel.plug), context,
+                                     False)
+                if local is None:
+                    continue
+                _lineage[local] = lineage
+                job = Job("put", ref, local, parent)
+            else:
+                continue
+            if courier.quick:
+                inline.append((courier, job))
+            else:
+                await courier.send(job)
+        for courier, job in inline:
+            await courier.deliver(job)
+        if self.plug is not None:
+            self._mirror(label, ref, msg, context, virtual_source, edited=update)
+        writer = self.cache.writer
+        if writer is not None and writer.pending > self.write_backlog:
+            await writer.flush()
+        return ref
+
+    async def remove(self, label: str, ref: SyncRef) -> None:
+        """Delete every copy of `ref` (every revision, in every channel) except the original;
+        copies still waiting to be delivered are dropped."""
+        if ref.deleted:
+            return
+        ref.deleted = True
+        origin = ref.origin.channel if ref.origin is not None else None
+        for channel in self.members[label]:
+            if channel == origin:
+                continue
+            plug = self.host.plugs.get(channel.plug)
+            if plug is None or not plug.capabilities.delete:
+                continue
+            if not self._policy(label, channel.plug).deletes:
+                continue
+            if ref.ids.get(channel) or not self.couriers[channel].idle:
+                await self.couriers[channel].deliver(Job("delete", ref))
+        if self.plug is not None:
+            self.plug.queue(SentMessage(id=ref.key, channel=Channel(self.plug.name, label),
+                                        deleted=True))
+
+    async def delivered(self, timeout: float = 30.0) -> None:
+        """Wait until every copy queued so far has been delivered (or given up on)."""
+        with anyio.fail_after(timeout):
+            for courier in self.couriers.values():
+                if not courier.down:
+                    await courier.wait_idle()
+
+    async def _execute(self, channel: Channel, job: Job) -> None:
+        """Deliver one job (run by the channel's courier; RETRYABLE failures are retried)."""
+        ref = job.ref
+        if job.kind == "delete":
+            if job.msg is None:
+                job.msg = list(ref.ids.get(channel, ()))
+            while job.msg:
+                await self.host.delete(Receipt(id=job.msg[0], channel=channel))
+                job.msg.pop(0)
+            return
+        if ref.deleted:
+            return
+        msg = job.msg
+        if job.parent is not None:
+            self._attach_reply(channel, msg, job.parent)
+            job.parent = None
+        ids = ref.ids.get(channel)
+        if job.kind == "edit" and ids:
+            plug = self.host.plugs.get(channel.plug)
+            in_place = plug is not None and plug.capabilities.edit
+            receipts = await self.host.edit(Receipt(id=ids[0] if in_place else ids[-1],
+                                                    channel=channel), msg)
+        else:
+            receipts = await self.host.put(channel, msg)
+        self.cache.record(ref, channel, receipts)
+
+    async def on_plug_state(self, plug: Any, state: str, reason: str | None) -> None:
+        """When a plug is back, its couriers deliver what waited for it."""
+        if state == State.active.value:
+            for channel, courier in self.couriers.items():
+                if channel.plug == plug.name:
+                    courier.plug_back()
+
+    # -- building copies ---------------------------------------------------------------------
+
+    async def _context(self, label: str, msg: Message, origin: Any) -> _Context:
+        source_channel: Channel | None = getattr(origin, "channel", None)
+        if source_channel is not None:
+            plug = self.host.plugs.get(source_channel.plug)
+            network = plug.network_name if plug is not None else source_channel.plug
+            title = source_channel.source
+            if self._needs_title[label]:
+                title = await self._title(source_channel, msg)
+            context = _Context(network, source_channel.plug, title, msg.reply_to, None)
+        else:
+            name = self.plug.name if self.plug is not None else self.name
+            context = _Context(SyncPlug.network_name, name, label, msg.reply_to, None)
+        parent = msg.reply_to
+        if parent is not None and hasattr(parent, "channel") and hasattr(parent, "id"):
+            context.parent_ref = await self.cache.fetch(parent)
+        return context
+
+    async def _title(self, channel: Channel, msg: Message) -> str:
+        if msg.title is not None:
+            self._titles[channel] = msg.title
+        title = self._titles.get(channel)
+        if title is None:
+            try:
+                title = await self.host.channel_title(channel)
+            except Exception as exc:  # noqa: BLE001 - a failing look-up only costs the title
+                self.log.debug("title of %s unavailable: %s", channel, exc)
+            title = title or channel.source
+            self._titles[channel] = title
+        return title
+
+    def _render(self, label: str, msg: Message, target: Channel, policy: Policy, context: _Context,
+                edited: bool) -> Message | None:
+        joined, left, title = msg.joined, msg.left, msg.title
+        if (joined or left) and not policy.joins:
+            joined, left = [], []
+        if title is not None and not policy.renames:
+            title = None
+        if not (msg.text or msg.attachments or joined or left or title is not None):
+            return None
+        names = context.names
+        if policy.name in names:
+            user = names[policy.name]
+        else:
+            user = names[policy.name] = policy.name.apply(
+                msg.user, network=context.network, plug=context.plug, channel=context.title,
+                label=label)
+        return Message(text=msg.text, user=user, action=msg.action, notice=msg.notice,
+                       edited=edited or msg.edited, joined=joined, left=left, title=title,
+                       attachments=msg.attachments)
+
+    def _attach_reply(self, target: Channel, msg: Message, context: _Context) -> None:
+        """Point `msg` at the target channel's own copy of its parent, or quote the parent."""
+        reply_to = self._reply_for(target, context)
+        if reply_to is not None:
+            msg.reply_to = reply_to
+            return
+        quote = context.quotes
+        if quote is None:
+            quote = context.quotes = self._quote(context)
+        msg.text = quote + msg.text if msg.text else quote
+
+    def _reply_for(self, target: Channel, context: _Context) -> SentMessage | None:
+        """The target channel's own copy of the parent, with what we know of its content."""
+        ref = context.parent_ref
+        if ref is None or ref.deleted:
+            return None
+        ids = ref.ids.get(target)
+        if not ids:
+            return None
+        author, excerpt = ref.quote(self.config.quote_length)
+        source = ref.source
+        if source is not None:
+            return SentMessage(id=ids[0], channel=target, text=source.text, user=source.user)
+        return SentMessage(id=ids[0], channel=target, text=excerpt,
+                           user=User(real_name=author) if author else None)
+
+    def _quote(self, context: _Context) -> RichText:
+        """A quote of the parent, for channels its copy never reached."""
+        author = excerpt = None
+        if context.parent_ref is not None:
+            author, excerpt = context.parent_ref.quote(self.config.quote_length)
+        parent = context.parent
+        if excerpt is None and getattr(parent, "text", None):
+            excerpt = " ".join(parent.text.plain.split())[: self.config.quote_length]
+        if author is None and getattr(parent, "user", None) is not None:
+            author = parent.user.display
+        line = f"{author}: {excerpt}" if author and excerpt else excerpt or (
+            f"{author}: (an earlier message)" if author else "(an earlier message)")
+        return RichText([Segment(f"> {line}", italic=True), Segment("\n")])
+
+    def _mirror(self, label: str, ref: SyncRef, msg: Message, context: _Context,
+                virtual_source: Message | None, edited: bool) -> None:
+        """Receive the message in the virtual channel of its label."""
+        assert self.plug is not None
+        channel = Channel(self.plug.name, label)
+        reply_to = None
+        if context.parent_ref is not None:
+            reply_to = Receipt(id=context.parent_ref.key, channel=channel)
+        self.plug.queue(SentMessage(
+            id=ref.key, channel=channel, text=msg.text, user=msg.user, action=msg.action,
+            notice=msg.notice, edited=edited or msg.edited, reply_to=reply_to, joined=msg.joined,
+            left=msg.left, title=msg.title, attachments=msg.attachments), virtual_source)
+
+__all__ = ["Overrides", "SyncConfig", "SyncHook"]

@@ -1,0 +1,86 @@
+"""Author names of relayed messages: a `str.format` template, optionally made highlight-safe."""
+
+from __future__ import annotations
+
+import string
+
+from chanmux import User
+
+#: Template variables, with what they hold.
+VARIABLES = {
+    "real_name": "the author's real name (empty if unknown)",
+    "username": "the author's username (empty if unknown)",
+    "name": "the best name to show: real name, else username, else id",
+    "id": "the author's id on their network",
+    "network": "the network name of the plug the message came from",
+    "plug": "the name of the plug the message came from",
+    "channel": "the title of the channel the message came from (else its id)",
+    "label": "the sync label (or, for forwards, the source channel's config name)",
+}
+ZWSP = "\u200b"
+
+
+def _break(name: str) -> str:
+    """`name` with a zero-width space after its first character, so it highlights nobody."""
+    return name[:1] + ZWSP + name[1:] if name else name
+
+
+class NameFormat:
+    """A checked name template. `render` gives the name to put in the copy's `user.real_name`."""
+
+    __slots__ = ("template", "no_highlight", "fields", "needs_channel", "plain")
+
+    def __init__(self, template: str, no_highlight: bool = False) -> None:
+        self.template = template
+        self.no_highlight = no_highlight
+        self.fields = self.check(template)
+        self.needs_channel = "channel" in self.fields
+        self.plain = template == "{name}" and not no_highlight
+
+    @staticmethod
+    def check(template: str) -> set[str]:
+        """The variables `template` uses; ValueError naming the problem if it is not valid."""
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise ValueError(f"not a valid name template ({exc})") from None
+        fields: set[str] = set()
+        for _text, field, _spec, _conv in parsed:
+            if field is None:
+                continue
+            base = field.split(".", 1)[0].split("[", 1)[0]
+            if base != field or not base:
+                raise ValueError(f'template field "{{{field}}}" must be a plain variable '
+                                 f"({', '.join(sorted(VARIABLES))})")
+            if base not in VARIABLES:
+                raise ValueError(f'unknown template variable "{{{base}}}" '
+                                 f"(variables: {', '.join(sorted(VARIABLES))})")
+            fields.add(base)
+        try:
+            template.format(**{k: "x" for k in VARIABLES})
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"not a valid name template ({exc})") from None
+        return fields
+
+    def render(self, user: User, *, network: str, plug: str, channel: str, label: str) -> str:
+        """The formatted name; the user's best name when the template renders empty."""
+        display = user.display
+        if self.plain:
+            return display
+        real, username = user.real_name or "", user.username or ""
+        if self.no_highlight:
+            real, username, display = _break(real), _break(username), _break(display)
+        name = self.template.format(real_name=real, username=username, name=display,
+                                    id=user.id or "", network=network, plug=plug,
+                                    channel=channel, label=label)
+        return name if name.strip() else display
+
+    def apply(self, user: User | None, **context: str) -> User | None:
+        """A copy of `user` whose `real_name` is the rendered name (None stays None)."""
+        if user is None:
+            return None
+        name = self.render(user, **context)
+        if name == user.real_name:
+            return user
+        return User(id=user.id, plug=user.plug, username=user.username, real_name=name,
+                    avatar=user.avatar, link=user.link, is_self=False, raw=user.raw)

@@ -1,0 +1,159 @@
+"""Sync state lives in the host database: a new host on the same SQLite file maps edits,
+deletes and replies of messages synced before the restart."""
+
+import pytest
+import sqlalchemy as sa
+
+from chanmux import Receipt
+from chanmux.testing import make_host, run_host
+
+from helpers import config, settle
+
+pytestmark = pytest.mark.anyio
+
+
+def rows(path):
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        found = conn.execute(sa.text(
+            "select key, plug, channel, message, origin, author, excerpt from sync_backref "
+            "order by id")).all()
+    engine.dispose()
+    return found
+
+
+async def first_run(tmp_path, cfg, count=3):
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        originals = [await a.inject("#a", f"before {i}", user=a.user("alice", "Alice")) for i in range(count)]
+        await c.wait_for(lambda: len(c.sent) == count)
+        await settle(host)
+        copies = {n: [e.receipt for e in host.plugs[n].sent] for n in "bc"}
+    return originals, copies
+
+
+async def test_anchor_edits_and_deletes_after_a_restart_reach_the_old_copies(tmp_path):
+    cfg = config(plugs={"a": {}, "b": {"edit": False}, "c": {}})
+    originals, copies = await first_run(tmp_path, cfg)
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        await a.inject("#a", "after edit", id=originals[1].id, edited=True)
+        await c.wait_for(lambda: len(c.edits) == 1)
+        await b.wait_for(lambda: len(b.sent) == 1)
+        assert c.edits[0].receipt.id == copies["c"][1].id
+        assert b.sent[0].msg.edit_of.id == copies["b"][1].id
+        await settle(host)
+        await a.inject("#a", None, id=originals[1].id, deleted=True)
+        await b.wait_for(lambda: len(b.deletes) == 2)
+        await c.wait_for(lambda: len(c.deletes) == 1)
+        await settle(host)
+        assert {d.receipt.id for d in b.deletes} == {copies["b"][1].id, b.sent[0].receipt.id}
+        assert c.deletes[0].receipt.id == copies["c"][1].id
+        assert a.deletes == [] and a.texts() == []
+        assert host.hooks["sync"].cache.reads >= 1
+
+
+async def test_anchor_reply_to_a_message_loaded_from_the_database_after_restart(tmp_path):
+    cfg = config()
+    originals, copies = await first_run(tmp_path, cfg)
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        # a receipt alone (no text), as a network gives it: IMMP crashed here
+        parent = copies["b"][0]
+        await b.inject("#b", "late answer", reply_to=Receipt(id=parent.id, channel=parent.channel))
+        await a.wait_for(lambda: a.sent)
+        await c.wait_for(lambda: c.sent)
+        to_a, to_c = a.sent[0].msg.reply_to, c.sent[0].msg.reply_to
+        assert to_a.id == originals[0].id and to_a.channel == originals[0].channel
+        assert to_c.id == copies["c"][0].id
+        assert to_a.text.plain == "before 0" and to_a.user.real_name == "Alice"
+        assert a.sent[0].msg.text.plain == "late answer"
+
+
+async def test_a_reply_quotes_a_pre_restart_parent_where_it_never_arrived(tmp_path):
+    cfg = config()
+    originals, _ = await first_run(tmp_path, cfg)
+    cfg2 = config(plugs={"a": {}, "b": {}, "c": {}, "d": {}})
+    async with run_host(cfg2, path=tmp_path / "x.toml") as host:
+        a, d = host.plugs["a"], host.plugs["d"]
+        await a.inject("#a", "reply", reply_to=Receipt(id=originals[2].id, channel=originals[2].channel))
+        await d.wait_for(lambda: d.sent)
+        assert d.sent[0].msg.text.plain == "> Alice: before 2\nreply"
+        assert d.sent[0].msg.reply_to is None
+
+
+async def test_anchor_every_copy_is_one_row_and_keys_are_unique_across_restarts(tmp_path):
+    cfg = config()
+    await first_run(tmp_path, cfg, count=2)
+    await first_run(tmp_path, cfg, count=2)
+    found = rows(tmp_path / "x.sqlite")
+    assert len(found) == 4 * 3
+    keys = {r.key for r in found}
+    assert len(keys) == 4, "message keys collided across runs"
+    for key in keys:
+        mine = [r for r in found if r.key == key]
+        assert sorted(r.plug for r in mine) == ["a", "b", "c"]
+        [origin] = [r for r in mine if r.origin]
+        assert origin.plug == "a" and origin.author == "Alice" and origin.excerpt.startswith("before")
+
+
+async def test_anchor_rows_are_written_in_batches(tmp_path):
+    cfg = config()
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, c = host.plugs["a"], host.plugs["c"]
+        for i in range(200):
+            await a.inject("#a", f"m{i}")
+        await c.wait_for(lambda: len(c.sent) == 200)
+        await settle(host)
+        writer = host.hooks["sync"].cache.writer
+        await writer.flush()
+        assert writer.batches < 200, "one transaction per row"
+    assert len(rows(tmp_path / "x.sqlite")) == 600
+
+
+async def test_without_persistence_nothing_is_written(tmp_path):
+    cfg = config(persist=False)
+    await first_run(tmp_path, cfg, count=2)
+    assert rows(tmp_path / "x.sqlite") == []
+
+
+async def test_the_tables_come_from_the_plugin_metadata(tmp_path):
+    host = make_host(config(), path=tmp_path / "x.toml")
+    names = set()
+    for md in host.pm.hook.chanmux_metadata():
+        if md is not None:
+            names |= set(md.tables)
+    assert "sync_backref" in names
+
+
+async def test_rows_a_cancelled_batch_lost_are_written_at_close(tmp_path, caplog):
+    """The host's batch writer can lose a batch cancelled at shutdown before it reached the
+    database; the sync writes such rows itself when it closes."""
+    cfg = config()
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, c = host.plugs["a"], host.plugs["c"]
+        writer = host.hooks["sync"].cache.writer
+        await writer.flush()
+        writer._wake = type(writer._wake)()  # park the flusher: rows now stay pending
+        host.store.writers.remove(writer)
+        await a.inject("#a", "late")
+        await c.wait_for(lambda: c.sent)
+        await settle(host)
+        writer._pending.clear()  # the batch the cancellation lost
+    assert len(rows(tmp_path / "x.sqlite")) == 3
+    assert "wrote 3 sync rows" in caplog.text
+
+
+async def test_a_database_backlog_makes_the_chat_wait_for_it(tmp_path):
+    """Rows the database has not taken yet are bounded: past `write_backlog` a message waits
+    for them to be written, so memory stays flat when the database is slower than the chat."""
+    async with run_host(config(), path=tmp_path / "x.toml") as host:
+        a, c = host.plugs["a"], host.plugs["c"]
+        sync = host.hooks["sync"]
+        sync.write_backlog = 0
+        for i in range(20):
+            await a.inject("#a", f"m{i}")
+        await c.wait_for(lambda: len(c.sent) == 20)
+        await settle(host)
+        assert sync.cache.writer.pending <= 2
+    assert len(rows(tmp_path / "x.sqlite")) == 60
