@@ -21,6 +21,7 @@ from .model import (  # noqa: E402
     User,
     unique_id,
 )
+from .naming import NameFormat  # noqa: E402
 from .plug import Capabilities, Hook, NoConfig, Plug, State  # noqa: E402
 from .plugins import LoadError, Registry, load_registry  # noqa: E402
 from .richtext import RichText, Segment  # noqa: E402
@@ -28,7 +29,7 @@ from .store import BatchWriter, Store  # noqa: E402
 
 __all__ = [
     "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "File", "FileKind",
-    "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NoConfig", "NoOwner",
+    "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NameFormat", "NoConfig", "NoOwner",
     "Plug", "Receipt", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
     "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id",
 ]

@@ -42,8 +42,10 @@ class _Inflight:
         self.done: dict[Channel, anyio.Event] = {}
 
     def enter(self, channel: Channel) -> None:
-        self.count[channel] = self.count.get(channel, 0) + 1
-        self.done.setdefault(channel, anyio.Event())
+        count = self.count.get(channel, 0)
+        self.count[channel] = count + 1
+        if not count:
+            self.done[channel] = anyio.Event()
 
     def leave(self, channel: Channel) -> None:
         left = self.count[channel] - 1

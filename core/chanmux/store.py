@@ -164,15 +164,23 @@ class BatchWriter(Generic[T]):
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending, []
         delay = 0.05
+        committed = False
+
+        def work() -> None:
+            nonlocal committed
+            with self.store.engine.begin() as conn:
+                self._write(conn, batch)
+            committed = True
+
         while True:
             try:
-                def work() -> None:
-                    with self.store.engine.begin() as conn:
-                        self._write(conn, batch)
-
                 await self.store.run(work)
                 break
-            except Exception as exc:  # noqa: BLE001 - the database failing loses nothing
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    if not committed:  # cancelled before the thread wrote them: keep the rows
+                        self._pending[:0] = batch
+                    raise
                 self.failures += 1
                 log.error("%s: writing %d rows failed (%s); retrying in %.1fs",
                           self.name, len(batch), exc, delay)
@@ -193,7 +201,7 @@ class BatchWriter(Generic[T]):
                     await self._write_batch()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                if self._pending:
+                while self._pending:
                     await self._write_batch()
 
 

@@ -110,3 +110,26 @@ async def test_sqlite_uses_wal_mode(tmp_path):
 async def test_passwords_are_hidden_when_the_url_is_shown(db_url):
     store = Store("postgresql+psycopg://bridge:hunter22@db.invalid/chanmux")
     assert "hunter22" not in store.describe()
+
+
+async def test_rows_of_a_batch_cancelled_before_it_was_written_are_kept(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'cancel.sqlite'}")
+    await store.run(store.create, [md])
+    writer = store.writer("rows", lambda conn, b: conn.execute(rows.insert(), [{"id": i, "text": "x"} for i in b]))
+    release = anyio.Event()
+
+    async def busy(*, task_status=anyio.TASK_STATUS_IGNORED):
+        async with store.limiter:  # the database is busy: the writer waits for its turn
+            task_status.started()
+            await release.wait()
+
+    async with anyio.create_task_group() as outer:
+        await outer.start(busy)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer.run)
+            writer.add_many(range(7))
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()  # shutdown while the batch waits for the database
+            release.set()
+    assert await store.transaction(count) == 7
+    store.dispose()

@@ -22,7 +22,7 @@ from chanmux import (
 )
 
 from .config import ForwardConfig, resolve
-from .naming import NameFormat
+from chanmux.naming import NameFormat
 from .outbox import RETRYABLE, Outbox, Pending
 
 CopyKey = tuple[str, str, str]

@@ -7,7 +7,7 @@ import pytest
 from chanmux import Channel, ConfigError, Receipt, State
 from chanmux.testing import make_host, run_host
 from chanmux_forward import ForwardConfig, ForwardHook
-from chanmux_forward.naming import ZWSP
+from chanmux.naming import ZWSP
 
 from helpers import config, settle
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from .naming import NameFormat
+from chanmux.naming import NameFormat
 
 
 @attrs.frozen

@@ -25,7 +25,7 @@ from chanmux import (
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
 from .config import Overrides, Policy, SyncConfig, resolve
-from .naming import NameFormat
+from chanmux.naming import NameFormat
 from .courier import Courier, Job
 from .plug import SyncPlug
 

@@ -4,7 +4,7 @@ highlight-safe; the formatted name is the copy's `user.real_name`."""
 import pytest
 
 from chanmux import User
-from chanmux_sync.naming import ZWSP, NameFormat
+from chanmux.naming import ZWSP, NameFormat
 from chanmux.testing import run_host
 
 from helpers import config

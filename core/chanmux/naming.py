@@ -1,10 +1,14 @@
-"""Author names of relayed messages: a `str.format` template, optionally made highlight-safe."""
+"""Author names of relayed messages: a `str.format` template, optionally made highlight-safe.
+
+Shared by the hooks that relay messages (sync, forward, third-party ones), so that every
+relay names authors with the same variables and the same zero-width-space option.
+"""
 
 from __future__ import annotations
 
 import string
 
-from chanmux import User
+from .model import User
 
 #: Template variables, with what they hold.
 VARIABLES = {
@@ -15,7 +19,7 @@ VARIABLES = {
     "network": "the network name of the plug the message came from",
     "plug": "the name of the plug the message came from",
     "channel": "the title of the channel the message came from (else its id)",
-    "label": "the sync label (or, for forwards, the source channel's config name)",
+    "label": "the sync label; for forwards, the config name of the channel the message came from",
 }
 ZWSP = "\u200b"
 
