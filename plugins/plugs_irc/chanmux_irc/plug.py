@@ -72,6 +72,9 @@ class IRCPlug(Plug):
         self._last_ctcp = -CTCP_GAP
         self._last_nick: str | None = None
         self._kicks: dict[str, float] = {}
+        self._list_lock: anyio.Lock | None = None
+        self._listing: list[str] | None = None
+        self._listed: anyio.Event | None = None
         self._restored = False
 
     # -- names -----------------------------------------------------------------------------------
@@ -249,6 +252,11 @@ class IRCPlug(Plug):
     # -- receiving -------------------------------------------------------------------------------
 
     async def _on_line(self, line: Line) -> None:
+        if self._listing is not None:
+            if line.command == "322" and len(line.params) >= 2:
+                self._listing.append(line.params[1])
+            elif line.command == "323":
+                self._listed.set()
         if line.command in JOIN_ERRORS and len(line.params) >= 2:
             folded = self.network.fold(line.params[1])
             if folded in self._wanted or folded in self._pending_joins:
@@ -384,9 +392,30 @@ class IRCPlug(Plug):
         return not self.network.info.is_channel(channel.source)
 
     async def public_channels(self) -> list[Channel] | None:
+        """Channels the server lists (LIST), with those joined or configured; only the latter
+        when the server does not answer LIST in time or the plug is not connected."""
         names = [self.source_for(c.name) for c in self.network.channels.values()]
         names += [s for s in self._configured() if self.network.info.is_channel(s)]
+        names += await self._list_channels()
         return [self.channel(s) for s in dict.fromkeys(names)]
+
+    async def _list_channels(self, timeout: float = 15.0) -> list[str]:
+        """Ask the server for its channel list (322 ... 323)."""
+        if self.conn is None:
+            return []
+        if self._list_lock is None:
+            self._list_lock = anyio.Lock()
+        async with self._list_lock:
+            self._listing, self._listed = [], anyio.Event()
+            try:
+                await self.conn.send("LIST")
+                with anyio.move_on_after(timeout):
+                    await self._listed.wait()
+                return [self.source_for(name) for name in self._listing]
+            except (ConnectionError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return []
+            finally:
+                self._listing = None
 
     async def private_channels(self) -> list[Channel] | None:
         return [self.channel(s) for s in self.network.private.values()]

@@ -182,9 +182,11 @@ async def test_reply_tags_map_to_receipts(inspircd, tmp_path):
 
 async def test_lookups(ircd, tmp_path):
     chan, other = "#" + unique("look"), "#" + unique("notjoined")
+    listed = "#" + unique("listed")   # joined by the human only: known through LIST
     async with bridge(ircd, tmp_path, {"room": chan, "else": other}, wait_ready=None) as host, \
             human(ircd) as a:
         await a.join(chan)
+        await a.join(listed)
         await host.wait_ready()
         room = host.channels["room"]
         plug = host.plugs["irc"]
@@ -197,6 +199,7 @@ async def test_lookups(ircd, tmp_path):
         assert await host.channel_is_private(room) is False
         public = await host.public_channels("irc")
         assert room in public and host.channels["else"] in public
+        assert plug.channel(listed) in public
         assert await host.channel_link(room) == f"irc://{ircd.host}:{ircd.port}/%23{chan[1:]}"
         assert await host.private_channels("irc") == []
         with anyio.fail_after(5):
