@@ -35,29 +35,44 @@ class HostStopped(RuntimeError):
 
 
 class _Inflight:
-    """Puts under way per channel, so an echo that overtakes its put's reply waits for it."""
+    """Puts under way per channel, so an echo that overtakes its put's reply waits for it.
+
+    An echo waits only for the puts that had started when it arrived (it can only be the copy
+    of one of those), never for puts started after it: under steady traffic into a channel
+    there may always be one under way.
+    """
 
     def __init__(self) -> None:
-        self.count: dict[Channel, int] = {}
-        self.done: dict[Channel, anyio.Event] = {}
+        self.active: dict[Channel, set[int]] = {}
+        self.changed: dict[Channel, anyio.Event] = {}
+        self._seq = 0
 
-    def enter(self, channel: Channel) -> None:
-        count = self.count.get(channel, 0)
-        self.count[channel] = count + 1
-        if not count:
-            self.done[channel] = anyio.Event()
+    def __contains__(self, channel: Channel) -> bool:
+        return channel in self.active
 
-    def leave(self, channel: Channel) -> None:
-        left = self.count[channel] - 1
-        if left:
-            self.count[channel] = left
+    def enter(self, channel: Channel) -> int:
+        self._seq += 1
+        if channel not in self.active:
+            self.active[channel] = set()
+            self.changed[channel] = anyio.Event()
+        self.active[channel].add(self._seq)
+        return self._seq
+
+    def leave(self, channel: Channel, seq: int) -> None:
+        active = self.active[channel]
+        active.discard(seq)
+        event = self.changed.pop(channel)
+        if active:
+            self.changed[channel] = anyio.Event()
         else:
-            del self.count[channel]
-            self.done.pop(channel).set()
+            del self.active[channel]
+        event.set()
 
     async def settle(self, channel: Channel) -> None:
-        while channel in self.count:
-            await self.done[channel].wait()
+        """Wait until every put to `channel` under way now has finished."""
+        started = self._seq
+        while (active := self.active.get(channel)) and min(active) <= started:
+            await self.changed[channel].wait()
 
 
 class Host:
@@ -298,7 +313,7 @@ class Host:
         the same channel, whose echo may overtake its reply); else `sent` itself."""
         if source is not None:
             return source
-        if sent.key not in self._echoes and sent.channel in self._inflight.count:
+        if sent.key not in self._echoes and sent.channel in self._inflight:
             with anyio.move_on_after(self.settings.put_timeout):
                 await self._inflight.settle(sent.channel)
         return self._echoes.get(sent.key, sent)
@@ -331,7 +346,7 @@ class Host:
         """Call the owning plug's put, edit or delete, bounded by the put timeout (or the lane's
         watchdog), while the channel counts a put under way, so that an echo overtaking the
         reply waits for it; the receipts are remembered to recognise the echo."""
-        self._inflight.enter(where)
+        seq = self._inflight.enter(where)
         try:
             result = await self.caller.owner(spec, where.plug, timeout=self.settings.put_timeout,
                                              msg=msg, **kwargs)
@@ -340,7 +355,7 @@ class Host:
                 self._remember(result, msg)
             return result
         finally:
-            self._inflight.leave(where)
+            self._inflight.leave(where, seq)
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""

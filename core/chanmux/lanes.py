@@ -106,6 +106,9 @@ class Lanes:
                 return
             log.error("%s timed out after %ss and was cancelled", lane.doing, self.timeout)
             lane.busy_since = None
+            if lane.steps[lane.step][1] is None and lane.item is not None:
+                sent, source, primary = lane.item  # gave up waiting: hooks get it as it is
+                lane.item = (sent, source if source is not None else sent, primary)
             lane.step += 1
             resume = True
 

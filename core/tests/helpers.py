@@ -69,3 +69,27 @@ def metadata_module():
     mod = types.ModuleType("chanmux_test_tables")
     mod.chanmux_metadata = hookimpl(lambda: md)
     return mod
+
+
+from chanmux.testing import MemoryPlug  # noqa: E402
+
+
+class GatedPlug(MemoryPlug):
+    """A memory network whose puts wait at a gate the test opens (a put under way)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gates: list[anyio.Event] = []
+
+    async def put(self, channel, msg):
+        gate = anyio.Event()
+        self.gates.append(gate)
+        self._touch()
+        await gate.wait()
+        return await super().put(channel, msg)
+
+
+def gated_module() -> types.ModuleType:
+    mod = types.ModuleType("chanmux_test_gated")
+    mod.chanmux_plug_types = hookimpl(lambda: {"gated": GatedPlug})
+    return mod

@@ -214,3 +214,26 @@ async def test_on_handled_is_called_once_every_hook_has_handled_the_message():
         with anyio.fail_after(10):
             await handled.wait()
         assert host.plugs["b"].texts() == ["ack me"]
+
+
+async def test_a_message_waits_only_for_puts_started_before_it():
+    """Echo resolution waits for puts under way when a message arrives (its put's reply may be
+    late), never for puts started after it: under steady traffic into a channel there may
+    always be one under way, and the message would stall."""
+    config = {"plugs": {"g": {"type": "gated", "echo": False}},
+              "channels": {"x": {"plug": "g", "source": "#x"}},
+              "hooks": {"rec": {"type": "recorder"}}}
+    async with run_host(config, modules=[("gated", helpers.gated_module())]) as host:
+        g, rec, chan = host.plugs["g"], host.hooks["rec"], host.channels["x"]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(host.put, chan, Message(text="first put"))
+            await g.wait_for(lambda: len(g.gates) == 1)
+            await g.inject("#x", "said meanwhile")
+            await anyio.wait_all_tasks_blocked()
+            assert rec.received == []            # it may be the first put's echo: it waits
+            g.gates[0].set()
+            tg.start_soon(host.put, chan, Message(text="second put"))
+            await g.wait_for(lambda: len(g.gates) == 2)
+            got = await rec.wait_for(lambda r: r.sent.text.plain == "said meanwhile")
+            assert not got.is_echo and not g.gates[1].is_set()
+            g.gates[1].set()
