@@ -63,8 +63,7 @@ class Courier:
         self._wake = anyio.Event()
         self._back = anyio.Event()
         self._room: anyio.Event | None = None
-        self._idle = anyio.Event()
-        self._idle.set()
+        self._idle: anyio.Event | None = None  # made by wait_idle, set when the queue empties
 
     @property
     def idle(self) -> bool:
@@ -79,8 +78,6 @@ class Courier:
             log.warning("%s: %s is down and %d deliveries wait; dropped the oldest", self.owner,
                         self.channel, self.limit)
         queue.append(job)
-        if self._idle.is_set():
-            self._idle = anyio.Event()
         self._wake.set()
 
     async def send(self, job: Job) -> None:
@@ -133,13 +130,17 @@ class Courier:
 
     async def wait_idle(self) -> None:
         while self.queue:
+            if self._idle is None:
+                self._idle = anyio.Event()
             await self._idle.wait()
 
     async def run(self) -> None:
         queue = self.queue
         while True:
             if not queue:
-                self._idle.set()
+                if self._idle is not None:
+                    self._idle.set()
+                    self._idle = None
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
