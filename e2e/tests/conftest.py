@@ -1,0 +1,56 @@
+"""Fixtures of the end-to-end suite: real servers for the whole session, a bridge per module or
+per test, and the anyio backend each async test runs on.
+
+Servers (ngircd, InspIRCd, Synapse, PostgreSQL) start once per session on loopback. Each test
+uses channel and room names of its own, so tests never see each other's traffic. The bridge
+always runs as `chanmux run CONFIG` in a child process, started with `--backend` equal to the
+test's anyio backend: running a test "on trio" runs the bridge on trio too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from chanmux_testservers.irc import start_inspircd, start_ngircd
+from chanmux_testservers.synapse import Synapse
+
+pytest_plugins = ["chanmux_testservers.postgres"]
+
+BACKENDS = ["asyncio", "trio"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "label(**keys): per-label settings a module's shared bridge "
+                            "gives the test's channel pair (see the module)")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on asyncio and on trio, and so does the bridge it talks to.
+
+    Module scope, so a module whose tests share one bridge starts it once per backend.
+    """
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def synapse():
+    """One Synapse for the session (rate limits lifted; cheap password hashing, since every
+    module registers its own accounts)."""
+    with Synapse(server_name="chanmux.e2e", extra_config={"bcrypt_rounds": 4}) as hs:
+        yield hs
+
+
+@pytest.fixture(scope="session")
+def ngircd(tmp_path_factory: pytest.TempPathFactory):
+    """One ngircd (plaintext and TLS) for the session."""
+    with start_ngircd(tmp_path_factory.mktemp("ngircd")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def inspircd(tmp_path_factory: pytest.TempPathFactory):
+    """One InspIRCd with its IRCv3 modules (message tags, msgid, echo-message) for the session;
+    no services: the suite does not log in with SASL."""
+    with start_inspircd(tmp_path_factory.mktemp("inspircd"), services=False) as server:
+        yield server
