@@ -93,3 +93,14 @@ def test_two_distributions_cannot_claim_one_type_name():
 def test_a_plug_and_a_hook_cannot_share_a_name():
     with pytest.raises(Exception, match='the name "x" is already used by a plug'):
         make_host({"plugs": {"x": {"type": "memory"}}, "hooks": {"x": {"type": "recorder"}}})
+
+
+def test_core_plugin_types_load_without_pytest():
+    """A production install has no pytest: the memory plug and recorder must still load."""
+    out = subprocess.run([sys.executable, "-c",
+                          "import sys; sys.modules['pytest'] = None\n"
+                          "import chanmux.testing.plugin as p\n"
+                          "print(sorted(p.chanmux_plug_types()))"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['memory']"

@@ -1,11 +1,27 @@
 """chanmux's test kit: an in-memory plug, a recording hook, host fixtures and the plug
-contract suite that any plug package runs against itself. Also a pytest plugin (fixtures
-``chanmux_host`` and ``memory_config``)."""
+contract suite that any plug package runs against itself. Also a pytest plugin (fixture
+``chanmux_host``).
 
-from .contract import ContractEnv, PlugContract, Seen
+The memory plug and the recorder are plugin types of core itself, so they load without
+pytest; the contract suite (which needs pytest) is imported only when asked for.
+"""
+
+from typing import Any
+
 from .fixtures import make_host, make_registry, run_host
 from .memory import MemoryConfig, MemoryPlug
 from .recorder import Received, RecorderHook
+
+_CONTRACT = {"ContractEnv", "PlugContract", "Seen"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONTRACT:
+        from . import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module 'chanmux.testing' has no attribute {name!r}")
+
 
 __all__ = ["ContractEnv", "MemoryConfig", "MemoryPlug", "PlugContract", "Received",
            "RecorderHook", "Seen", "make_host", "make_registry", "run_host"]
