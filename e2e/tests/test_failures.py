@@ -33,8 +33,8 @@ from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
 from helpers import (FAST_HOST, Bridge, Tally, alias_of, body, create_room, irc_plug, irc_until,
-                     matrix_find, matrix_plug, matrix_until, privmsgs, register, room_history, room_messages,
-                     sync_hook, uid, write_config)
+                     matrix_find, matrix_plug, matrix_until, privmsgs, register, room_history, sync_hook,
+                     uid, write_config)
 
 pytestmark = pytest.mark.anyio
 
@@ -275,8 +275,8 @@ async def test_bridge_killed_and_started_again(synapse, inspircd, tmp_path):
     replies to messages from before the kill have copies to land on.
 
     Lost by the nature of IRC: the 20 lines said on IRC while the bridge was down (IRC keeps no
-    history; the bridge never sees them), and lines the bridge had read from IRC but not yet
-    delivered when it was killed (IRC cannot give them again): at most the batch on its way.
+    history; the bridge never sees them), and lines on their way when it was killed, read by
+    it or not yet, but not delivered (IRC cannot give them again): at most the batch in flight.
     Nothing said on Matrix is lost: the homeserver keeps everything and the bridge resumes
     from its saved position, so every message said while the bridge was down reaches IRC after
     the restart, once, in order. Edits, deletes and replies made after the restart to messages
@@ -382,8 +382,8 @@ async def test_bridge_killed_and_started_again(synapse, inspircd, tmp_path):
         report("c) chanmux killed", to_irc=to_irc, to_matrix=to_matrix)
         lost = to_matrix.missing
         print(f"   Matrix messages said while the bridge was down: {down_to - down_from}; IRC "
-              f"lines said while it was down: {len(said_while_down)} (never seen); IRC lines read "
-              f"but not delivered when it was killed: {len(lost)}")
+              f"lines said while it was down: {len(said_while_down)} (never seen); IRC lines in flight "
+              f"when it was killed (said just before, never relayed): {len(lost)}")
         assert_lossless(to_irc, "Matrix -> IRC")
         assert set(range(down_from, down_to)) <= set(to_irc.received)
         assert lost == list(range(i_before - len(lost), i_before)), f"more lost than in flight: {lost}"
