@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import string
 
+import attrs
+
 from .model import User
 
 #: Template variables, with what they hold.
@@ -88,3 +90,16 @@ class NameFormat:
             return user
         return User(id=user.id, plug=user.plug, username=user.username, real_name=name,
                     avatar=user.avatar, link=user.link, is_self=False, raw=user.raw)
+
+
+@attrs.frozen
+class Overrides:
+    """Relay settings a relay hook's `[hooks.NAME.plugs.PLUG]` (or per-label) table changes;
+    unset keys fall back to the broader setting. Shared by sync, forward and third-party relays."""
+
+    name_format: str | None = None
+    no_highlight: bool | None = None
+    joins: bool | None = None
+    renames: bool | None = None
+    edits: bool | None = None
+    deletes: bool | None = None

@@ -6,17 +6,8 @@ from typing import Any
 
 import attrs
 
+from chanmux.naming import Overrides
 
-@attrs.frozen
-class Overrides:
-    """Keys a `[hooks.NAME.plugs.PLUG]` table changes for copies sent to that plug."""
-
-    name_format: str | None = None
-    no_highlight: bool | None = None
-    joins: bool | None = None
-    renames: bool | None = None
-    edits: bool | None = None
-    deletes: bool | None = None
 
 
 @attrs.frozen

@@ -6,23 +6,10 @@ from typing import Any
 
 import attrs
 
+from chanmux.naming import Overrides
+
 from chanmux.naming import NameFormat
 
-
-@attrs.frozen
-class Overrides:
-    """Keys that a `[hooks.NAME.plugs.PLUG]` or `[hooks.NAME.labels.LABEL]` table can change.
-
-    Unset keys fall back: per-plug (the plug receiving the copy) beats per-label, which beats the
-    hook-wide value.
-    """
-
-    name_format: str | None = None
-    no_highlight: bool | None = None
-    joins: bool | None = None
-    renames: bool | None = None
-    edits: bool | None = None
-    deletes: bool | None = None
 
 
 @attrs.frozen
