@@ -84,7 +84,10 @@ class Message:
 
     `reply_to` is the parent (a Message, SentMessage or Receipt); `edit_of` names the earlier
     copy an outgoing edit replaces, for plugs that cannot edit in place and render it their own
-    way; `joined`/`left` list users for membership events and `title` a new channel title.
+    way; `joined`/`left` list users for membership events, `renamed` is (before, after) for a
+    person's change of name (an IRC nick, a Matrix display name) and `title` a new channel
+    title. Joins, leaves and renames are membership events: relays show them only where
+    membership is wanted.
     """
 
     text: RichText | None = attrs.field(default=None, converter=_text_converter)
@@ -97,14 +100,20 @@ class Message:
     edit_of: Message | Receipt | None = None
     joined: list[User] = attrs.field(factory=list)
     left: list[User] = attrs.field(factory=list)
+    renamed: tuple[User, User] | None = None
     title: str | None = None
     attachments: list[File | Location | Message] = attrs.field(factory=list)
     raw: Any = attrs.field(default=None, repr=False)
 
     @property
     def is_event(self) -> bool:
-        """True for joins, leaves and renames rather than something said."""
-        return bool(self.joined or self.left or self.title is not None) and not self.text
+        """True for joins, leaves, renames and titles rather than something said."""
+        return bool(self.joined or self.left or self.renamed or self.title is not None) and not self.text
+
+    @property
+    def is_membership(self) -> bool:
+        """True if the message says someone joined, left or changed their name."""
+        return bool(self.joined or self.left or self.renamed)
 
     def clone(self, **changes: Any) -> Message:
         """A copy as a plain Message (dropping where it was sent), with `changes` applied."""

@@ -7,10 +7,11 @@ relay names authors with the same variables and the same zero-width-space option
 from __future__ import annotations
 
 import string
+from typing import Any
 
 import attrs
 
-from .model import User
+from .model import Message, User
 
 #: Template variables, with what they hold.
 VARIABLES = {
@@ -103,3 +104,22 @@ class Overrides:
     renames: bool | None = None
     edits: bool | None = None
     deletes: bool | None = None
+
+
+def relayed_fields(msg: Message, *, joins: bool, renames: bool) -> dict[str, Any] | None:
+    """The event fields of `msg` a relay's copy carries under its settings, or None when the
+    copy would say nothing at all.
+
+    `joins` covers membership: joins, leaves and changes of name (an IRC nick, a Matrix display
+    name); `renames` covers a new channel title. Text and attachments always go.
+    """
+    member = joins and msg.is_membership
+    fields: dict[str, Any] = {
+        "joined": msg.joined if member else [],
+        "left": msg.left if member else [],
+        "renamed": msg.renamed if member else None,
+        "title": msg.title if renames else None,
+    }
+    if not (msg.text or msg.attachments or member or fields["title"] is not None):
+        return None
+    return fields

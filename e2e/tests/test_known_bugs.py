@@ -165,8 +165,6 @@ async def test_matrix_leave_on_irc_shows_the_display_name(membership):
     assert said == ["* Bob M joined", "* Bob M left"], said
 
 
-@known_bug("plugs_irc + sync: no setting stops nick changes: the IRC plug turns NICK into an "
-           "ordinary /me ('is now known as'), which `joins = false` does not cover")
 async def test_nick_changes_follow_joins_off(synapse, ngircd, tmp_path):
     """With `joins = false` (no membership noise) a nick change is not relayed either."""
     s = Setup(synapse, ngircd, tmp_path, sync_keys={"joins": False})

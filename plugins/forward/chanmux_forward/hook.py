@@ -22,7 +22,7 @@ from chanmux import (
 )
 
 from .config import ForwardConfig, resolve
-from chanmux.naming import NameFormat
+from chanmux.naming import NameFormat, relayed_fields
 from .outbox import RETRYABLE, Outbox, Pending
 
 CopyKey = tuple[str, str, str]
@@ -187,7 +187,7 @@ class ForwardHook(Hook):
                 return
             if sent.deleted:
                 return
-        if not (sent.text or sent.attachments or sent.joined or sent.left or sent.title is not None):
+        if not (sent.text or sent.attachments or sent.is_event):
             return
         await self.send(sent, targets)
 
@@ -261,12 +261,8 @@ class ForwardHook(Hook):
     def _render(self, msg: Message, target: Channel, context: dict[str, str],
                 edited: bool) -> Message | None:
         policy = self._policy(target.plug)
-        joined, left, title = msg.joined, msg.left, msg.title
-        if (joined or left) and not policy.joins:
-            joined, left = [], []
-        if title is not None and not policy.renames:
-            title = None
-        if not (msg.text or msg.attachments or joined or left or title is not None):
+        fields = relayed_fields(msg, joins=policy.joins, renames=policy.renames)
+        if fields is None:
             return None
         reply_to = msg.reply_to
         text = msg.text
@@ -283,8 +279,8 @@ class ForwardHook(Hook):
                 text = prefix + text if text else RichText.plain_text(prefix)
                 reply_to = None
         return Message(text=text, user=policy.name.apply(msg.user, **context), action=msg.action,
-                       notice=msg.notice, edited=edited, reply_to=reply_to, joined=joined, left=left,
-                       title=title, attachments=msg.attachments)
+                       notice=msg.notice, edited=edited, reply_to=reply_to,
+                       attachments=msg.attachments, **fields)
 
     # -- memory of what was forwarded --------------------------------------------------------
 

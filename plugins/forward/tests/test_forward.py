@@ -56,13 +56,17 @@ async def test_joins_and_renames_are_off_by_default_and_per_plug_overrides_apply
     cfg = config({"channels": {"a": ["b", "c"]}, "plugs": {"c": {"joins": True, "renames": True}}})
     async with run_host(cfg, path=tmp_path / "x.toml") as host:
         a, b, c = (host.plugs[n] for n in "abc")
-        await a.inject("#a", None, joined=[a.user("dave")])
+        dave, davy = a.user("dave"), a.user("davy")
+        await a.inject("#a", None, joined=[dave])
+        await a.inject("#a", None, user=davy, renamed=(dave, davy))
         await a.inject("#a", None, title="Topic")
         await a.inject("#a", "marker")
         await b.wait_for(lambda: b.texts() == ["marker"])
-        await c.wait_for(lambda: len(c.sent) == 3)
+        await c.wait_for(lambda: len(c.sent) == 4)
         await settle(host)
-        assert c.sent[0].msg.joined and c.sent[1].msg.title == "Topic"
+        assert b.texts() == ["marker"]
+        assert c.sent[0].msg.joined and c.sent[2].msg.title == "Topic"
+        assert [u.username for u in c.sent[1].msg.renamed] == ["dave", "davy"]
 
 
 async def test_name_templates_per_plug_and_no_highlight(tmp_path):

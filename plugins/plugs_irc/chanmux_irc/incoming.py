@@ -1,8 +1,8 @@
 """Received IRC lines to chanmux messages, keeping track of channels, members and people.
 
 PRIVMSG, NOTICE and CTCP ACTION become text; JOIN, PART, KICK and QUIT (one leave for each
-channel shared with the quitter) become joins and leaves; NICK becomes an action ("is now
-known as ..."); TOPIC becomes a title. Our own lines (echo-message or not) are never relayed.
+channel shared with the quitter) become joins and leaves; NICK becomes a rename (`renamed`,
+one for each channel shared with the person); TOPIC becomes a title. Our own lines (echo-message or not) are never relayed.
 """
 
 from __future__ import annotations
@@ -238,8 +238,9 @@ class Incoming:
             self.plug.puppets.renamed(old, new)
         if self.plug.is_own(old) or self.plug.is_own(new):
             return []
-        out = [self._sent(line, self.plug.source_for(chan.name), user=before, action=True,
-                          text=RichText.plain_text(f"is now known as {new}")) for chan in shared]
+        after = self._user(renamed)
+        out = [self._sent(line, self.plug.source_for(chan.name), user=after, renamed=(before, after))
+               for chan in shared]
         for msg in out[1:]:
             msg.id = unique_id(f"{self.name}:")
         return out

@@ -142,6 +142,10 @@ class Renderer:
             parts.append(", ".join(filter(None, (self.name(u) for u in msg.joined))) + " joined")
         if msg.left:
             parts.append(", ".join(filter(None, (self.name(u) for u in msg.left))) + " left")
+        if msg.renamed is not None:
+            before, after = (self.name(u) for u in msg.renamed)
+            if before and after and before != after:
+                parts.append(f"{before} is now known as {after}")
         if msg.title is not None:
             who = self.name(msg.user)
             parts.append(f"{who + ' ' if who else ''}changed the title to: {clean(msg.title)}")

@@ -186,6 +186,9 @@ def test_events_and_attachments():
     r, _ = renderer()
     lines = r.lines(Message(joined=[User(real_name="Ann"), User(username="bo")]), "#chan", budget)
     assert [wire(l) for l in lines] == ["* Ann, bo joined"]
+    ann, anna = User(real_name="Ann M"), User(real_name="Anna M")
+    lines = r.lines(Message(user=anna, renamed=(ann, anna)), "#chan", budget)
+    assert [wire(l) for l in lines] == ["* Ann M is now known as Anna M"]
     lines = r.lines(Message(title="New\r\ntopic", user=User(username="al")), "#chan", budget)
     assert [wire(l) for l in lines] == ["* al changed the title to: Newtopic"]
     msg = Message(text="look", user=User(username="al"), attachments=[

@@ -80,8 +80,11 @@ async def test_joins_parts_kicks_quits_nicks_and_topics(ircd, tmp_path):
 
             old, new = b.nick, unique("n")
             await b.send_raw(f"NICK {new}")
-            renamed = await rec.wait_for(lambda r: text_of(r) == f"is now known as {new}")
-            assert renamed.sent.action and renamed.sent.user.username == old
+            renamed = await rec.wait_for(lambda r: r.sent.renamed is not None)
+            before, after = renamed.sent.renamed
+            assert (before.username, after.username) == (old, new)
+            assert renamed.sent.user.username == new and not renamed.sent.text
+            assert renamed.sent.is_membership
 
             await b.part(chan, "see you")
             await rec.wait_for(event("left", new))

@@ -25,7 +25,7 @@ from chanmux import (
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
 from .config import Overrides, Policy, SyncConfig, resolve
-from chanmux.naming import NameFormat
+from chanmux.naming import NameFormat, relayed_fields
 from .courier import Courier, Job
 from .plug import SyncPlug
 
@@ -37,7 +37,7 @@ _lineage: weakref.WeakKeyDictionary[Message, frozenset[Channel]] = weakref.WeakK
 
 def _content(msg: Message) -> bool:
     """True if `msg` has anything to relay."""
-    return bool(msg.text or msg.attachments or msg.joined or msg.left or msg.title is not None)
+    return bool(msg.text or msg.attachments or msg.is_event)
 
 
 class _Context:
@@ -390,12 +390,8 @@ class SyncHook(Hook):
 
     def _render(self, label: str, msg: Message, target: Channel, policy: Policy, context: _Context,
                 edited: bool) -> Message | None:
-        joined, left, title = msg.joined, msg.left, msg.title
-        if (joined or left) and not policy.joins:
-            joined, left = [], []
-        if title is not None and not policy.renames:
-            title = None
-        if not (msg.text or msg.attachments or joined or left or title is not None):
+        fields = relayed_fields(msg, joins=policy.joins, renames=policy.renames)
+        if fields is None:
             return None
         names = context.names
         if policy.name in names:
@@ -405,8 +401,7 @@ class SyncHook(Hook):
                 msg.user, network=context.network, plug=context.plug, channel=context.title,
                 label=label)
         return Message(text=msg.text, user=user, action=msg.action, notice=msg.notice,
-                       edited=edited or msg.edited, joined=joined, left=left, title=title,
-                       attachments=msg.attachments)
+                       edited=edited or msg.edited, attachments=msg.attachments, **fields)
 
     def _attach_reply(self, target: Channel, msg: Message, context: _Context) -> None:
         """Point `msg` at the target channel's own copy of its parent, or quote the parent."""
@@ -459,6 +454,7 @@ class SyncHook(Hook):
         self.plug.queue(SentMessage(
             id=ref.key, channel=channel, text=msg.text, user=msg.user, action=msg.action,
             notice=msg.notice, edited=edited or msg.edited, reply_to=reply_to, joined=msg.joined,
-            left=msg.left, title=msg.title, attachments=msg.attachments), virtual_source)
+            left=msg.left, renamed=msg.renamed, title=msg.title, attachments=msg.attachments),
+            virtual_source)
 
 __all__ = ["Overrides", "SyncConfig", "SyncHook"]

@@ -1,4 +1,5 @@
-"""Joins, leaves and renames are relayed or not per config, with per-plug overrides."""
+"""Joins, leaves, changes of name (under `joins`) and channel titles (under `renames`) are
+relayed or not per config, with per-plug overrides."""
 
 import pytest
 
@@ -15,6 +16,8 @@ async def events(tmp_path, cfg):
         dave = a.user("dave")
         await a.inject("#a", None, joined=[dave])
         await a.inject("#a", None, left=[dave])
+        davy = a.user("davy")
+        await a.inject("#a", None, user=davy, renamed=(dave, davy))
         await a.inject("#a", None, title="New topic", user=dave)
         await a.inject("#a", "marker")
         await b.wait_for(lambda: "marker" in b.texts())
@@ -28,6 +31,9 @@ async def events(tmp_path, cfg):
                     found.append("join")
                 elif e.msg.left:
                     found.append("leave")
+                elif e.msg.renamed is not None:
+                    before, after = e.msg.renamed
+                    found.append(f"nick:{before.username}>{after.username}")
                 elif e.msg.title is not None:
                     found.append(f"title:{e.msg.title}")
                 else:
@@ -38,7 +44,7 @@ async def events(tmp_path, cfg):
 
 async def test_joins_leaves_and_renames_are_relayed_by_default(tmp_path):
     kinds = await events(tmp_path, config())
-    assert kinds["b"] == kinds["c"] == ["join", "leave", "title:New topic", "marker"]
+    assert kinds["b"] == kinds["c"] == ["join", "leave", "nick:dave>davy", "title:New topic", "marker"]
 
 
 async def test_joins_and_renames_can_be_turned_off(tmp_path):
@@ -51,14 +57,14 @@ async def test_per_plug_overrides_really_apply(tmp_path):
     cfg["hooks"]["sync"]["plugs"] = {"b": {"joins": False}, "c": {"renames": False}}
     kinds = await events(tmp_path, cfg)
     assert kinds["b"] == ["title:New topic", "marker"]
-    assert kinds["c"] == ["join", "leave", "marker"]
+    assert kinds["c"] == ["join", "leave", "nick:dave>davy", "marker"]
 
 
 async def test_per_plug_override_can_turn_on_what_the_hook_turns_off(tmp_path):
     cfg = config(joins=False, renames=False)
     cfg["hooks"]["sync"]["plugs"] = {"b": {"joins": True}}
     kinds = await events(tmp_path, cfg)
-    assert kinds["b"] == ["join", "leave", "marker"]
+    assert kinds["b"] == ["join", "leave", "nick:dave>davy", "marker"]
     assert kinds["c"] == ["marker"]
 
 
