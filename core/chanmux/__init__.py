@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from .caller import HookCaller, NoOwner  # noqa: E402
 from .config import Config, ConfigError  # noqa: E402
+from .delivery import Hold  # noqa: E402
 from .hookspecs import hookimpl, hookspec  # noqa: E402
 from .host import Host, HostStopped  # noqa: E402
 from .model import (  # noqa: E402
@@ -29,7 +30,7 @@ from .store import BatchWriter, Store  # noqa: E402
 
 __all__ = [
     "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "File", "FileKind",
-    "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NameFormat", "NoConfig", "NoOwner",
+    "Hold", "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NameFormat", "NoConfig", "NoOwner",
     "Plug", "Receipt", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
     "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id",
 ]

@@ -19,8 +19,10 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from . import delivery
 from .caller import HookCaller, NoOwner
 from .config import Config, ConfigError, HostConfig
+from .delivery import Hold
 from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
@@ -298,12 +300,22 @@ class Host:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    @staticmethod
+    def hold() -> Hold:
+        """Take a hold on the received message the current task works for: the plug that
+        received it is not told it is done until the hold is released. A hook that keeps
+        work for later, or a plug whose `put` queues what it sends, takes one and releases
+        it once the work is delivered, given up on, or saved for the next start. Where no
+        message is tracked the hold does nothing."""
+        return delivery.hold()
+
     async def receive(self, sent: SentMessage, source: Message | None = None, primary: bool = True,
                       on_handled: Callable[[], Any] | None = None) -> None:
         """Hand a message a plug received to the hooks. Returns once it is queued; messages of
         one channel are handled in the order they were received. `on_handled` (if given) is
-        called once every hook has handled it, e.g. so a plug saves its resume point only
-        for messages the hooks have seen."""
+        called once the message is done: every hook has handled it and every hold taken for
+        it (`hold()`) has been released, so a plug saves its resume point only past messages
+        whose copies were delivered (see `chanmux.delivery`)."""
         if not self.lanes.running:
             raise HostStopped("the host is not running")
         await self.lanes.submit(sent, source, primary, on_handled)

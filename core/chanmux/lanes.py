@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pluggy
 
+from . import delivery
 from .model import Message, SentMessage
 
 log = logging.getLogger("chanmux.host")
@@ -37,7 +38,7 @@ class Lane:
         self.busy_since: float | None = None
         self.doing = ""
         self.item: tuple[SentMessage, Message | None, bool] | None = None
-        self.on_handled: Callable[[], Any] | None = None
+        self.tracker: delivery.Tracker | None = None
         self.steps: list[tuple[str, pluggy.HookImpl | None]] = []
         self.step = 0
 
@@ -113,7 +114,10 @@ class Lanes:
             resume = True
 
     def _plan(self, lane: Lane, item: tuple[SentMessage, Message | None, bool, Any]) -> None:
-        lane.item, lane.on_handled = item[:3], item[3]
+        lane.item = item[:3]
+        on_handled = item[3]
+        lane.tracker = delivery.Tracker(on_handled, str(item[0].channel)) if on_handled else None
+        delivery.current.set(lane.tracker)  # holds taken by the hooks count for this message
         lane.step = 0
         lane.steps = [("resolve", None)]
         lane.steps += [("before_receive", impl) for impl in self._impls("before_receive")]
@@ -148,12 +152,10 @@ class Lanes:
             if lane.step >= len(lane.steps):
                 lane.busy_since = None
                 self.handled += 1
-                if lane.on_handled is not None:
-                    callback, lane.on_handled = lane.on_handled, None
-                    try:
-                        callback()
-                    except Exception:  # noqa: BLE001 - a plug's callback never stops the lane
-                        log.exception("%s: on_handled callback failed", lane.doing)
+                if lane.tracker is not None:
+                    tracker, lane.tracker = lane.tracker, None
+                    delivery.current.set(None)
+                    tracker.done()
                 if self.handled == self.submitted:
                     progress, self._progress = self._progress, anyio.Event()
                     progress.set()

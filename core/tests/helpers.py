@@ -45,7 +45,7 @@ def module() -> types.ModuleType:
     @hookimpl
     def chanmux_hook_types():
         return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
-                "relay": RelayHook, "censor": CensorHook}
+                "relay": RelayHook, "censor": CensorHook, "holder": HolderHook}
 
     mod.chanmux_hook_types = chanmux_hook_types
     return mod
@@ -59,6 +59,16 @@ class CensorHook(Hook):
             return None
         return SentMessage.of(sent, id=sent.id, channel=sent.channel,
                               text=f"[checked] {sent.text.plain}")
+
+
+class HolderHook(Hook):
+    """Keeps every message's delivery for later: takes a hold, leaves it in `holds`."""
+
+    def on_load(self):
+        self.holds = []
+
+    async def on_receive(self, sent, source, primary):
+        self.holds.append(self.host.hold())
 
 
 def metadata_module():

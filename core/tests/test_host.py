@@ -216,6 +216,36 @@ async def test_on_handled_is_called_once_every_hook_has_handled_the_message():
         assert host.plugs["b"].texts() == ["ack me"]
 
 
+async def test_on_handled_waits_for_every_hold_taken_for_the_message():
+    """A hook that keeps a message's delivery for later holds back `on_handled` (so a plug
+    does not move its resume point past it) until the delivery is done, including holds
+    taken later on the message's behalf in another task."""
+    from chanmux import SentMessage
+
+    async with run_host(two_plugs(holder={"type": "holder"}), modules=MODULES) as host:
+        holder = host.hooks["holder"]
+        handled: list[str] = []
+        for n in (1, 2):
+            await host.receive(SentMessage(id=f"h{n}", channel=host.channels["in"], text=f"m{n}",
+                                           user=host.plugs["a"].user("zed")),
+                               on_handled=lambda n=n: handled.append(f"h{n}"))
+        await host.receive(SentMessage(id="h3", channel=host.channels["in"], text="untracked",
+                                       user=host.plugs["a"].user("zed")))
+        await host.wait_idle()
+        first, second, untracked = holder.holds
+        assert handled == [] and first.held and not untracked.held
+        with second.active():
+            later = host.hold()             # e.g. a plug's put, run by the hook's own task
+        second.release()
+        assert handled == []
+        later.release()
+        later.release()                     # twice is harmless
+        assert handled == ["h2"]
+        first.release()
+        assert handled == ["h2", "h1"]
+    assert host.hold().held is False        # outside any message: a hold that does nothing
+
+
 async def test_a_message_waits_only_for_puts_started_before_it():
     """Echo resolution waits for puts under way when a message arrives (its put's reply may be
     late), never for puts started after it: under steady traffic into a channel there may

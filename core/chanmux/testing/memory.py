@@ -105,8 +105,10 @@ class MemoryPlug(Plug):
                     real_name=real_name)
 
     async def inject(self, source: str, text: Any = None, *, user: User | str | None = "human",
-                     id: str | None = None, **fields: Any) -> SentMessage:
-        """A human says something in `source`; returns the message as the plug receives it."""
+                     id: str | None = None, on_handled: Callable[[], Any] | None = None,
+                     **fields: Any) -> SentMessage:
+        """A human says something in `source`; returns the message as the plug receives it.
+        `on_handled` is passed to `Host.receive` (called once the message is done)."""
         if isinstance(user, str):
             user = self.user(user)
         sent = SentMessage(id=id or self._next_id(), channel=self.channel(source), text=text,
@@ -117,7 +119,7 @@ class MemoryPlug(Plug):
             self.members.get(source, {}).pop(u.id or "", None)
         if self.state is not State.active or self._incoming is None:
             raise ConnectionError(f"{self.name} is not connected")
-        await self._incoming.send(sent)
+        await self._incoming.send((sent, on_handled))
         return sent
 
     async def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -152,15 +154,15 @@ class MemoryPlug(Plug):
             raise ConnectionRefusedError(f"{self.name}: refused (test)")
         self._failure = None
         self._broken = anyio.Event()
-        self._incoming, self._outgoing = anyio.create_memory_object_stream[SentMessage](10_000)
+        self._incoming, self._outgoing = anyio.create_memory_object_stream[tuple[SentMessage, Any]](10_000)
         self._touch()
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             async def forward() -> None:
                 async with self._outgoing:
-                    async for sent in self._outgoing:
-                        await self.host.receive(sent)
+                    async for sent, on_handled in self._outgoing:
+                        await self.host.receive(sent, on_handled=on_handled)
 
             tg.start_soon(forward)
             if self.config.script:
@@ -208,7 +210,7 @@ class MemoryPlug(Plug):
 
     async def _echo(self, sent: SentMessage) -> None:
         if self.config.echo and self._incoming is not None:
-            await self._incoming.send(sent)
+            await self._incoming.send((sent, None))
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         self._check()

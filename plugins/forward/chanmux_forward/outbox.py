@@ -1,4 +1,9 @@
-"""Deliveries that failed because a plug was down, kept in order until it is back."""
+"""Deliveries that failed because a plug was down, kept in order until it is back.
+
+Each holds its message's delivery (`chanmux.Hold`, taken when it is made, in the lane that
+handles the message) until it is delivered or dropped, so the plug the message came from does
+not move its resume point past it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+
+from chanmux.delivery import Hold, hold
 
 log = logging.getLogger("chanmux.hook.forward")
 
@@ -24,6 +31,7 @@ class Pending:
     msg: Any
     ref: Any = None
     receipt: Any = None
+    hold: Hold = attrs.field(factory=hold, repr=False)
 
 
 class Outbox:
@@ -43,7 +51,7 @@ class Outbox:
     def add(self, plug: str, item: Pending) -> None:
         queue = self.queues.setdefault(plug, deque())
         if self.limit and len(queue) >= self.limit:
-            queue.popleft()
+            queue.popleft().hold.release()
             self.dropped += 1
             log.warning("%s: retry queue for %s is full (%d); dropped the oldest delivery",
                         self.owner, plug, self.limit)
@@ -60,6 +68,9 @@ class Outbox:
     def drop(self, ref: Any) -> None:
         """Forget every queued delivery of `ref` (it was deleted)."""
         for plug, queue in list(self.queues.items()):
+            for item in queue:
+                if item.ref is ref and item.kind != "delete":
+                    item.hold.release()
             kept = deque(item for item in queue if item.ref is not ref or item.kind == "delete")
             if kept:
                 self.queues[plug] = kept
@@ -84,7 +95,8 @@ class Outbox:
             while queue:
                 item = queue[0]
                 try:
-                    await deliver(item)
+                    with item.hold.active():
+                        await deliver(item)
                 except RETRYABLE as exc:
                     log.warning("%s: %s still unreachable (%s); %d deliveries wait", self.owner,
                                 plug, exc, len(queue))
@@ -94,6 +106,7 @@ class Outbox:
                               type(exc).__name__, exc)
                 if queue and queue[0] is item:
                     queue.popleft()
+                item.hold.release()
                 done += 1
                 queue = self.queues.get(plug, deque())
             self.queues.pop(plug, None)

@@ -8,6 +8,10 @@ trip, or down) gets its jobs queued and delivered by the courier's own task, so 
 nobody else. Either way each channel gets its copies in the order the messages
 came: a job goes inline only while the courier has nothing queued. A courier whose plug is down
 keeps its jobs (up to a limit, oldest dropped first) and delivers them when the plug is back.
+
+Each job holds its message's delivery (`chanmux.Hold`): the plug the message came from is not
+told it is done, and does not move its resume point past it, until the job is delivered (or
+given up on); the put runs on the hold's behalf, so holds the target plug takes count too.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from chanmux import Channel
+from chanmux import Channel, Hold
 
 log = logging.getLogger("chanmux.hook.sync")
 
@@ -31,14 +35,21 @@ RETRYABLE = (ConnectionError, TimeoutError, OSError)
 class Job:
     """One delivery: `kind` is put, edit or delete of `ref`'s copy in the courier's channel."""
 
-    __slots__ = ("kind", "ref", "msg", "parent", "started")
+    __slots__ = ("kind", "ref", "msg", "parent", "started", "hold")
 
-    def __init__(self, kind: str, ref: Any, msg: Any = None, parent: Any = None) -> None:
+    def __init__(self, kind: str, ref: Any, msg: Any = None, parent: Any = None,
+                 hold: Hold | None = None) -> None:
         self.kind = kind
         self.ref = ref
         self.msg = msg
         self.parent = parent
         self.started = False
+        self.hold = hold
+
+    def finished(self) -> None:
+        """Delivered or given up on: the message's delivery no longer waits for this job."""
+        if self.hold is not None:
+            self.hold.release()
 
 
 class Courier:
@@ -73,7 +84,7 @@ class Courier:
         """Queue a job without waiting."""
         queue = self.queue
         if self.down and self.limit and len(queue) >= self.limit:
-            queue.popleft()
+            queue.popleft().finished()
             self.dropped += 1
             log.warning("%s: %s is down and %d deliveries wait; dropped the oldest", self.owner,
                         self.channel, self.limit)
@@ -105,11 +116,14 @@ class Courier:
         except RETRYABLE:
             job.started = False
             self.push(job)
+            self._measure(start)
+            return
         except Exception as exc:  # noqa: BLE001 - one bad delivery never blocks the others
             log.error("%s: delivery to %s failed: %s: %s", self.owner, self.channel,
                       type(exc).__name__, exc)
         else:
             self.delivered += 1
+        job.finished()
         self._measure(start)
 
     def _measure(self, start: float) -> None:
@@ -148,7 +162,11 @@ class Courier:
             job.started = True
             start = time.monotonic()
             try:
-                await self._execute(self.channel, job)
+                if job.hold is not None:
+                    with job.hold.active():
+                        await self._execute(self.channel, job)
+                else:
+                    await self._execute(self.channel, job)
             except RETRYABLE as exc:
                 job.started = False
                 if not self.down:
@@ -167,6 +185,7 @@ class Courier:
             self._measure(start)
             if queue and queue[0] is job:
                 queue.popleft()
+            job.finished()
             if self.down:
                 self.down = False
                 log.info("%s: %s is back; delivering %d waiting messages", self.owner,

@@ -272,14 +272,14 @@ class SyncHook(Hook):
                 _lineage[local] = lineage
                 if not ids and courier.replace(ref, local):
                     continue
-                job = Job("edit", ref, local, parent)
+                job = Job("edit", ref, local, parent, self.host.hold())
             elif not ids:
                 local = self._render(label, msg, channel, self._policy(label, channel.plug), context,
                                      False)
                 if local is None:
                     continue
                 _lineage[local] = lineage
-                job = Job("put", ref, local, parent)
+                job = Job("put", ref, local, parent, self.host.hold())
             else:
                 continue
             if courier.quick:
@@ -311,7 +311,7 @@ class SyncHook(Hook):
             if not self._policy(label, channel.plug).deletes:
                 continue
             if ref.ids.get(channel) or not self.couriers[channel].idle:
-                await self.couriers[channel].deliver(Job("delete", ref))
+                await self.couriers[channel].deliver(Job("delete", ref, hold=self.host.hold()))
         if self.plug is not None:
             self.plug.queue(SentMessage(id=ref.key, channel=Channel(self.plug.name, label),
                                         deleted=True))

@@ -111,3 +111,35 @@ async def test_a_slow_target_holds_up_no_other_and_keeps_its_order(tmp_path):
         await b.wait_for(lambda: len(b.sent) == 5)
         await settle(host)
         assert b.texts() == c.texts() == [f"m{i}" for i in range(5)]
+
+
+async def test_a_message_is_done_only_once_its_copies_are_delivered(tmp_path):
+    """The plug a message came from is told it is done (and may move its resume point past
+    it) only once every copy has arrived: a copy waiting for a plug that is down holds it."""
+    async with run_host(slow_reconnects(), path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        rec = host.hooks["rec"]
+        done: list[str] = []
+        await a.inject("#a", "while all are up", on_handled=lambda: done.append("first"))
+        await c.wait_for(lambda: c.texts() == ["while all are up"])
+        await b.wait_for(lambda: b.texts() == ["while all are up"])
+        await settle(host)
+        assert done == ["first"]
+        b.fail_next_opens(10_000)
+        b.fail("gone for a while")
+        await rec.wait_until(lambda: any(s[:2] == ("b", "failed") for s in rec.states))
+        second = anyio.Event()
+
+        def second_done() -> None:
+            done.append("second")
+            second.set()
+
+        await a.inject("#a", "while b is down", on_handled=second_done)
+        await c.wait_for(lambda: c.texts()[-1:] == ["while b is down"])
+        await host.wait_idle()
+        assert done == ["first"]            # c has it, b does not yet
+        b.fail_next_opens(0)
+        await b.wait_for(lambda: b.texts()[-1:] == ["while b is down"], timeout=30)
+        with anyio.fail_after(10):
+            await second.wait()
+        assert done == ["first", "second"]
