@@ -57,6 +57,41 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     return engine
 
 
+_insert_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def insert_new(conn: Connection, table: sa.Table, columns: tuple[str, ...],
+               rows: list[tuple[Any, ...]]) -> None:
+    """Insert row tuples (values in `columns` order) in one statement, leaving alone any row
+    whose unique key is stored already (blocking: run it in a transaction or BatchWriter).
+
+    SQLite gets the driver's executemany of INSERT OR IGNORE, with little Python work per
+    row; PostgreSQL an INSERT ... ON CONFLICT DO NOTHING; other databases a row at a time."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        sql = _insert_sql.get((table.name, columns))
+        if sql is None:
+            sql = _insert_sql[(table.name, columns)] = (
+                f"INSERT OR IGNORE INTO {table.name} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})")
+        conn.exec_driver_sql(sql, rows)
+        return
+    dicts = [dict(zip(columns, row)) for row in rows]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(), dicts)
+        return
+    for row in dicts:
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), row)
+        except sa.exc.IntegrityError:
+            pass
+
+
 class Store:
     """The host database. Plugins declare tables on their own MetaData; `create` makes them."""
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from chanmux import Receipt
+from chanmux.store import insert_new
 
 if TYPE_CHECKING:
     from .hook import SyncHook
@@ -120,29 +121,9 @@ def has_rows(conn: Connection, hook: str) -> bool:
 
 #: Column order of the row tuples the cache hands to `write_rows`.
 ROW_COLUMNS = ("hook", "key", "plug", "channel", "message", "origin", "author", "excerpt")
-_SQLITE_INSERT = (f"INSERT OR IGNORE INTO {backrefs.name} ({', '.join(ROW_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})")
 
 
 def write_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert a batch of row tuples (`ROW_COLUMNS`) in one statement; a copy already stored
-    is left alone. SQLite gets the driver's executemany directly: the batch is written with
-    little Python work, so the worker thread holds the interpreter lock as briefly as it can."""
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        conn.exec_driver_sql(_SQLITE_INSERT, rows)
-        return
-    dicts = [dict(zip(ROW_COLUMNS, row)) for row in rows]
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(backrefs).on_conflict_do_nothing(), dicts)
-        return
-    for row in dicts:
-        try:
-            with conn.begin_nested():
-                conn.execute(backrefs.insert(), row)
-        except sa.exc.IntegrityError:
-            pass
+    is left alone."""
+    insert_new(conn, backrefs, ROW_COLUMNS, rows)
