@@ -222,6 +222,13 @@ class Host:
         for plug in self.plugs.values():
             if plug.state not in (State.stopped, State.idle):
                 await self._close(plug)
+        for plug in self.plugs.values():
+            if plug.state is not State.idle:
+                try:
+                    with anyio.fail_after(10):
+                        await plug.stopped()
+                except Exception:  # noqa: BLE001 - one plug failing here does not stop the rest
+                    log.exception("%s: failed to save its state at shutdown", plug.name)
         for writer in self.store.writers:
             if writer.pending:
                 log.warning("%s: %d rows were not written before shutdown", writer.name, writer.pending)

@@ -96,6 +96,12 @@ class Plug(_Component):
     async def close(self) -> None:
         """Disconnect and release everything `open` took. Must be safe to call at any time."""
 
+    async def stopped(self) -> None:
+        """Called once when the host stops, after every hook and plug has closed: save what
+        the next start needs and that depends on the others' closing, e.g. a resume point
+        that waited for deliveries another plug kept for the next start (releasing their
+        holds as it closed). Default: nothing."""
+
     def check_warnings(self) -> list[str]:
         """Problems `chanmux check` should warn about without connecting (e.g. a setting that
         is allowed but unwise). Default: none."""
