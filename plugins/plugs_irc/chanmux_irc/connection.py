@@ -2,10 +2,12 @@
 regaining the wanted nick, and a flood-controlled writer that drains an outbox in order.
 
 A connection lives for one TCP session. Lines it took from the outbox stay "unacknowledged"
-until the server has answered a PING sent after them (so it has processed them); when the
-connection dies, the owner puts them back at the front of the outbox, to be sent again on the
-next connection: nothing queued is lost, at the price of a possible repeat of the last lines
-before a crash.
+until the server has answered a PING sent after them (a server handles a client's lines in
+order, so it has processed them); when the connection dies, the owner puts them back at the
+front of the outbox, to be sent again on the next connection: nothing queued is lost, at the
+price of a possible repeat of the last lines before a crash. A clean close asks the server to
+confirm them first (one more PING, its PONG awaited for a bounded time), so only lines the
+server may not have got are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ WANTED_CAPS = frozenset({
 })
 #: Lines taken from the outbox between two acknowledgement PINGs, at most.
 ACK_EVERY = 5
+#: Seconds a clean close waits for the server to close the connection after our QUIT.
+QUIT_WAIT = 2.0
 #: Longest line read before the rest is treated as a line of its own (bytes).
 MAX_READ_LINE = 65536
 _NICK_ERRORS = {"431", "432", "433", "436", "437"}
@@ -605,26 +609,64 @@ class Connection:
                 tg.start_soon(guard, fn, tg)
         raise ConnectionError(failure[0] if failure else "connection ended")
 
-    async def close(self, quit_message: str | None = None) -> None:
-        """Say QUIT (if still connected and a message is given) and close the socket."""
-        stream, self._stream = self._stream, None
+    async def confirm(self, timeout: float) -> bool:
+        """Ask the server to confirm every line written so far (a PING: the server answers it
+        only after handling the lines before it) and handle what it sends meanwhile (echoes
+        tell msgids) until it does, for at most `timeout` seconds; True if all are confirmed."""
+        if not self.unacked:
+            return True
+        if self._stream is None or self._broken:
+            return False
+        try:
+            await self.send(f"PING :chanmux-ack-{self._seq}", count=False)
+            with anyio.move_on_after(timeout):
+                while self.unacked:
+                    await self.dispatch(await self.read_line())
+        except ConnectionError:
+            pass
+        return not self.unacked
+
+    async def close(self, quit_message: str | None = None, *, confirm: float = 0.0) -> None:
+        """Say QUIT (if still connected and a message is given) and close the socket.
+
+        With `confirm` (seconds), a QUIT is preceded by `confirm()`, so that `take_unacked`
+        afterwards holds only lines the server may not have received. After the QUIT the
+        server's goodbye is read (up to QUIT_WAIT seconds) before the socket closes, so the
+        close never cuts off lines in flight."""
+        stream = self._stream
         if stream is None:
             return
-        if quit_message is not None and self.registered and not self._broken:
-            with anyio.move_on_after(2):
-                try:
-                    data = format_line("QUIT", quit_message).encode(self.settings.encoding, "replace")
-                    await stream.send(data + b"\r\n")
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
-        self._broken = True
-        with anyio.move_on_after(2) as scope:
+        try:
+            if quit_message is not None and self.registered and not self._broken:
+                if confirm > 0:
+                    await self.confirm(confirm)
+                await self._quit(quit_message)
+        finally:
+            self._stream = None
+            self._broken = True
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(2) as scope:
+                    try:
+                        await stream.aclose()
+                    except Exception:  # noqa: BLE001
+                        pass
+                if scope.cancelled_caught:
+                    await anyio.aclose_forcefully(stream)
+
+    async def _quit(self, quit_message: str) -> None:
+        """Send QUIT and read until the server closes the connection (a late PONG still
+        confirms lines); best effort, bounded by QUIT_WAIT."""
+        with anyio.move_on_after(QUIT_WAIT):
             try:
-                await stream.aclose()
-            except Exception:  # noqa: BLE001
+                await self._write(format_line("QUIT", quit_message))
+                while True:
+                    line = await self.read_line()
+                    if line.command == "PONG":
+                        self._on_pong(line.param(-1))
+                    elif line.command == "ERROR":
+                        self.error = line.param(-1) or "ERROR"
+            except Exception:  # noqa: BLE001 - the connection ends here either way
                 pass
-        if scope.cancelled_caught:
-            await anyio.aclose_forcefully(stream)
 
 
 __all__ = ["Connection", "Identity", "Outbox", "RegistrationFailed", "Settings", "WANTED_CAPS",

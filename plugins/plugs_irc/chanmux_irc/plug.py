@@ -5,6 +5,11 @@ plug, waits (exponential backoff with jitter, capped) and calls `open` again, lo
 saying why. The outbox, the edit/reply memory and the channel list belong to the plug object,
 which the host keeps across reconnects, so messages put while disconnected wait and go out,
 in order, once the plug is back in its channels.
+
+When the host stops, lines still queued (and lines sent that the server has not confirmed
+within a few seconds) are kept in the host database and sent after the next start; the
+msgids of our own lines are in the database too (`store.py`), so IRC replies to lines said
+before a restart still map to our receipts.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .protocol import Line, ServerInfo, format_line, is_safe_target
 from .puppets import Puppets
 from .split import relay_prefix, text_budget
 from .state import Bounded, NetworkState, Said
+from .store import OwnMsgids
 
 #: Numerics that answer a JOIN with a refusal (the channel is the second parameter).
 JOIN_ERRORS = {"403", "405", "437", "471", "473", "474", "475", "476", "477", "489"}
@@ -38,6 +44,11 @@ REJOIN_GAP = 60.0
 BACKLOG_WARNING = 500
 #: Where lines still queued when the host stops are kept (host state, by plug name).
 OUTBOX_STATE = "outbox"
+#: Seconds a clean stop waits for the server to confirm the lines it was sent.
+CONFIRM_TIMEOUT = 4.0
+#: Seconds a stop spends on the network at most, so that what must be kept is always saved
+#: within the host's timeout for closing a plug.
+CLOSE_BUDGET = 7.0
 
 
 class IRCPlug(Plug):
@@ -59,7 +70,7 @@ class IRCPlug(Plug):
         self.outbox = Outbox()
         self.bucket = TokenBucket(config.flood_burst, config.flood_rate)
         self.said: Bounded[str, Said] = Bounded(config.text_cache)
-        self.own_msgids: Bounded[str, str] = Bounded(config.text_cache)
+        self.own_msgids = OwnMsgids(name, config.text_cache, host.store)
         self.renderer = Renderer(name, config, self.said.get)
         self.incoming = Incoming(self)
         self.puppets: Puppets | None = Puppets(self) if config.puppets else None
@@ -143,6 +154,7 @@ class IRCPlug(Plug):
                           handler=self._on_line, log=self.log, info=self.network.info,
                           mention=self.renderer.mention)
         self.conn = conn
+        self.own_msgids.closing = False
         self.bucket.tokens = float(self.bucket.burst)
         if not self._restored:
             self._restored = True
@@ -200,17 +212,41 @@ class IRCPlug(Plug):
 
     async def close(self) -> None:
         """Say goodbye when the host stops us (not after a failure) and release the socket.
-        Lines sent but not confirmed go back to the front of the outbox."""
-        conn, self.conn = self.conn, None
+
+        On a stop, the server is first asked to confirm the lines it was sent (a PING it
+        answers after handling them), so lines it already got are not sent again after the
+        next start; lines not confirmed go back to the front of the outbox (after a failure
+        all unconfirmed lines do: at least once). On a stop the outbox and the msgids learned
+        are then saved in the host database."""
+        conn = self.conn
         quitting = self.state is State.stopping
-        if self.puppets is not None:
-            await self.puppets.close(self.config.quit_message if quitting else None)
-        if conn is not None:
-            self._last_nick = conn.nick
-            await conn.close(self.config.quit_message if quitting else None)
-            self.outbox.requeue(conn.take_unacked())
+        quit_message = self.config.quit_message if quitting else None
+        if quitting:
+            self.own_msgids.closing = True  # the host's batch writers have stopped
+        try:
+            with anyio.move_on_after(CLOSE_BUDGET):
+                if self.puppets is not None:
+                    await self.puppets.close(quit_message)
+                if conn is not None:
+                    self._last_nick = conn.nick
+                    await conn.close(quit_message, confirm=CONFIRM_TIMEOUT if quitting else 0)
+        finally:
+            self.conn = None
+            if conn is not None:
+                unconfirmed = conn.take_unacked()
+                if quitting and unconfirmed:
+                    self.log.info("%d lines sent were not confirmed by the server; they are "
+                                  "kept to be sent again", len(unconfirmed))
+                self.outbox.requeue(unconfirmed)
         if quitting:
             await self._save_outbox()
+            await self._save_msgids()
+
+    async def _save_msgids(self) -> None:
+        try:
+            await self.own_msgids.save()
+        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
+            self.log.exception("could not keep the msgids of our last lines")
 
     def _pending_lines(self) -> list[OutLine]:
         """Every line not yet sent: the main outbox, then puppets' (with their author shown)."""
@@ -265,6 +301,8 @@ class IRCPlug(Plug):
         elif line.command in ("401", "404") and len(line.params) >= 2:
             self.log.warning("could not deliver to %s: %s", line.params[1], line.param(-1))
         messages = self.incoming.convert(line)
+        for sent in messages:
+            await self._map_reply(sent)
         if self._replies and self.conn is not None:
             replies, self._replies = self._replies, []
             for reply in replies:
@@ -274,6 +312,21 @@ class IRCPlug(Plug):
                 await self.host.receive(sent)
             except RuntimeError:
                 self.log.debug("host not running; dropped %s", sent.id)
+
+    async def _map_reply(self, sent: Any) -> None:
+        """A reply to one of our lines whose msgid memory no longer holds (said before a
+        restart, or long ago): look the msgid up in the database."""
+        parent = sent.reply_to
+        if (not isinstance(parent, Receipt) or parent.id in self.said
+                or parent.id in self.own_msgids):
+            return  # mapped already, or a line someone else said
+        try:
+            found = await self.own_msgids.fetch(parent.id)
+        except Exception:  # noqa: BLE001 - the reply goes on unmapped
+            self.log.exception("could not look up the msgid %s", parent.id)
+            return
+        if found is not None:
+            sent.reply_to = Receipt(id=found, channel=parent.channel)
 
     def joined(self, name: str) -> None:
         self._sources.setdefault(self.network.fold(name), name)
