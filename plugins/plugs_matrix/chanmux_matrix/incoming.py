@@ -2,8 +2,14 @@
 
 ``m.room.message`` becomes text, an action (``m.emote``), a notice or attachments; an
 ``m.replace`` becomes an edit of the original event (its id, ``edited=True``); a redaction a
-``deleted`` message with the redacted event's id; membership changes joins and leaves;
-``m.room.name`` a title. Reply fallbacks are stripped, HTML goes through the allow-list parser.
+``deleted`` message with the redacted event's id; ``m.room.name`` a title. Reply fallbacks
+are stripped, HTML goes through the allow-list parser.
+
+An ``m.room.member`` event becomes a join, a leave (a kick or ban too) or, when a joined member
+changes their display name, a rename: ``renamed=(before, after)``. Each names the person as the
+event itself says (``content`` for the name after, ``prev_content`` for the name before), so a
+leave shows the name the member had, whatever the room state says by the time it is read; an
+avatar change says nothing.
 """
 
 from __future__ import annotations
@@ -49,15 +55,36 @@ def age_seconds(event: dict[str, Any], now: float) -> float:
     return max(0.0, now - ts / 1000) if isinstance(ts, (int, float)) else 0.0
 
 
+def sent_at(event: dict[str, Any]) -> float:
+    """When the event was sent (Unix seconds) by its origin_server_ts; +inf if it has none,
+    so an event without a time never counts as old."""
+    ts = event.get("origin_server_ts")
+    return ts / 1000 if isinstance(ts, (int, float)) and ts > 0 else float("inf")
+
+
 def relation(content: dict[str, Any]) -> dict[str, Any]:
     rel = content.get("m.relates_to")
     return rel if isinstance(rel, dict) else {}
 
 
-def prev_membership(event: dict[str, Any]) -> str | None:
+def prev_content(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The content the state event replaced (``unsigned.prev_content``, or the older top-level
+    ``prev_content``), or None when the server did not say."""
     unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
     prev = unsigned.get("prev_content") or event.get("prev_content")
-    return prev.get("membership") if isinstance(prev, dict) else None
+    return prev if isinstance(prev, dict) else None
+
+
+def prev_membership(event: dict[str, Any]) -> str | None:
+    prev = prev_content(event)
+    membership = prev.get("membership") if prev is not None else None
+    return membership if isinstance(membership, str) else None
+
+
+def display_name(content: dict[str, Any] | None) -> str | None:
+    """The display name a member event's content gives (None for none, or a blank one)."""
+    name = content.get("displayname") if content is not None else None
+    return name if isinstance(name, str) and name.strip() else None
 
 
 class Incoming:
@@ -71,7 +98,11 @@ class Incoming:
         self.fetch = fetch
 
     def user(self, room: Room, user_id: str) -> User:
-        return User(id=user_id, plug=self.plug, username=user_id, real_name=room.names.get(user_id),
+        return self.named(user_id, room.names.get(user_id))
+
+    def named(self, user_id: str, name: str | None) -> User:
+        """The user `user_id` under the display name `name`."""
+        return User(id=user_id, plug=self.plug, username=user_id, real_name=name,
                     link=f"https://matrix.to/#/{user_id}", is_self=user_id == self.own_id)
 
     def convert(self, channel: Channel, room: Room, event: dict[str, Any]) -> SentMessage | None:
@@ -102,22 +133,31 @@ class Incoming:
 
     def _member(self, room: Room, event: dict[str, Any], content: dict[str, Any],
                 base: dict[str, Any]) -> SentMessage | None:
+        """A join, leave or rename, naming the person as the event says (what the room knew
+        only when the server sent no ``prev_content``)."""
         target = event.get("state_key")
         if not isinstance(target, str):
             raise BadEvent("membership event without state_key")
         membership = content.get("membership")
-        before = prev_membership(event)
-        subject = self.user(room, target)
-        if membership == "join" and before != "join":
-            name = content.get("displayname")
-            if isinstance(name, str) and name.strip():
-                subject = User(id=target, plug=self.plug, username=target, real_name=name,
-                               link=subject.link, is_self=subject.is_self)
-            if base["user"].id == target:
-                base = {**base, "user": subject}
-            return SentMessage(**base, joined=[subject])
+        prev = prev_content(event)
+        if prev is not None:
+            before = prev.get("membership")
+            old_name = display_name(prev)
+        else:
+            before = "join" if target in room.members else None
+            old_name = room.names.get(target)
+        if membership == "join":
+            new = self.named(target, display_name(content))
+            user = {"user": new} if base["user"].id == target else {}
+            if before != "join":
+                return SentMessage(**{**base, **user}, joined=[new])
+            if new.real_name == old_name:
+                return None  # an avatar change, or the same name set again
+            return SentMessage(**{**base, **user}, renamed=(self.named(target, old_name), new))
         if membership in ("leave", "ban") and before == "join":
-            return SentMessage(**base, left=[subject])
+            old = self.named(target, old_name)
+            user = {"user": old} if base["user"].id == target else {}
+            return SentMessage(**{**base, **user}, left=[old])
         return None
 
     def _message(self, channel: Channel, room: Room, content: dict[str, Any],
@@ -187,4 +227,5 @@ class Incoming:
                         name=body or None)
 
 
-__all__ = ["BadEvent", "Incoming", "age_seconds", "prev_membership", "relation"]
+__all__ = ["BadEvent", "Incoming", "age_seconds", "display_name", "prev_content",
+           "prev_membership", "relation", "sent_at"]

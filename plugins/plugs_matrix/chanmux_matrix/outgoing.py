@@ -3,7 +3,9 @@
 A message becomes one ``m.room.message`` for its text (split in several when it would not fit
 one event) and one per attachment. The author is shown by ``name_format`` (the name in bold),
 actions are ``m.emote``, mentions of users of this plug are pills listed in ``m.mentions``,
-replies carry ``m.in_reply_to``.
+replies carry ``m.in_reply_to``. A join, leave, change of name or of title without text is a
+notice that names each person once ("Bob joined", "Bob is now known as Robert"), with no
+author in front.
 """
 
 from __future__ import annotations
@@ -67,12 +69,16 @@ class Renderer:
         return _template(template, user.display) if template else RichText()
 
     def event_text(self, msg: Message) -> RichText | None:
-        """Words for a join, leave or rename put as a message of its own."""
+        """Words for a join, leave, change of name or title put as a message of its own; they
+        name the people themselves, so they go without the author in front."""
         who = msg.user.display if msg.user is not None else None
         if msg.joined:
             return RichText.plain_text(", ".join(u.display for u in msg.joined) + " joined")
         if msg.left:
             return RichText.plain_text(", ".join(u.display for u in msg.left) + " left")
+        if msg.renamed is not None:
+            before, after = msg.renamed
+            return RichText.plain_text(f"{before.display} is now known as {after.display}")
         if msg.title is not None:
             return RichText.plain_text(f"{who or 'someone'} changed the title to {msg.title}")
         return None
@@ -92,12 +98,12 @@ class Renderer:
         """The events that represent `msg`, in order (text first, then attachments)."""
         parts: list[Part] = []
         msgtype = "m.emote" if msg.action else "m.notice" if msg.notice else "m.text"
-        text = msg.text
+        text, author = msg.text, self.author(msg)
         if not text and not msg.attachments:
-            text = self.event_text(msg)
+            text, author = self.event_text(msg), RichText()
             msgtype = "m.notice"
         if text:
-            full = self.author(msg) + text
+            full = author + text
             chunks = [full] if self._size(full) <= MAX_TEXT_BYTES else full.split_bytes(
                 MAX_TEXT_BYTES, measure=self._size)
             for chunk in chunks:

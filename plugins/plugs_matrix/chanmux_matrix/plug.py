@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import anyio
-from chanmux import Capabilities, Channel, File, Message, Plug, Receipt, User
+from chanmux import Capabilities, Channel, File, Message, Plug, Receipt, SentMessage, User
 
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig
 from .incoming import Incoming
 from .outgoing import Renderer, Transactions, reply_target
+from .positions import Batch, Positions
 from .rooms import Bounded, Rooms
 from .sync import Syncer
 
@@ -26,7 +28,8 @@ class MatrixPlug(Plug):
     joins the configured rooms and, on the very first start, learns room state without
     relaying history. `run` long-polls /sync and hands events to the host; it returns
     (so the host reconnects) only when the homeserver stayed unreachable for
-    ``send_retry_for`` seconds or the login stopped working.
+    ``send_retry_for`` seconds or the login stopped working. The position saved for the next
+    start moves only past events whose messages are done (see `positions`).
     """
 
     Config = MatrixConfig
@@ -48,7 +51,11 @@ class MatrixPlug(Plug):
         self.renderer = Renderer(name, config.name_format, config.action_name_format)
         self.transactions = Transactions()
         self.incoming = Incoming(name, self.user_id, self._mention, self.download)
-        self.since: str | None = None
+        self.since: str | None = None  # where the next /sync fetches from
+        self.positions = Positions(None)  # where the next start resumes from
+        self.batch: Batch | None = None  # the /sync response being processed
+        self._position_changed: anyio.Event | None = None
+        self._position_saved: tuple[str | None, list[str]] | None = None
         self._token: str | None = config.access_token
         self._own_txns: Bounded = Bounded(MEMORY)
         self._locks: dict[str, anyio.Lock] = {}
@@ -81,9 +88,16 @@ class MatrixPlug(Plug):
         await self.client.versions(retry_for=None)
         await self._login()
         await self._load_direct()
-        stored = await self.host.store.get_state(self.name, "since")
-        if isinstance(stored, dict) and stored.get("user_id") == self.user_id:
-            self.since = stored.get("token")
+        if self._position_saved is None:  # the first start of this run, not a reconnect
+            stored = await self.host.store.get_state(self.name, "since")
+            if isinstance(stored, dict) and stored.get("user_id") == self.user_id:
+                token, done = stored.get("token"), stored.get("done")
+                self.since = token if isinstance(token, str) else None
+                self.positions = Positions(self.since, done if isinstance(done, list) else (),
+                                           self._note_position)
+            else:
+                self.positions = Positions(None, (), self._note_position)
+            self._position_saved = self.positions.state()
         await self._join_rooms()
         if self.since is None:
             await self._initial_sync()
@@ -99,11 +113,23 @@ class MatrixPlug(Plug):
         """Learn the rooms' state without relaying their history; keep the position."""
         data = await self._connected().sync(None, self.syncer.initial_filter(), 0,
                                             retry_for=self.config.send_retry_for)
-        await self.syncer.process(data, None, relay=False, catchup=False)
-        await self._save_since(data.get("next_batch"))
+        await self.syncer.process(data, None, relay=False, backlog_before=None)
+        token = data.get("next_batch")
+        if isinstance(token, str):
+            self.since = token
+            self.positions.reset(token)
+            await self._save_position()
 
     async def run(self) -> None:
-        catchup = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._keep_position, name=f"{self.name}:position")
+            await self._sync_loop()
+            tg.cancel_scope.cancel()
+
+    async def _sync_loop(self) -> None:
+        # events sent before this moment are backlog: missed while the bridge was away, they
+        # are skipped when older than max_catchup_age, whichever /sync response brings them
+        backlog_before = time.time()
         client = self._connected()
         while True:
             outage = False
@@ -123,9 +149,19 @@ class MatrixPlug(Plug):
                                  "afresh: what happened meanwhile is not relayed", exc)
                 await self._initial_sync()
                 continue
-            await self.syncer.process(data, since, relay=True, catchup=catchup or outage)
-            catchup = False
-            await self._save_since(data.get("next_batch"))
+            if outage:  # what was sent while the homeserver did not answer is backlog too
+                backlog_before = time.time()
+            self.batch = batch = self.positions.begin()
+            token = None
+            try:
+                await self.syncer.process(data, since, relay=True, backlog_before=backlog_before)
+                token = data.get("next_batch")
+            finally:
+                # cut short, the batch is fetched again from `since`; what it handed over
+                # already is skipped then, and still holds the resume point until done
+                self.positions.end(batch, token)
+            if isinstance(token, str):
+                self.since = token
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -139,10 +175,47 @@ class MatrixPlug(Plug):
             raise HomeserverUnavailable(f"{self.name} is not connected")
         return client
 
-    async def _save_since(self, token: Any) -> None:
-        if isinstance(token, str) and token != self.since:
-            self.since = token
-            await self.host.store.set_state(self.name, "since", {"user_id": self.user_id, "token": token})
+    async def receive(self, sent: SentMessage, event: dict[str, Any]) -> None:
+        """Hand one converted event to the host, once: the resume point waits until it is
+        done, and an event handed over before (fetched again) is skipped."""
+        event_id = event.get("event_id")
+        batch = self.batch
+        if batch is None or not isinstance(event_id, str):
+            await self.host.receive(sent)
+            return
+        if self.positions.known(event_id):
+            self.log.debug("%s: skipped %s, handed over before", sent.channel.source, event_id)
+            return
+        await self.host.receive(sent, on_handled=self.positions.track(batch, event_id))
+
+    def _note_position(self) -> None:
+        if self._position_changed is not None:
+            self._position_changed.set()
+
+    async def _keep_position(self) -> None:
+        """Save the resume point whenever it (or what is done beyond it) changes."""
+        while True:
+            self._position_changed = anyio.Event()
+            await self._save_position()
+            await self._position_changed.wait()
+
+    async def _save_position(self) -> None:
+        state = self.positions.state()
+        if state == self._position_saved or state[0] is None:
+            return
+        token, done = state
+        await self.host.store.set_state(self.name, "since",
+                                        {"user_id": self.user_id, "token": token, "done": done})
+        self._position_saved = state
+
+    async def stopped(self) -> None:
+        """Save the resume point as it is once everything is closed: other plugs may have
+        kept (and so finished with) deliveries of our messages while closing."""
+        waiting = self.positions.waiting
+        await self._save_position()
+        if waiting:
+            self.log.info("%d received messages were not delivered yet; they are fetched "
+                          "again at the next start", waiting)
 
     # -- login -------------------------------------------------------------------------------
 

@@ -8,6 +8,24 @@ from typing import Any
 import attrs
 
 
+class Bounded(OrderedDict):
+    """A dict that forgets its oldest entries beyond `size`."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+#: Replaced member events each room remembers (see Room.apply).
+SUPERSEDED = 1000
+
+
 @attrs.define
 class Room:
     """State of one room, kept current from the state and timeline events /sync delivers."""
@@ -20,17 +38,27 @@ class Room:
     encrypted: bool = False
     encryption_reported: bool = False
     direct: bool = False
+    superseded: Bounded = attrs.field(factory=lambda: Bounded(SUPERSEDED))
 
     def apply(self, event: dict[str, Any]) -> None:
-        """Take in a state event (from the state block or the timeline)."""
+        """Take in a state event (from the state block or the timeline).
+
+        A member event that one already taken in replaced is ignored: a /sync state block can
+        hold a member's older event (the state before a message sent while their change of
+        name was on its way), which must not undo the newer one.
+        """
         kind = event.get("type")
         content = event.get("content")
         if not isinstance(content, dict):
             return
         if kind == "m.room.member":
             user = event.get("state_key")
-            if not isinstance(user, str):
+            if not isinstance(user, str) or event.get("event_id") in self.superseded:
                 return
+            unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
+            replaced = unsigned.get("replaces_state")
+            if isinstance(replaced, str):
+                self.superseded[replaced] = True
             membership = content.get("membership")
             name = content.get("displayname")
             self.names[user] = name if isinstance(name, str) and name.strip() else None
@@ -77,20 +105,6 @@ class Rooms:
 
     def is_direct(self, room_id: str) -> bool:
         return room_id in self.direct or (room_id in self.rooms and self.rooms[room_id].direct)
-
-
-class Bounded(OrderedDict):
-    """A dict that forgets its oldest entries beyond `size`."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
 
 
 __all__ = ["Bounded", "Room", "Rooms"]

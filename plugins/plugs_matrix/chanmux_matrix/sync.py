@@ -2,11 +2,15 @@
 
 The ``since`` token lives in the host database, so after the bridge was down the first /sync
 returns what happened meanwhile; a room whose gap is longer than one /sync carries is filled
-page by page from ``/messages``. Events older than ``max_catchup_age`` are skipped when
-catching up (one log line says how many). The very first start relays nothing old: its
+page by page from ``/messages``. Events sent while the bridge was away (before it connected,
+or while the homeserver did not answer) and older than ``max_catchup_age`` are skipped, in
+whichever /sync response they come (one log line says how many). The very first start relays nothing old: its
 initial /sync only learns room state. Events from the bridge's own account are dropped,
 except the echoes of its own sends (recognised by transaction id), which go to the host
 marked ``is_self`` so it can match them to what it put.
+
+Each timeline event is converted against the room state as it was before that event and taken
+into the state afterwards, so a message carries the name its author had when it was sent.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .incoming import BadEvent, age_seconds, prev_membership, relation
+from .incoming import BadEvent, age_seconds, prev_membership, relation, sent_at
 from .rooms import Room
 
 if TYPE_CHECKING:
+    from chanmux import SentMessage
+
     from .plug import MatrixPlug
 
 TIMELINE_TYPES = ["m.room.message", "m.room.redaction", "m.room.member", "m.room.name",
@@ -74,7 +80,7 @@ class Syncer:
         return sync_filter(1, uuid.uuid4().hex)
 
     async def process(self, data: dict[str, Any], since: str | None, *, relay: bool,
-                      catchup: bool) -> None:
+                      backlog_before: float | None) -> None:
         """Take in one /sync response; relay its timeline events to the host when `relay`."""
         plug = self.plug
         for event in _events(data.get("account_data")):
@@ -88,21 +94,28 @@ class Syncer:
         skipped = 0
         cutoff = plug.config.max_catchup_age
         now = time.time()
+        # an event is skipped if it is backlog (sent before `backlog_before`) and too old
+        too_old = None if backlog_before is None else min(backlog_before, now - cutoff)
         for room_id, joined in _items(rooms.get("join")):
             room = plug.rooms[room_id]
-            for event in _events(joined.get("state")):
-                room.apply(event)
             timeline = joined.get("timeline") if isinstance(joined.get("timeline"), dict) else {}
             events = _events(timeline)
+            in_timeline = {ev.get("event_id") for ev in events}
+            for event in _events(joined.get("state")):
+                # the state block is the state before the timeline, but a server that loads
+                # members lazily repeats the timeline's own member events in it: those are
+                # taken in when the timeline reaches them, not before
+                if event.get("event_id") not in in_timeline:
+                    room.apply(event)
             joined_now = self.after_own_join(room, events)
             if joined_now is not events:
                 events = joined_now
             elif relay and since and timeline.get("limited") and timeline.get("prev_batch"):
                 events = await self.fill_gap(room_id, timeline["prev_batch"], since, events,
-                                             cutoff if catchup else None)
+                                             cutoff if too_old is not None else None)
                 events = self.after_own_join(room, events)
             for event in events:
-                if relay and catchup and age_seconds(event, now) > cutoff:
+                if relay and too_old is not None and sent_at(event) < too_old:
                     if event.get("type") in _STATEFUL and "state_key" in event:
                         room.apply(event)
                     skipped += 1
@@ -160,54 +173,55 @@ class Syncer:
         return gap + timeline
 
     async def handle(self, room_id: str, event: dict[str, Any], relay: bool) -> None:
-        """Apply one timeline event to the room state and, when it means a message, relay it."""
+        """Relay one timeline event when it means a message, then take it into the room state,
+        so the conversion sees the room as it was before the event."""
         plug = self.plug
         room = plug.rooms[room_id]
         kind = event.get("type")
         try:
-            if kind == "m.room.encrypted" or kind == "m.room.encryption":
-                room.encrypted = True
-                return
-            sender = event.get("sender")
-            own = sender == plug.user_id
-            if own and not plug.is_own_echo(event):
-                if kind in _STATEFUL and "state_key" in event:
-                    room.apply(event)
-                return
-            if not relay:
-                if kind in _STATEFUL and "state_key" in event:
-                    room.apply(event)
-                return
-            if kind == "m.room.message" and not own and isinstance(sender, str) and sender not in room.names:
-                await plug.load_member(room_id, sender)
-            if (kind == "m.room.message" and isinstance(event.get("event_id"), str)
-                    and isinstance(sender, str)):
-                plug.senders[event["event_id"]] = sender
-            content = event.get("content") if isinstance(event.get("content"), dict) else {}
-            rel = relation(content)
-            if kind == "m.room.message" and rel.get("rel_type") == "m.replace":
-                if not isinstance(rel.get("event_id"), str):
-                    raise BadEvent("m.replace without event_id")
-                if not await plug.same_sender(room_id, rel["event_id"], sender):
-                    self.log.info("%s: ignored edit %s of %s by someone other than its author",
-                                  room_id, event.get("event_id"), rel.get("event_id"))
-                    return
-            sent = plug.incoming.convert(plug.channel_of(room_id), room, event)
-            if kind in _STATEFUL and "state_key" in event:
-                room.apply(event)
-            if sent is None:
-                return
+            sent = await self.convert(room_id, room, event, relay)
         except BadEvent as exc:
+            sent = None
             self.bad_events += 1
             self.log.warning("%s: skipped malformed %s event %s (%s)", room_id, kind,
                              event.get("event_id"), exc)
-            return
         except Exception as exc:  # noqa: BLE001 - one bad event never stops the sync loop
+            sent = None
             self.bad_events += 1
             self.log.warning("%s: skipped %s event %s that could not be read (%s: %s)", room_id,
                              kind, event.get("event_id"), type(exc).__name__, exc)
-            return
-        await plug.host.receive(sent)
+        if kind in _STATEFUL and "state_key" in event:
+            room.apply(event)
+        if sent is not None:
+            await plug.receive(sent, event)
+
+    async def convert(self, room_id: str, room: Room, event: dict[str, Any],
+                      relay: bool) -> SentMessage | None:
+        """The message one timeline event means for the host, or None (raises BadEvent)."""
+        plug = self.plug
+        kind = event.get("type")
+        if kind == "m.room.encrypted" or kind == "m.room.encryption":
+            room.encrypted = True
+            return None
+        sender = event.get("sender")
+        own = sender == plug.user_id
+        if (own and not plug.is_own_echo(event)) or not relay:
+            return None
+        if kind == "m.room.message" and not own and isinstance(sender, str) and sender not in room.names:
+            await plug.load_member(room_id, sender)
+        if (kind == "m.room.message" and isinstance(event.get("event_id"), str)
+                and isinstance(sender, str)):
+            plug.senders[event["event_id"]] = sender
+        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        rel = relation(content)
+        if kind == "m.room.message" and rel.get("rel_type") == "m.replace":
+            if not isinstance(rel.get("event_id"), str):
+                raise BadEvent("m.replace without event_id")
+            if not await plug.same_sender(room_id, rel["event_id"], sender):
+                self.log.info("%s: ignored edit %s of %s by someone other than its author",
+                              room_id, event.get("event_id"), rel.get("event_id"))
+                return None
+        return plug.incoming.convert(plug.channel_of(room_id), room, event)
 
 
 def _items(value: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -134,8 +134,13 @@ class LogWatch(logging.Handler):
         return [r.getMessage() for r in self.records if text in r.getMessage()]
 
     async def wait_for(self, text: str, timeout: float = 20.0, count: int = 1) -> list[str]:
+        return await self.wait_until(text, lambda found: len(found) >= count, timeout)
+
+    async def wait_until(self, text: str, done: Callable[[list[str]], Any],
+                         timeout: float = 20.0) -> list[str]:
+        """Wait until `done` holds for the lines containing `text`; return those lines."""
         with anyio.fail_after(timeout):
-            while len(found := self.lines(text)) < count:
+            while not done(found := self.lines(text)):
                 self._changed = anyio.Event()
                 await self._changed.wait()
             return found

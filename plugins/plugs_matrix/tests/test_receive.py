@@ -24,13 +24,66 @@ async def test_display_names_and_their_changes(synapse, bot, human, tmp_path):
         assert got.sent.user.id == human.user_id and got.sent.user.plug == "mx"
         assert got.sent.user.link == f"https://matrix.to/#/{human.user_id}"
         await human.set_displayname("Human Renamed")
+        # the bridge account is in the rooms of other tests too, where the human renames as well
+        here = host.channels["room"]
+        renamed = await rec.wait_for(lambda r: r.sent.renamed is not None and r.sent.channel == here)
+        before, after = renamed.sent.renamed
+        assert (before.id, before.display) == (human.user_id, "Human One")
+        assert (after.id, after.display) == (human.user_id, "Human Renamed")
+        assert renamed.sent.user == after and renamed.sent.is_membership and not renamed.sent.text
         # the homeserver updates the member event of each room in the background
         await human.sync_until(lambda e: e["room_id"] == room and e["type"] == "m.room.member"
                                and e["content"].get("displayname") == "Human Renamed")
         await human.send_text(room, "second words")
         got = await rec.wait_for(said("second words"))
         assert got.sent.user.real_name == "Human Renamed"
-        assert not any(r.sent.joined for r in rec.received), "a name change is not a join"
+        mine = [r.sent for r in rec.received if r.sent.channel == here]
+        assert not any(m.joined for m in mine), "a name change is not a join"
+        assert [m.id for m in mine if m.renamed] == [renamed.sent.id]
+
+
+async def test_joins_and_leaves_carry_the_display_name(synapse, bot, human, tmp_path):
+    """A leave names the person as they were in the room (the room state no longer has their
+    name by then), as a kick does; the join before it names them the same way."""
+    someone = register(synapse, "member")
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room), \
+            client(synapse, someone) as other:
+        rec, here = host.hooks["rec"], host.channels["room"]
+        await other.set_displayname("Some One")
+        await other.join(room)
+        joined = await rec.wait_for(lambda r: r.sent.joined and r.sent.channel == here)
+        assert [u.display for u in joined.sent.joined] == ["Some One"]
+        assert joined.sent.user.id == someone.user_id
+        await other.leave(room)
+        left = await rec.wait_for(lambda r: r.sent.left and r.sent.channel == here)
+        assert [(u.id, u.display) for u in left.sent.left] == [(someone.user_id, "Some One")]
+        assert left.sent.user.display == "Some One" and not left.sent.joined
+        await other.join(room)
+        await rec.wait_until(lambda: len([r for r in rec.received if r.sent.joined
+                                          and r.sent.channel == here]) == 2)
+        await human.request("POST", f"/_matrix/client/v3/rooms/{room}/kick",
+                            json={"user_id": someone.user_id})
+        kicked = await rec.wait_for(lambda r: r.sent.left and r.sent.channel == here
+                                    and r.sent.id != left.sent.id)
+        assert [u.display for u in kicked.sent.left] == ["Some One"]
+        assert kicked.sent.user.id == human.user_id
+
+
+async def test_an_avatar_change_is_not_relayed(synapse, bot, human, tmp_path):
+    await human.set_displayname("Human Pictured")
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
+        rec = host.hooks["rec"]
+        mxc = await human.upload(b"\x89PNG avatar", "image/png", "me.png")
+        await human.request("PUT", f"/_matrix/client/v3/profile/{human.user_id}/avatar_url",
+                            json={"avatar_url": mxc})
+        await human.sync_until(lambda e: e["room_id"] == room and e["type"] == "m.room.member"
+                               and e["content"].get("avatar_url") == mxc)
+        await human.send_text(room, "after the picture")
+        got = await rec.wait_for(said("after the picture"))
+        assert got.sent.user.display == "Human Pictured"
+        # (the bridge account is in other tests' rooms too, where the human changes as well)
+        here = [r.sent.id for r in rec.received if r.sent.channel == host.channels["room"]]
+        assert here == [got.sent.id], "an avatar change says nothing"
 
 
 async def test_notice_and_formatting(synapse, bot, human, tmp_path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import anyio
 import pytest
-from chanmux import Message, User
+import types
+
+from chanmux import Hook, Message, User, hookimpl
 from chanmux.testing import run_host
 from matrix_helpers import client, host_config, human_events, register
 
@@ -20,6 +24,51 @@ def texts(host):
 async def wait_text(host, word, timeout=30.0):
     return await host.hooks["rec"].wait_for(
         lambda r: r.sent.text is not None and word in r.sent.text.plain, timeout=timeout)
+
+
+class Keeper(Hook):
+    """Keeps the delivery of every message said "keep ..." for later, as a relay does for a
+    target that is down: it takes a hold and never releases it."""
+
+    def on_load(self):
+        self.holds = []
+
+    async def on_receive(self, sent, source, primary):
+        if sent.text is not None and sent.text.plain.startswith("keep"):
+            self.holds.append(self.host.hold())
+
+
+def keeper_module():
+    mod = types.ModuleType("keeper_hooks")
+
+    @hookimpl
+    def chanmux_hook_types():
+        return {"keeper": Keeper}
+
+    mod.chanmux_hook_types = chanmux_hook_types
+    return mod
+
+
+async def test_a_restart_fetches_again_what_was_not_delivered_and_only_that(synapse, bot, human,
+                                                                            tmp_path):
+    """The saved /sync position never moves past a message whose delivery is not done: a
+    message whose copy was still on its way at the stop comes again after the restart; the
+    messages delivered around it (even in the same /sync response) do not."""
+    room = await human.create_room(name="undelivered", preset="public_chat")
+    config = host_config(synapse, bot, room)
+    config["hooks"]["keeper"] = {"type": "keeper"}
+    path, modules = tmp_path / "c.toml", [("keeper", keeper_module())]
+    async with run_host(config, path=path, modules=modules) as host:
+        await human.send_text(room, "before")
+        await wait_text(host, "before")
+        for word in ("one", "keep two", "three"):
+            await human.send_text(room, word)
+        await wait_text(host, "three")
+        assert len(host.hooks["keeper"].holds) == 1
+    async with run_host(config, path=path, modules=modules) as host:
+        await human.send_text(room, "after")
+        await wait_text(host, "after")
+        assert texts(host) == ["keep two", "after"]
 
 
 async def test_restart_relays_what_was_missed_once(synapse, bot, human, tmp_path):
@@ -57,11 +106,16 @@ async def test_catch_up_skips_what_is_too_old(synapse, bot, human, tmp_path, log
     for i in range(3):
         await human.send_text(room, f"stale {i}")
     async with run_host(host_config(synapse, bot, room, max_catchup_age=0.0), path=path) as host:
-        (line,) = await logwatch.wait_for("older than max_catchup_age")
-        assert "skipped 3 events" in line
         await human.send_text(room, "new again")
         await wait_text(host, "new again")
         assert texts(host) == ["new again"]
+        # the homeserver may hand the missed events over in more than one /sync response
+        # (it answers a repeated request from its cache): each is backlog all the same
+        def skipped(lines: list[str]) -> int:
+            return sum(int(re.search(r"skipped (\d+) events", line)[1]) for line in lines)
+
+        lines = await logwatch.wait_until("older than max_catchup_age", lambda l: skipped(l) >= 3)
+        assert skipped(lines) == 3 and texts(host) == ["new again"], lines
 
 
 async def test_password_login_keeps_its_device(synapse, human, tmp_path):

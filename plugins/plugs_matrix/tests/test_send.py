@@ -37,6 +37,27 @@ async def test_author_name_action_and_notice(synapse, bot, human, tmp_path):
         await human_events(human, room, body_has("Alice joined"), 1)
 
 
+async def test_membership_notices_name_each_person_once(synapse, bot, human, tmp_path):
+    """A join, leave, change of name or title goes as a notice that names each person once,
+    with no author in front ("bob joined", not "bob: bob joined")."""
+    bob = User(id="bob@irc", plug="irc", username="bob")
+    robert = User(id="bob@irc", plug="irc", username="robert")
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
+        channel = host.channels["room"]
+        await host.put(channel, Message(joined=[bob], user=bob))
+        await host.put(channel, Message(renamed=(bob, robert), user=robert))
+        await host.put(channel, Message(title="new topic", user=ALICE))
+        await host.put(channel, Message(left=[ALICE], user=ALICE))
+        events = await human_events(human, room, lambda e: e["sender"] == bot.user_id
+                                    and e["type"] == "m.room.message", 4)
+        assert [e["content"]["body"] for e in events] == [
+            "bob joined", "bob is now known as robert", "Alice changed the title to new topic",
+            "Alice left"]
+        assert all(e["content"]["msgtype"] == "m.notice" for e in events)
+        seen = await human_sees(human, room, lambda s: "joined" in s.plain)
+        assert seen.plain == "bob joined" and not [s for s in seen.text if s.bold]
+
+
 async def test_name_format_is_configurable(synapse, bot, human, tmp_path):
     async with bridged(synapse, bot, human, tmp_path / "c.toml", name_format="<{name}> ",
                        action_name_format="") as (host, room):
