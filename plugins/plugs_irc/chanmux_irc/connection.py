@@ -531,8 +531,10 @@ class Connection:
                 room = self.budget(item.target, item.command, item.action) - len(
                     item.head.encode(self.settings.encoding, "replace"))
                 pieces = split(item.body, max(room, 16), self.settings.encoding, self.mention)
-                if len(pieces) > 1:
-                    self.outbox.replace_first([attrs.evolve(item, body=p) for p in pieces])
+                if len(pieces) > 1:  # the last piece carries the message's hold
+                    self.outbox.replace_first([attrs.evolve(item, body=p, hold=None)
+                                               for p in pieces[:-1]]
+                                              + [attrs.evolve(item, body=pieces[-1])])
                     self.bucket.tokens += 1
                     continue
             tags = None
@@ -542,14 +544,17 @@ class Connection:
                 wire = format_line(item.command, item.target, text, tags=tags)
             except UnsafeLine as exc:
                 self.log.error("not sending a line that cannot be sent safely: %s", exc)
-                self.outbox.pop()
+                self.outbox.pop().done()
                 continue
             await self._write(wire)
             self.outbox.pop()
             self._seq += 1
             self.sent_lines += 1
             self.unacked.append((self._seq, item))
-            if not len(self.outbox) or self._seq - self._last_ack_ping >= ACK_EVERY:
+            # confirm at once when nothing follows soon (the outbox is empty, or the next line
+            # waits for flood control), else every few lines
+            if (not len(self.outbox) or self.bucket.delay() > 0
+                    or self._seq - self._last_ack_ping >= ACK_EVERY):
                 self._last_ack_ping = self._seq
                 await self.send(f"PING :chanmux-ack-{self._seq}", count=False)
 
@@ -560,7 +565,7 @@ class Connection:
             except ValueError:
                 return
             while self.unacked and self.unacked[0][0] <= upto:
-                self.unacked.pop(0)
+                self.unacked.pop(0)[1].done()
 
     def take_unacked(self) -> list[OutLine]:
         """Lines sent but not known to be processed by the server (for re-sending)."""

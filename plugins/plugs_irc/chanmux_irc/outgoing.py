@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import attrs
 
-from chanmux import File, Location, Message, Receipt, RichText, Segment
+from chanmux import File, Hold, Location, Message, Receipt, RichText, Segment
 
 from .config import IRCConfig
 from .edits import compact_correction
@@ -31,6 +31,13 @@ class OutLine:
     body: RichText
     action: bool = False
     receipt: str | None = None
+    #: On the last line of a message: released once the server confirmed the line (or it was
+    #: kept in the database at a stop), so the plug the message came from knows it is done.
+    hold: Hold | None = attrs.field(default=None, eq=False, repr=False)
+
+    def done(self) -> None:
+        if self.hold is not None:
+            self.hold.release()
 
     def text(self, mention: Callable[[Segment], str] | None = None) -> str:
         line = self.head + render_line(self.body, mention)

@@ -260,14 +260,17 @@ class IRCPlug(Plug):
     async def _save_outbox(self) -> None:
         """Keep unsent lines in the host's database, to be sent after the next start."""
         mention = self.renderer.mention
+        pending = self._pending_lines()
         rows = [{"target": l.target, "command": l.command, "action": l.action,
                  "receipt": l.receipt, "text": l.head + render_line(l.body, mention)}
-                for l in self._pending_lines()]
+                for l in pending]
         try:
             await self.host.store.set_state(self.name, OUTBOX_STATE, rows)
         except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
             self.log.exception("could not keep %d unsent lines", len(rows))
             return
+        for line in pending:  # kept for the next start: their messages are done with here
+            line.done()
         if rows:
             self.log.info("kept %d unsent lines for the next start", len(rows))
 
@@ -411,6 +414,7 @@ class IRCPlug(Plug):
             self.said[line.receipt] = said
         if msg.edited and isinstance(msg.edit_of, Receipt) and msg.edit_of.id in self.said:
             self.said[msg.edit_of.id] = said
+        lines[-1].hold = self.host.hold()  # released once the server confirmed the last line
         outbox = puppet.outbox if puppet is not None else self.outbox
         before = len(outbox)
         outbox.extend(lines)

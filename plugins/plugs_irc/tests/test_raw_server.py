@@ -44,6 +44,16 @@ class RawClient:
                     raise ConnectionError("client went away")
                 await self._changed.wait()
 
+    async def wait_count(self, predicate: Callable[[str], bool], count: int,
+                         timeout: float = 10) -> list[str]:
+        """Wait until `count` lines read match `predicate`; return them."""
+        with anyio.fail_after(timeout):
+            while len(found := [line for line in self.lines if predicate(line)]) < count:
+                if self.closed:
+                    raise ConnectionError("client went away")
+                await self._changed.wait()
+            return found
+
     async def wait_closed(self, timeout: float = 10) -> None:
         with anyio.fail_after(timeout):
             while not self.closed:
@@ -253,3 +263,64 @@ async def test_what_reaches_the_server_has_no_injected_command(tmp_path):
                         *(f"NOTICE #fuzz :* {name} {b}" for b in body),
                         f"PRIVMSG #fuzz :* u changed the title to: {name}",
                         f"PRIVMSG #fuzz :* {name} joined", "PRIVMSG #fuzz done"]
+
+
+async def test_a_message_is_done_only_once_the_server_confirmed_its_line(tmp_path):
+    """The plug a message came from learns it is done (and may move its resume point past
+    it) only when the server answered a PING sent after the line: written to the socket is
+    not enough."""
+    from chanmux import Message, delivery
+
+    async with raw_bridge(tmp_path, "#held") as (host, server):
+        client = await server.client(0)
+        await register(client, "#held")
+        await host.wait_ready()
+        done = anyio.Event()
+        tracker = delivery.Tracker(done.set)
+        token = delivery.current.set(tracker)   # as in a lane handling a tracked message
+        try:
+            await host.put(host.channels["room"], Message(text="confirm me"))
+        finally:
+            delivery.current.reset(token)
+        tracker.done()                          # the hooks are done; the line is not yet
+        await client.wait_for(lambda l: l.startswith("PRIVMSG #held :confirm me"))
+        ping = await client.wait_for(lambda l: l.startswith("PING :chanmux-ack-"))
+        await anyio.wait_all_tasks_blocked()
+        assert not done.is_set()
+        await client.send(f":raw.test PONG raw.test :{ping.split(':', 1)[1]}")
+        with anyio.fail_after(10):
+            await done.wait()
+
+
+async def test_a_stop_asks_the_server_to_confirm_and_keeps_nothing_it_confirmed(tmp_path, caplog):
+    """At a stop, lines the server got but had not confirmed yet are confirmed by one more
+    PING before QUIT, so they are not kept to be said again after the next start; a line
+    the server never confirms is kept."""
+    import logging
+
+    from chanmux import Message
+
+    caplog.set_level(logging.INFO)
+    async with anyio.create_task_group() as tg:
+        async with raw_bridge(tmp_path, "#stop") as (host, server):
+            client = await server.client(0)
+            await register(client, "#stop")
+            await host.wait_ready()
+            await host.put(host.channels["room"], Message(text="got it"))
+            await client.wait_for(lambda l: l.startswith("PING :chanmux-ack-"))  # unanswered
+
+            async def confirm_the_stop() -> None:
+                pings = await client.wait_count(lambda l: l.startswith("PING :chanmux-ack-"), 2)
+                await client.send(f":raw.test PONG raw.test :{pings[1].split(':', 1)[1]}")
+
+            tg.start_soon(confirm_the_stop)
+        kept = [r.getMessage() for r in caplog.records if "unsent lines" in r.getMessage()
+                or "not confirmed" in r.getMessage()]
+        assert kept == [], kept
+    async with raw_bridge(tmp_path, "#stop") as (host, server):
+        client = await server.client(0)
+        await register(client, "#stop")
+        await host.wait_ready()
+        await host.put(host.channels["room"], Message(text="after"))
+        await client.wait_for(lambda l: l.startswith("PRIVMSG #stop ") and l.endswith("after"))
+        assert not [l for l in client.lines if "got it" in l]

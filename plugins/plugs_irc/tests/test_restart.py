@@ -15,8 +15,8 @@ from conftest import bridge, from_nick, human, sees, unique
 
 pytestmark = pytest.mark.anyio
 
-#: One line a second: a stop right after the first line leaves the others queued, and the
-#: first one sent but not yet confirmed (the writer pings after a batch or an empty outbox).
+#: One line a second: a stop right after the first line leaves the others queued (whether the
+#: first is confirmed yet is a race; test_raw_server.py stops with a line unconfirmed for sure).
 SLOW = {"flood_burst": 1, "flood_rate": 1.0}
 
 
@@ -34,7 +34,6 @@ async def test_a_clean_restart_says_each_line_once(ircd, tmp_path, caplog):
             for i in range(4):
                 await host.put(room, Message(text=f"line {i}", user=User(username="q")))
             await sees(a, plug.nick, lambda s: s.plain == "<q> line 0")
-            assert plug.conn.unacked, "the first line should still wait for its confirmation"
             first = plug.nick
         before = [l.text for l in a.lines if from_nick(l, first, chan)]
         assert 1 <= len(before) < 4, "some lines should still be queued at the stop"
