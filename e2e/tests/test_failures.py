@@ -282,9 +282,12 @@ async def test_bridge_killed_and_started_again(synapse, inspircd, tmp_path):
     the restart, once, in order. Edits, deletes and replies made after the restart to messages
     from before the kill land on the right copies.
 
-    The kill comes once the Matrix messages said so far have been delivered: Matrix messages
-    the bridge has fetched but not yet delivered when it dies are lost today, which
-    test_known_bugs.py shows.
+    The kill comes right after a batch said on Matrix and a batch said on IRC, so both are
+    on their way: fetched or not, delivered or not. The Matrix batch is not lost either (the
+    saved /sync position never passes a message whose line the IRC server has not
+    confirmed). A line the server got in the moment before the kill, before confirming it,
+    may be said again after the restart (at least once, never lost): duplicates are allowed
+    in that batch only, and counted.
     """
     hs, run = synapse, uid()
     alice = register(hs, f"fc{run}a", "Alice M")
@@ -337,6 +340,8 @@ async def test_bridge_killed_and_started_again(synapse, inspircd, tmp_path):
 
             for _ in range(5):
                 await s.batch()
+            m_in_flight = s.m
+            await s.say_matrix(BATCH)
             await s.say_irc(BATCH)
             i_before = s.i
             bridge.kill()
@@ -384,7 +389,12 @@ async def test_bridge_killed_and_started_again(synapse, inspircd, tmp_path):
         print(f"   Matrix messages said while the bridge was down: {down_to - down_from}; IRC "
               f"lines said while it was down: {len(said_while_down)} (never seen); IRC lines in flight "
               f"when it was killed (said just before, never relayed): {len(lost)}")
-        assert_lossless(to_irc, "Matrix -> IRC")
+        in_flight = range(m_in_flight, m_in_flight + BATCH)
+        print(f"   Matrix messages said just before the kill: {BATCH}; said again after the "
+              f"restart: {len(to_irc.duplicates)} {to_irc.duplicates}")
+        assert not to_irc.missing, f"Matrix -> IRC: lost {to_irc.missing}"
+        assert to_irc.in_order, f"Matrix -> IRC: order {to_irc.received}"
+        assert all(n in in_flight for n in to_irc.duplicates), to_irc.duplicates
         assert set(range(down_from, down_to)) <= set(to_irc.received)
         assert lost == list(range(i_before - len(lost), i_before)), f"more lost than in flight: {lost}"
         assert len(lost) <= BATCH

@@ -207,6 +207,8 @@ class MatrixPlug(Plug):
         await self.host.store.set_state(self.name, "since",
                                         {"user_id": self.user_id, "token": token, "done": done})
         self._position_saved = state
+        self.log.debug("resume point saved (%d events done beyond it; last done %s)", len(done),
+                       self.positions.last_done)
 
     async def stopped(self) -> None:
         """Save the resume point as it is once everything is closed: other plugs may have

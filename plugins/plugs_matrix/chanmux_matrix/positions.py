@@ -40,6 +40,7 @@ class Positions:
         self.skip = set(done)  # done in the last run after `token`: not to be relayed again
         self.batches: deque[Batch] = deque()
         self.tracked: set[str] = set()  # handed to the host in the batches not yet passed
+        self.last_done: str | None = None  # the event whose message was done last (for logs)
         self.changed = changed
 
     def begin(self) -> Batch:
@@ -61,6 +62,7 @@ class Positions:
         def done() -> None:
             batch.pending -= 1
             batch.done.append(event_id)
+            self.last_done = event_id
             self._advance()
 
         return done
