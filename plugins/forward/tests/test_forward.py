@@ -2,6 +2,7 @@
 
 import logging
 
+import anyio
 import pytest
 
 from chanmux import Channel, ConfigError, Receipt, State
@@ -128,6 +129,26 @@ async def test_a_target_that_is_down_does_not_stop_the_others_and_catches_up(tmp
         await b.wait_for(lambda: b.state is State.active and b.texts() == ["one", "two"], timeout=10)
         await settle(host)
     assert "fwd: could not forward to b:#b (ConnectionError: b is not connected)" in caplog.text
+
+
+async def test_a_message_is_done_only_once_the_retried_copy_is_delivered(tmp_path):
+    """The plug a message came from is told it is done only once every copy has arrived: a
+    copy waiting in the retry queue for a plug that is down holds it."""
+    async with run_host(config(), path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        rec = host.hooks["rec"]
+        b.fail_next_opens(10_000)
+        b.fail("down")
+        await rec.wait_until(lambda: any(s[:2] == ("b", "failed") for s in rec.states))
+        done = anyio.Event()
+        await a.inject("#a", "held", on_handled=done.set)
+        await c.wait_for(lambda: c.texts() == ["held"])
+        await host.wait_idle()
+        assert not done.is_set()                # c has it, b does not yet
+        b.fail_next_opens(0)
+        await b.wait_for(lambda: b.texts() == ["held"], timeout=30)
+        with anyio.fail_after(10):
+            await done.wait()
 
 
 async def test_virtual_mode_takes_channels_and_is_added_by_code(tmp_path):
