@@ -22,6 +22,9 @@ from chanmux import (
     User,
 )
 
+from chanmux import codec
+from chanmux.delivery import Hold, Tracker
+
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
 from .config import Overrides, Policy, SyncConfig, resolve
@@ -32,6 +35,9 @@ from .plug import SyncPlug
 
 #: Channels each copy put by any sync already exists in, so that two syncs sharing channels
 #: never hand a message back and forth (keyed by the Message object put; gone with it).
+#: Where copies not delivered at a stop are kept (host state, by hook name).
+QUEUED_STATE = "queued"
+
 _lineage: weakref.WeakKeyDictionary[Message, frozenset[Channel]] = weakref.WeakKeyDictionary()
 
 
@@ -75,6 +81,8 @@ class SyncHook(Hook):
         self._needs_title: dict[str, bool] = {}
         self._titles: dict[Channel, str] = {}
         self.couriers: dict[Channel, Courier] = {}
+        self._restored = False  # copies were kept from the last run (the state is rewritten)
+        self._closing = False
         #: rows waiting for the database beyond which a message waits for them to be written
         #: (keeps memory flat when the database is slower than the chat)
         self.write_backlog = 20_000
@@ -177,18 +185,103 @@ class SyncHook(Hook):
         return policy
 
     async def open(self) -> None:
-        for channel, courier in self.couriers.items():
-            self.host.start_soon(courier.run, name=f"{self.name}:courier:{channel}")
         if self.cache.writer is not None:
             self.cache.stored_before = await self.host.store.transaction(
                 lambda conn: store_mod.has_rows(conn, self.name))
+            await self._restore_queued()
+        for channel, courier in self.couriers.items():
+            self.host.start_soon(courier.run, name=f"{self.name}:courier:{channel}")
 
     async def close(self) -> None:
+        self._closing = True
         if self.cache.writer is not None:
             rescued = await self.cache.rescue()
             if rescued:
                 self.log.warning("%s: wrote %d sync rows the batch writer had not written",
                                  self.name, rescued)
+            await self._save_queued()
+
+    # -- copies not delivered at a stop --------------------------------------------------------
+
+    def _queued_row(self, channel: Channel, job: Job) -> dict[str, Any]:
+        ref = job.ref
+        msg: Any = job.msg
+        if job.kind != "delete":
+            if job.parent is not None:  # resolve the reply now: the context is not kept
+                self._attach_reply(channel, msg, job.parent)
+                job.parent = None
+            msg = codec.dump(msg)
+        origin = ref.origin
+        return {"channel": [channel.plug, channel.source], "kind": job.kind, "key": ref.key,
+                "ids": [[c.plug, c.source, list(ids)] for c, ids in ref.ids.items()],
+                "origin": [origin.channel.plug, origin.channel.source, origin.id] if origin else None,
+                "deleted": ref.deleted, "msg": msg}
+
+    async def _save_queued(self) -> None:
+        """Keep the copies still waiting for their channel (a plug that is down or slow) in
+        the host database, to be delivered after the next start."""
+        jobs = [(channel, job) for channel, courier in self.couriers.items() for job in courier.queue]
+        if not jobs and not self._restored:
+            return
+        try:
+            rows = [self._queued_row(channel, job) for channel, job in jobs]
+            await self.host.store.set_state(self.name, QUEUED_STATE, rows)
+        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
+            self.log.exception("%s: could not keep %d copies not yet delivered", self.name, len(jobs))
+            return
+        for _channel, job in jobs:  # kept for the next start: their messages are done here
+            job.finished()
+        if rows:
+            self.log.info("%s: kept %d copies not yet delivered for the next start", self.name,
+                          len(rows))
+
+    def _restored_delivered(self) -> None:
+        if not self._closing:  # at a stop, close() rewrites the kept list itself
+            self.host.start_soon(self._clear_queued, name=f"{self.name}:clear-kept")
+
+    async def _clear_queued(self) -> None:
+        if not self._closing:
+            await self.host.store.set_state(self.name, QUEUED_STATE, [])
+            self._restored = False
+
+    async def _restore_queued(self) -> None:
+        try:
+            rows = await self.host.store.get_state(self.name, QUEUED_STATE, [])
+        except Exception:  # noqa: BLE001 - the bridge starts without them, saying so
+            self.log.exception("%s: could not read the copies kept from the last run", self.name)
+            return
+        restored = 0
+        # once every restored copy is delivered, the kept list is cleared (not at once: killed
+        # before delivering them, the bridge delivers them after the next start)
+        tracker = Tracker(self._restored_delivered)
+        for row in rows or []:
+            try:
+                channel = Channel(*row["channel"])
+                courier = self.couriers.get(channel)
+                if courier is None:
+                    self.log.warning("%s: %s is no longer synced; a copy kept for it is dropped",
+                                     self.name, channel)
+                    continue
+                ref = self.cache.get(row["key"]) or await self.cache.fetch(row["key"])
+                if ref is None:
+                    origin = row.get("origin")
+                    ref = self.cache.remember(SyncRef(
+                        {Channel(p, src): ids for p, src, ids in row["ids"]}, key=row["key"],
+                        origin=Receipt(id=origin[2], channel=Channel(origin[0], origin[1]))
+                        if origin else None))
+                ref.deleted = ref.deleted or bool(row.get("deleted"))
+                msg = row["msg"] if row["kind"] == "delete" else codec.load(row["msg"])
+                courier.push(Job(row["kind"], ref, msg, hold=Hold(tracker)))
+                restored += 1
+            except (KeyError, TypeError, ValueError) as exc:
+                self.log.warning("%s: a copy kept from the last run cannot be read (%s); "
+                                 "dropped", self.name, exc)
+        self._restored = bool(rows)
+        if rows:
+            tracker.done()
+        if restored:
+            self.log.info("%s: %d copies kept from the last run will be delivered", self.name,
+                          restored)
 
     # -- receiving ---------------------------------------------------------------------------
 

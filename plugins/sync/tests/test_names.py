@@ -7,7 +7,7 @@ from chanmux import User
 from chanmux.naming import ZWSP, NameFormat
 from chanmux.testing import run_host
 
-from helpers import config
+from helpers import config, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -18,6 +18,7 @@ async def relay_name(tmp_path, cfg, user=None):
         await a.inject("#a", "hi", user=user or a.user("alice", "Alice Liddell"))
         await b.wait_for(lambda: b.sent)
         await c.wait_for(lambda: c.sent)
+        await settle(host)  # nothing left on its way to be delivered after the next run's start
         return b.sent[0].msg.user, c.sent[0].msg.user
 
 

@@ -157,3 +157,42 @@ async def test_a_database_backlog_makes_the_chat_wait_for_it(tmp_path):
         await settle(host)
         assert sync.cache.writer.pending <= 2
     assert len(rows(tmp_path / "x.sqlite")) == 60
+
+
+async def test_copies_waiting_for_a_plug_that_is_down_survive_a_stop(tmp_path, caplog):
+    """Said while b is down and the bridge then stopped, messages reach b after the next start,
+    once each, in order, with formatting and author; c got them at once and not again. Edits
+    of them after the restart still reach b's copies."""
+    import logging
+
+    from chanmux import RichText, Segment
+
+    caplog.set_level(logging.INFO)
+    cfg = config()
+    cfg["host"].update(reconnect_min=0.2, reconnect_max=0.2)
+    bold = RichText([Segment("bold", bold=True), Segment(" news")])
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        rec = host.hooks["rec"]
+        b.fail_next_opens(10_000)
+        b.fail("down")
+        await rec.wait_until(lambda: any(s[:2] == ("b", "failed") for s in rec.states))
+        first = await a.inject("#a", bold, user=a.user("alice", "Alice"))
+        await a.inject("#a", "second")
+        await c.wait_for(lambda: c.texts() == ["bold news", "second"])
+        await settle(host)   # c's courier is done (a put cut short by the stop is kept too)
+    assert "sync: kept 2 copies not yet delivered for the next start" in caplog.text
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        await b.wait_for(lambda: b.texts() == ["bold news", "second"])
+        assert list(b.sent[0].msg.text) == list(bold) and b.sent[0].msg.user.real_name == "Alice"
+        await a.inject("#a", "bold news, edited", id=first.id, edited=True)
+        await b.wait_for(lambda: len(b.edits) == 1)
+        assert b.edits[0].receipt.id == b.sent[0].receipt.id
+        await settle(host)
+        assert c.texts() == [] and len(b.sent) == 2
+    assert "sync: 2 copies kept from the last run will be delivered" in caplog.text
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:   # delivered: not again
+        b = host.plugs["b"]
+        await host.plugs["a"].inject("#a", "third")
+        await b.wait_for(lambda: b.texts() == ["third"])
