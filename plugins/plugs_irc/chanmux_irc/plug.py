@@ -226,7 +226,7 @@ class IRCPlug(Plug):
         try:
             with anyio.move_on_after(CLOSE_BUDGET):
                 if self.puppets is not None:
-                    await self.puppets.close(quit_message)
+                    await self.puppets.close(quit_message, CONFIRM_TIMEOUT if quitting else 0.0)
                 if conn is not None:
                     self._last_nick = conn.nick
                     await conn.close(quit_message, confirm=CONFIRM_TIMEOUT if quitting else 0)

@@ -119,19 +119,32 @@ class Puppet:
                         for channel in list(self.channels.values()):
                             await conn.send(format_line("JOIN", channel))
                         await conn.run()
+                    except anyio.get_cancelled_exc_class():
+                        if conn.connected and not self.retired:
+                            # the plug is closing: Puppets.close says goodbye, on a stop after
+                            # the server confirmed what it got
+                            raise
+                        await self._drop(conn)
+                        raise
                     except Exception as exc:  # noqa: BLE001 - a puppet failing never stops the plug
                         plug.log.info("puppet %s disconnected (%s: %s)", self.nick,
                                       type(exc).__name__, exc)
-                    finally:
-                        self._forget(conn)
-                        with anyio.CancelScope(shield=True):
-                            await conn.close(None)
-                        self.outbox.requeue(conn.take_unacked())
+                        await self._drop(conn)
+                    else:
+                        await self._drop(conn)
                     attempt = 1 if anyio.current_time() - began > 60 else attempt + 1
                     await anyio.sleep(min(60.0, 0.5 * 2 ** attempt))
         finally:
             self.running = False
             self.scope = None
+
+    async def _drop(self, conn: Connection) -> None:
+        """Close a connection that ended (no goodbye); lines it did not get confirmed go back
+        to the front of the outbox."""
+        self._forget(conn)
+        with anyio.CancelScope(shield=True):
+            await conn.close(None)
+        self.outbox.requeue(conn.take_unacked())
 
     def _forget(self, conn: Connection) -> None:
         nicks = self.manager.nicks
@@ -242,15 +255,22 @@ class Puppets:
         finally:
             self._tg = None
 
-    async def close(self, quit_message: str | None) -> None:
-        for puppet in list(self.by_key.values()):
+    async def close(self, quit_message: str | None, confirm: float = 0.0) -> None:
+        """Close every puppet's connection at once; with `confirm`, each asks its server to
+        confirm the lines it got first (see Connection.close), so they are not said again."""
+
+        async def close_one(puppet: Puppet) -> None:
             conn = puppet.conn
             if conn is not None:
                 puppet._forget(conn)
                 with anyio.CancelScope(shield=True):
-                    await conn.close(quit_message)
+                    await conn.close(quit_message, confirm=confirm)
                 puppet.outbox.requeue(conn.take_unacked())
             puppet.running = False
+
+        async with anyio.create_task_group() as tg:
+            for puppet in list(self.by_key.values()):
+                tg.start_soon(close_one, puppet)
 
 
 __all__ = ["Puppet", "Puppets", "puppet_nick"]

@@ -63,3 +63,27 @@ async def test_puppet_limit_and_idle_disconnect(ngircd, tmp_path):
         await sees(a, "Bob[b]", lambda s: s.plain == "second")
         await a.wait_for(lambda l: l.command == "QUIT" and l.nick == "Bob[b]", since=0)   # idle
         assert not host.plugs["irc"].puppets.by_key
+
+
+async def test_a_clean_restart_repeats_no_puppet_line(ngircd, tmp_path):
+    """A stop asks each puppet's server to confirm what it got before QUIT: after the next
+    start every line is said once (the rest by the main connection, with the author shown)."""
+    chan = "#" + unique("pupstop")
+    async with human(ngircd) as a:
+        await a.join(chan)
+        async with bridge(ngircd, tmp_path, {"room": chan}, puppets=True, wait_ready=None,
+                          flood_burst=1, flood_rate=1.0) as host:
+            await host.wait_ready()
+            room = host.channels["room"]
+            for i in range(3):
+                await host.put(room, Message(text=f"line {i}", user=ALICE))
+            await sees(a, "Alice_Unicode[b]", lambda s: s.plain == "line 0", target=chan)
+        mark = len(a.lines)
+        async with bridge(ngircd, tmp_path, {"room": chan}, wait_ready=None) as host:
+            await host.wait_ready()
+            await host.put(host.channels["room"], Message(text="after", user=BOB))
+            await sees(a, host.plugs["irc"].nick, lambda s: s.plain.endswith("after"), since=mark,
+                       target=chan, timeout=30)
+    said = [l.text for l in a.lines if l.command == "PRIVMSG" and l.params[0] == chan]
+    # a puppet line is bare; the main connection shows the author ("<Name> text")
+    assert [t.split("> ", 1)[-1] for t in said] == ["line 0", "line 1", "line 2", "after"], said
