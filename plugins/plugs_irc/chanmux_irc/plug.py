@@ -20,7 +20,8 @@ from urllib.parse import quote
 import anyio
 import attrs
 
-from chanmux import Capabilities, Channel, Message, Plug, Receipt, State, User, unique_id
+from chanmux import Capabilities, Channel, Hold, Message, Plug, Receipt, State, User, unique_id
+from chanmux.delivery import Tracker
 
 from .config import IRCConfig
 from .connection import Connection, Identity, Outbox, Settings, make_ssl_context
@@ -87,6 +88,7 @@ class IRCPlug(Plug):
         self._listing: list[str] | None = None
         self._listed: anyio.Event | None = None
         self._restored = False
+        self.kept_sent: anyio.Event | None = None
 
     # -- names -----------------------------------------------------------------------------------
 
@@ -275,18 +277,36 @@ class IRCPlug(Plug):
             self.log.info("kept %d unsent lines for the next start", len(rows))
 
     async def _restore_outbox(self) -> None:
+        """Queue the lines kept at the last stop. The kept list is cleared once the server has
+        confirmed them all, not before: killed before that, the bridge sends them after the
+        next start (at least once)."""
         try:
             rows = await self.host.store.get_state(self.name, OUTBOX_STATE, [])
-            if rows:
-                await self.host.store.set_state(self.name, OUTBOX_STATE, [])
         except Exception:  # noqa: BLE001
             self.log.exception("could not read lines kept from the last run")
             return
         lines = [OutLine(r["target"], r["command"], "", parse(r["text"]), r["action"], r["receipt"])
                  for r in rows or [] if is_safe_target(r.get("target", ""))]
+        if not rows:
+            return
+        self.kept_sent = anyio.Event()  # set once the kept list is cleared (for tests, logs)
+        tracker = Tracker(self._restored_sent)
+        for line in lines:
+            line.hold = Hold(tracker)
+        tracker.done()
         if lines:
             self.outbox.requeue(lines)
             self.log.info("%d lines kept from the last run will be sent", len(lines))
+
+    def _restored_sent(self) -> None:
+        if self.state is not State.stopping:  # a stop rewrites the kept list itself
+            self.host.start_soon(self._forget_kept, name=f"{self.name}:forget-kept")
+
+    async def _forget_kept(self) -> None:
+        if self.state is not State.stopping:
+            await self.host.store.set_state(self.name, OUTBOX_STATE, [])
+            self.log.info("the lines kept from the last run were all sent")
+            self.kept_sent.set()
 
     # -- receiving -------------------------------------------------------------------------------
 

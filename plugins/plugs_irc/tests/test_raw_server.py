@@ -324,3 +324,31 @@ async def test_a_stop_asks_the_server_to_confirm_and_keeps_nothing_it_confirmed(
         await host.put(host.channels["room"], Message(text="after"))
         await client.wait_for(lambda l: l.startswith("PRIVMSG #stop ") and l.endswith("after"))
         assert not [l for l in client.lines if "got it" in l]
+
+
+async def test_lines_kept_at_a_stop_stay_kept_until_the_server_confirmed_them(tmp_path):
+    """Kept lines are sent after the next start, and forgotten only once the server confirmed
+    them: a bridge killed before that sends them again after its next start."""
+    from chanmux import Message
+
+    async with raw_bridge(tmp_path, "#kept", flood_burst=1, flood_rate=0.5) as (host, server):
+        client = await server.client(0)
+        await register(client, "#kept")
+        await host.wait_ready()
+        for word in ("one", "two"):
+            await host.put(host.channels["room"], Message(text=word))
+        await client.wait_for(lambda l: l.startswith("PRIVMSG #kept one"))
+    # this server never confirms: "one" (sent, unconfirmed) and "two" (queued) were kept
+    async with raw_bridge(tmp_path, "#kept") as (host, server):
+        client = await server.client(0)
+        await register(client, "#kept")
+        await host.wait_ready()
+        plug = host.plugs["irc"]
+        await client.wait_for(lambda l: l.startswith("PRIVMSG #kept two"))
+        ping = await client.wait_for(lambda l: l.startswith("PING :chanmux-ack-"))
+        kept = await host.store.get_state("irc", "outbox", [])
+        assert [row["text"] for row in kept] == ["one", "two"]  # sent, not yet confirmed
+        await client.send(f":raw.test PONG raw.test :{ping.split(':', 1)[1]}")
+        with anyio.fail_after(10):
+            await plug.kept_sent.wait()
+        assert await host.store.get_state("irc", "outbox", []) == []
