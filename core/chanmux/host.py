@@ -149,6 +149,15 @@ class Host:
         self.caller.invalidate()
         return hook
 
+    def add_channel(self, name: str, channel: Channel) -> Channel:
+        """Name a channel, as `[channels]` does (a hook naming its virtual plug's channels);
+        ConfigError if the name is taken by another channel."""
+        known = self.channels.get(name)
+        if known is not None and known != channel:
+            raise ConfigError([(f"channels.{name}", f'the name "{name}" is taken by {known}')])
+        self.channels[name] = channel
+        return channel
+
     def channel(self, name: str, path: str | None = None) -> Channel:
         """A configured channel by its name in `[channels]`; ConfigError (at `path`) if unknown."""
         try:

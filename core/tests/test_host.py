@@ -267,3 +267,15 @@ async def test_a_message_waits_only_for_puts_started_before_it():
             got = await rec.wait_for(lambda r: r.sent.text.plain == "said meanwhile")
             assert not got.is_echo and not g.gates[1].is_set()
             g.gates[1].set()
+
+
+def test_add_channel_names_a_channel_and_refuses_a_taken_name():
+    from chanmux import Channel, ConfigError
+    from chanmux.testing import make_host
+
+    host = make_host(two_plugs())
+    virtual = host.add_channel("virt:main", Channel("virt", "main"))
+    assert host.channel("virt:main") == virtual and host.channel_name(virtual) == "virt:main"
+    assert host.add_channel("virt:main", Channel("virt", "main")) == virtual   # the same again
+    with pytest.raises(ConfigError, match='the name "in" is taken by a:#in'):
+        host.add_channel("in", Channel("virt", "other"))

@@ -96,7 +96,11 @@ class SyncHook(Hook):
                 self._load_issues.extend((f"hooks.{name}.plug", problem) for _, problem in exc.issues)
             else:
                 for label in config.channels:
-                    host.channels.setdefault(f"{config.plug}:{label}", Channel(config.plug, label))
+                    try:
+                        host.add_channel(f"{config.plug}:{label}", Channel(config.plug, label))
+                    except ConfigError as exc:
+                        self._load_issues.extend((f"hooks.{name}.channels.{label}", problem)
+                                                 for _, problem in exc.issues)
 
     @property
     def channels(self) -> dict[str, list[Channel]]:
