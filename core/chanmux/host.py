@@ -238,7 +238,8 @@ class Host:
                         await plug.stopped()
                 except Exception:  # noqa: BLE001 - one plug failing here does not stop the rest
                     log.exception("%s: failed to save its state at shutdown", plug.name)
-        for writer in self.store.writers:
+        for writer in self.store.writers:  # rows the hooks and plugs added while closing
+            await writer.write_pending()
             if writer.pending:
                 log.warning("%s: %d rows were not written before shutdown", writer.name, writer.pending)
         await self.store.run(self.store.dispose)

@@ -235,9 +235,15 @@ class BatchWriter(Generic[T]):
                 if self._pending:
                     await self._write_batch()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                while self._pending:
-                    await self._write_batch()
+            with anyio.CancelScope(shield=True):
+                await self.write_pending()
+
+    async def write_pending(self, timeout: float = 30.0) -> None:
+        """Write every row still pending now (the host calls it at shutdown, after the hooks
+        and plugs closed, for rows they added while closing)."""
+        with anyio.move_on_after(timeout):
+            while self._pending:
+                await self._write_batch()
 
 
 __all__ = ["BatchWriter", "Store", "make_engine", "metadata", "state_table"]

@@ -279,3 +279,32 @@ def test_add_channel_names_a_channel_and_refuses_a_taken_name():
     assert host.add_channel("virt:main", Channel("virt", "main")) == virtual   # the same again
     with pytest.raises(ConfigError, match='the name "in" is taken by a:#in'):
         host.add_channel("in", Channel("virt", "other"))
+
+
+async def test_rows_a_hook_adds_while_closing_are_written(tmp_path):
+    """Batch writers stop with the host's tasks, before hooks and plugs close; what they add
+    while closing (a last position, the ids of a last echo) is still written."""
+    import types
+
+    import sqlalchemy as sa
+
+    from chanmux import Hook, hookimpl
+
+    class Closer(Hook):
+        def on_load(self):
+            self.writer = self.host.store.writer("closer", lambda conn, rows: conn.execute(
+                sa.text("insert into plugin_things (id) values (:id)"), [{"id": r} for r in rows]))
+
+        async def close(self):
+            self.writer.add(42)
+
+    mod = types.ModuleType("chanmux_test_closer")
+    mod.chanmux_hook_types = hookimpl(lambda: {"closer": Closer})
+    modules = [("tables", helpers.metadata_module()), ("closer", mod)]
+    async with run_host(two_plugs(closer={"type": "closer"}), path=tmp_path / "c.toml",
+                        modules=modules):
+        pass
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select id from plugin_things")).scalars().all() == [42]
+    engine.dispose()
