@@ -37,6 +37,7 @@ class ForwardConfig:
     name_format: str = "{name}"
     no_highlight: bool = False
     cache_size: int = 10_000
+    persist: bool = True
     retry_limit: int = 1_000
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
 

@@ -10,6 +10,7 @@ import anyio
 import attrs
 
 from chanmux import (
+    BatchWriter,
     Channel,
     ConfigError,
     Hook,
@@ -21,8 +22,10 @@ from chanmux import (
     State,
 )
 
-from .config import ForwardConfig, resolve
 from chanmux.naming import NameFormat, relayed_fields
+
+from . import store as store_mod
+from .config import ForwardConfig, resolve
 from .outbox import RETRYABLE, Outbox, Pending
 
 CopyKey = tuple[str, str, str]
@@ -38,13 +41,15 @@ class _Policy:
 
 
 class _Forwarded:
-    """The copies of one forwarded message, by channel (oldest first), for its edits and deletes."""
+    """The copies of one forwarded message, by channel (oldest first), for its edits and deletes;
+    `origin` is the original's key, under which its copies are stored."""
 
-    __slots__ = ("copies", "deleted")
+    __slots__ = ("copies", "deleted", "origin")
 
-    def __init__(self) -> None:
+    def __init__(self, origin: CopyKey | None = None) -> None:
         self.copies: dict[Channel, list[str]] = {}
         self.deleted = False
+        self.origin = origin
 
 
 class ForwardHook(Hook):
@@ -52,7 +57,8 @@ class ForwardHook(Hook):
 
     Only messages people said are forwarded: never a copy any hook put (the host's echoes), nor
     the bridge's own messages, so no configuration can loop. Edits and deletes of a forwarded
-    message follow it while it is remembered (the last `cache_size` messages).
+    message follow it: its copies are kept in the host database (`persist`), the last
+    `cache_size` in memory too, so they follow it after a restart.
 
     `virtual` is True for a hook built by code rather than the config file (its config may
     name channels by `Channel` objects); it is then added with `host.add_hook`.
@@ -72,6 +78,8 @@ class ForwardHook(Hook):
         self._copies: dict[CopyKey, _Forwarded] = {}
         self._size = max(1, config.cache_size)
         self.outbox = Outbox(name, config.retry_limit)
+        self.writer: BatchWriter[tuple[str, ...]] | None = (
+            host.store.writer(f"{name}:copies", store_mod.write_rows) if config.persist else None)
         if virtual:
             self.on_load()
 
@@ -179,6 +187,8 @@ class ForwardHook(Hook):
             if sent.edited and sent.edit_of is not None and hasattr(sent.edit_of, "channel"):
                 origin = sent.edit_of.key  # type: ignore[union-attr]
             entry = self._forwarded.get(origin) or self._forwarded.get(key)
+            if entry is None:
+                entry = await self._fetch(origin)
             if entry is not None:
                 if sent.deleted:
                     await self._delete(entry)
@@ -199,8 +209,11 @@ class ForwardHook(Hook):
         `msg` is the external message to push; `channels` the set of target channels to
         forward it to. Returns the receipts of each channel reached.
         """
-        entry = _Forwarded()
         key = msg.key if isinstance(msg, SentMessage) else None
+        entry = _Forwarded(key)
+        parent = msg.reply_to
+        if isinstance(parent, (Receipt, SentMessage)) and parent.key not in self._forwarded:
+            await self._fetch(parent.key)  # a reply to a message forwarded before a restart
         if key is not None:
             self._remember(key, entry)
         context = await self._context(msg)
@@ -294,10 +307,32 @@ class ForwardHook(Hook):
 
     def _record(self, entry: _Forwarded, channel: Channel, receipts: list[Receipt]) -> None:
         found = entry.copies.setdefault(channel, [])
+        writer, origin = self.writer, entry.origin
         for receipt in receipts:
             if receipt.id not in found:
                 found.append(receipt.id)
                 self._copies[(channel.plug, channel.source, receipt.id)] = entry
+                if writer is not None and origin is not None:
+                    writer.add((self.name, *origin, channel.plug, channel.source, receipt.id))
+
+    async def _fetch(self, origin: CopyKey) -> _Forwarded | None:
+        """The copies of a message forwarded before memory's horizon, from the database."""
+        writer = self.writer
+        if writer is None:
+            return None
+        if writer.pending:
+            await writer.flush()
+        found = await self.host.store.transaction(
+            lambda conn: store_mod.read_copies(conn, self.name, origin))
+        if not found:
+            return None
+        entry = _Forwarded(origin)
+        entry.copies = found
+        self._remember(origin, entry)
+        for channel, ids in found.items():
+            for id_ in ids:
+                self._copies[(channel.plug, channel.source, id_)] = entry
+        return entry
 
     # -- delivering --------------------------------------------------------------------------
 

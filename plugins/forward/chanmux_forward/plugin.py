@@ -1,12 +1,20 @@
-"""The chanmux-forward distribution: the `forward` hook type (it keeps no database tables)."""
+"""The chanmux-forward distribution: the `forward` hook type and its table of copies."""
 
 from __future__ import annotations
+
+import sqlalchemy as sa
 
 from chanmux import Hook, hookimpl
 
 from .hook import ForwardHook
+from .store import metadata
 
 
 @hookimpl
 def chanmux_hook_types() -> dict[str, type[Hook]]:
     return {"forward": ForwardHook}
+
+
+@hookimpl
+def chanmux_metadata() -> sa.MetaData:
+    return metadata
