@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from chanmux_testservers.irc import start_inspircd, start_ngircd
+from chanmux_testservers.irc import start_inspircd
 from chanmux_testservers.synapse import Synapse
 
-pytest_plugins = ["chanmux_testservers.postgres"]
+#: ngircd comes from the harness; synapse, inspircd and anyio_backend are set up here otherwise
+pytest_plugins = ["chanmux_testservers.postgres", "chanmux_testservers.fixtures"]
 
 BACKENDS = ["asyncio", "trio"]
 
@@ -39,13 +40,6 @@ def synapse():
     module registers its own accounts)."""
     with Synapse(server_name="chanmux.e2e", extra_config={"bcrypt_rounds": 4}) as hs:
         yield hs
-
-
-@pytest.fixture(scope="session")
-def ngircd(tmp_path_factory: pytest.TempPathFactory):
-    """One ngircd (plaintext and TLS) for the session."""
-    with start_ngircd(tmp_path_factory.mktemp("ngircd")) as server:
-        yield server
 
 
 @pytest.fixture(scope="session")

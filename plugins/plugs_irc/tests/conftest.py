@@ -9,44 +9,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import pytest
 
 from chanmux.testing import Seen, run_host
 from chanmux_irc.formatting import parse
 from chanmux_irc.protocol import split_ctcp
 from chanmux_testservers.ircclient import HumanIRC, Line, irc_lower
 
+#: anyio_backend (both backends), ngircd, inspircd (with services) and ircd (each in turn)
+pytest_plugins = ["chanmux_testservers.fixtures"]
+
 _counter = itertools.count()
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    """Every async test runs on asyncio and on trio."""
-    return request.param
-
-
-@pytest.fixture(scope="session")
-def ngircd(tmp_path_factory):
-    """One ngircd on loopback (plaintext + TLS) for the whole session."""
-    from chanmux_testservers.irc import start_ngircd
-
-    with start_ngircd(tmp_path_factory.mktemp("ngircd")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def inspircd(tmp_path_factory):
-    """One InspIRCd with IRCv3 modules and Anope services (SASL) for the whole session."""
-    from chanmux_testservers.irc import start_inspircd
-
-    with start_inspircd(tmp_path_factory.mktemp("inspircd"), services=True) as server:
-        yield server
-
-
-@pytest.fixture(params=["ngircd", "inspircd"])
-def ircd(request):
-    """Each session IRC server in turn."""
-    return request.getfixturevalue(request.param)
 
 
 def unique(prefix: str) -> str:

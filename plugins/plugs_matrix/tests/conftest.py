@@ -7,28 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from chanmux_testservers.matrixclient import HumanMatrix
-from chanmux_testservers.synapse import Synapse
 from matrix_helpers import Account, LogWatch, client, register
 
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request):
-    """Every async test runs on asyncio and on trio."""
-    return request.param
-
-
-@pytest.fixture(scope="session")
-def synapse():
-    """One Synapse (rate limits lifted) for the whole session."""
-    with Synapse() as hs:
-        yield hs
-
-
-@pytest.fixture(scope="session")
-def synapse_rate_limited():
-    """A Synapse whose rc_message is low (0.5/s, burst 2), started on first use."""
-    with Synapse(rate_limited=True) as hs:
-        yield hs
+#: anyio_backend (both backends), synapse and synapse_rate_limited
+pytest_plugins = ["chanmux_testservers.fixtures"]
 
 
 @pytest.fixture(scope="session")
