@@ -317,6 +317,26 @@ class Host:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    def forget_when_done(self, owner: str, key: str,
+                         then: Callable[[], Any] | None = None) -> delivery.Tracker:
+        """For work restored at start from the state `owner`/`key` (what a plugin kept at its
+        last stop): give each restored item a `Hold(tracker)`, then call `tracker.done()`.
+        When the last hold is released the kept state is cleared and `then()` called; not
+        while the host stops, when whoever kept it saves it again. Killed before, the work is
+        restored again after the next start (at least once, never lost)."""
+
+        async def forget() -> None:
+            if self.running:
+                await self.store.set_state(owner, key, [])
+                if then is not None:
+                    then()
+
+        def done() -> None:
+            if self.running:
+                self.start_soon(forget, name=f"{owner}:forget-{key}")
+
+        return delivery.Tracker(done, f"{owner}: {key} kept from the last run")
+
     @staticmethod
     def hold() -> Hold:
         """Take a hold on the received message the current task works for: the plug that

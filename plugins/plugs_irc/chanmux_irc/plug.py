@@ -21,7 +21,6 @@ import anyio
 import attrs
 
 from chanmux import Capabilities, Channel, Hold, Message, Plug, Receipt, State, User, unique_id
-from chanmux.delivery import Tracker
 
 from .config import IRCConfig
 from .connection import Connection, Identity, Outbox, Settings, make_ssl_context
@@ -290,7 +289,7 @@ class IRCPlug(Plug):
         if not rows:
             return
         self.kept_sent = anyio.Event()  # set once the kept list is cleared (for tests, logs)
-        tracker = Tracker(self._restored_sent)
+        tracker = self.host.forget_when_done(self.name, OUTBOX_STATE, then=self._kept_sent)
         for line in lines:
             line.hold = Hold(tracker)
         tracker.done()
@@ -298,14 +297,9 @@ class IRCPlug(Plug):
             self.outbox.requeue(lines)
             self.log.info("%d lines kept from the last run will be sent", len(lines))
 
-    def _restored_sent(self) -> None:
-        if self.state is not State.stopping:  # a stop rewrites the kept list itself
-            self.host.start_soon(self._forget_kept, name=f"{self.name}:forget-kept")
-
-    async def _forget_kept(self) -> None:
-        if self.state is not State.stopping:
-            await self.host.store.set_state(self.name, OUTBOX_STATE, [])
-            self.log.info("the lines kept from the last run were all sent")
+    def _kept_sent(self) -> None:
+        self.log.info("the lines kept from the last run were all sent")
+        if self.kept_sent is not None:
             self.kept_sent.set()
 
     # -- receiving -------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ class Courier:
             job.started = True
             start = time.monotonic()
             try:
-                if job.hold is not None:
+                if job.hold is not None and job.hold.held:
                     with job.hold.active():
                         await self._execute(self.channel, job)
                 else:

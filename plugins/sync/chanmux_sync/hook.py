@@ -23,7 +23,7 @@ from chanmux import (
 )
 
 from chanmux import codec
-from chanmux.delivery import Hold, Tracker
+from chanmux.delivery import Hold
 
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
@@ -82,7 +82,6 @@ class SyncHook(Hook):
         self._titles: dict[Channel, str] = {}
         self.couriers: dict[Channel, Courier] = {}
         self._restored = False  # copies were kept from the last run (the state is rewritten)
-        self._closing = False
         #: rows waiting for the database beyond which a message waits for them to be written
         #: (keeps memory flat when the database is slower than the chat)
         self.write_backlog = 20_000
@@ -197,7 +196,6 @@ class SyncHook(Hook):
             self.host.start_soon(courier.run, name=f"{self.name}:courier:{channel}")
 
     async def close(self) -> None:
-        self._closing = True
         if self.cache.writer is not None:
             rescued = await self.cache.rescue()
             if rescued:
@@ -239,15 +237,6 @@ class SyncHook(Hook):
             self.log.info("%s: kept %d copies not yet delivered for the next start", self.name,
                           len(rows))
 
-    def _restored_delivered(self) -> None:
-        if not self._closing:  # at a stop, close() rewrites the kept list itself
-            self.host.start_soon(self._clear_queued, name=f"{self.name}:clear-kept")
-
-    async def _clear_queued(self) -> None:
-        if not self._closing:
-            await self.host.store.set_state(self.name, QUEUED_STATE, [])
-            self._restored = False
-
     async def _restore_queued(self) -> None:
         try:
             rows = await self.host.store.get_state(self.name, QUEUED_STATE, [])
@@ -257,7 +246,8 @@ class SyncHook(Hook):
         restored = 0
         # once every restored copy is delivered, the kept list is cleared (not at once: killed
         # before delivering them, the bridge delivers them after the next start)
-        tracker = Tracker(self._restored_delivered)
+        tracker = self.host.forget_when_done(self.name, QUEUED_STATE,
+                                             then=lambda: setattr(self, "_restored", False))
         for row in rows or []:
             try:
                 channel = Channel(*row["channel"])
