@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 from .caller import HookCaller, NoOwner  # noqa: E402
 from .config import Config, ConfigError  # noqa: E402
 from .delivery import Hold  # noqa: E402
+from .errors import ActionRequired, Refused, TryLater  # noqa: E402
 from .hookspecs import hookimpl, hookspec  # noqa: E402
 from .host import Host, HostStopped  # noqa: E402
 from .model import (  # noqa: E402
@@ -29,8 +30,8 @@ from .richtext import RichText, Segment  # noqa: E402
 from .store import BatchWriter, Store  # noqa: E402
 
 __all__ = [
-    "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "File", "FileKind",
+    "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "File", "FileKind",
     "Hold", "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NameFormat", "NoConfig", "NoOwner",
-    "Plug", "Receipt", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
-    "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id",
+    "Plug", "Receipt", "Refused", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
+    "TryLater", "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id",
 ]
