@@ -8,6 +8,7 @@ chunks that fit a byte budget without breaking a character or losing formatting.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from itertools import accumulate
 
 from collections.abc import Callable, Iterable, Iterator
@@ -183,48 +184,110 @@ class RichText:
         *,
         measure: Callable[[RichText], int] | None = None,
         words: bool = True,
+        keep_whole: Callable[[Segment], bool] | None = None,
     ) -> list[RichText]:
-        """Split into chunks each measuring at most `limit` bytes.
+        """Split into chunks each measuring at most `limit` bytes; never raises.
 
         By default a chunk's size is its plain text encoded in `encoding`; a plug whose format
-        adds bytes (formatting codes) passes `measure`, which must grow with the text. Chunks
-        break after white space where a chunk holds any, never inside a character, and joined
-        back they give exactly this text with the same formatting.
-        """
-        if limit < 1:
-            raise ValueError("split_bytes needs a limit of at least 1 byte")
-        plain = self.plain
-        if measure is None:
-            offsets = list(accumulate((len(ch.encode(encoding, "replace")) for ch in plain), initial=0))
+        adds bytes (formatting codes, a link's URL) passes `measure`, which is only ever given
+        chunk-sized pieces. Chunks break after white space where a chunk holds any, never
+        inside a character, and never inside a segment for which `keep_whole` is true unless
+        that segment alone is larger than `limit`. Joined back they give exactly this text with
+        the same formatting (empty segments dropped).
 
-            def fits(start: int, stop: int) -> bool:
-                return offsets[stop] - offsets[start] <= limit
+        A character that alone measures more than `limit` (any character when `limit` < 1)
+        becomes a chunk of its own: it is the only kind of chunk that can exceed `limit`.
+        Time is O(n log n) in the length of the text: a chunk's end is found by probing pieces
+        at most about twice that chunk's length, growing then halving.
+        """
+        segs = [s for s in self._segments if s.text]
+        plain = "".join(s.text for s in segs)
+        total = len(plain)
+        if not total:
+            return []
+        starts = list(accumulate((len(s.text) for s in segs), initial=0))
+
+        def piece(begin: int, stop: int) -> RichText:
+            index = bisect_right(starts, begin) - 1
+            out: list[Segment] = []
+            while index < len(segs) and starts[index] < stop:
+                seg, first, last = segs[index], starts[index], starts[index + 1]
+                if begin <= first and last <= stop:
+                    out.append(seg)
+                else:
+                    out.append(seg.with_text(seg.text[max(begin - first, 0) : stop - first]))
+                index += 1
+            return RichText(out)
+
+        if measure is None:
+            offsets = list(accumulate((len(ch.encode(encoding, "replace")) for ch in plain),
+                                      initial=0))
+
+            def fits(begin: int, stop: int) -> bool:
+                return offsets[stop] - offsets[begin] <= limit
         else:
-            def fits(start: int, stop: int) -> bool:
-                return measure(self[start:stop]) <= limit
+            def fits(begin: int, stop: int) -> bool:
+                return measure(piece(begin, stop)) <= limit
+
+        def whole_around(pos: int) -> tuple[int, int] | None:
+            """(start, end) of the kept-whole segment `pos` is strictly inside, if any."""
+            if keep_whole is None:
+                return None
+            index = bisect_right(starts, pos) - 1
+            if index < len(segs) and starts[index] < pos and keep_whole(segs[index]):
+                return starts[index], starts[index + 1]
+            return None
+
+        def word_stop(begin: int, stop: int) -> int | None:
+            """The end of the last white space in [begin, stop) not inside a kept segment."""
+            high = stop
+            while True:
+                space = max(plain.rfind(" ", begin, high), plain.rfind("\t", begin, high))
+                if space < begin:
+                    return None
+                inside = whole_around(space + 1)
+                if inside is None:
+                    return space + 1
+                high = inside[0]
 
         chunks: list[RichText] = []
-        start = 0
-        while start < len(plain):
-            if fits(start, len(plain)):
-                chunks.append(self[start:])
-                break
-            if not fits(start, start + 1):
-                raise ValueError(f"character {plain[start]!r} alone is larger than {limit} bytes")
-            lo, hi = start + 1, len(plain)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if fits(start, mid):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            stop = lo
-            if words:
-                space = max(plain.rfind(" ", start, stop), plain.rfind("\t", start, stop))
-                if space >= start:
-                    stop = space + 1
-            chunks.append(self[start:stop])
-            start = stop
+        begin = 0
+        while begin < total:
+            low = begin  # the longest known fitting end
+            index = bisect_right(starts, begin) - 1
+            if keep_whole is not None and keep_whole(segs[index]) and fits(begin, starts[index + 1]):
+                low = starts[index + 1]
+            elif fits(begin, begin + 1):
+                low = begin + 1
+            if low == begin:
+                stop = begin + 1  # one character larger than the limit: alone on its line
+            else:
+                step, high = max(1, low - begin), None
+                while low < total:
+                    probe = min(total, low + step)
+                    if fits(begin, probe):
+                        low, step = probe, step * 2
+                    else:
+                        high = probe
+                        break
+                if high is not None:
+                    while high - low > 1:
+                        mid = (low + high) // 2
+                        if fits(begin, mid):
+                            low = mid
+                        else:
+                            high = mid
+                stop = low
+                if stop < total:
+                    inside = whole_around(stop)
+                    if inside is not None and inside[0] > begin and fits(begin, inside[0]):
+                        stop = inside[0]
+                    if words:
+                        found = word_stop(begin, stop)
+                        if found is not None and (found == stop or fits(begin, found)):
+                            stop = found
+            chunks.append(piece(begin, stop))
+            begin = stop
         return chunks
 
     def map_segments(self, fn: Callable[[Segment], Segment]) -> RichText:
