@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 
 from . import __version__, hookspecs
 from . import config as config_mod
 from . import logs
-from .config import ConfigError
+from .config import ConfigError, DatabaseConfig
+from .errors import describe
 from .host import Host
+from .plug import Plug
 from .plugins import LoadError, Registry, load_registry
+from .store import DatabaseUnusable, check_database
 
 log = logging.getLogger("chanmux")
 
@@ -74,9 +80,84 @@ def _secrets(data: Any) -> Iterator[str]:
             yield from _secrets(value)
 
 
+class _StandIn(Plug):
+    """Takes the place of a plug whose config has problems while the rest is checked."""
+
+
+def _database_where(cfg: config_mod.Config) -> str:
+    return "database.url" if cfg.database.url else "database"
+
+
+def _file_problem(name: str) -> str | None:
+    """Why a file (the log file) cannot be written, found without creating it."""
+    path = Path(name)
+    folder = path.parent
+    if path.is_dir():
+        return f"{path} is a folder"
+    if not folder.is_dir():
+        return f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".chanmux-check-")
+    except OSError as exc:
+        return f"folder {folder} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def load_checked(path: str, registry: Registry) -> tuple[config_mod.Config, Host]:
+    """Read the config, build the host (not running) and check what can be checked offline,
+    reporting every problem in one ConfigError: the file's keys, the database (URL, driver,
+    SQLite file and folder), the log file, and the hooks' own checks (`on_load`), which run
+    against what could be built even when other parts of the file have problems."""
+    issues: list[tuple[str, str]] = []
+    try:
+        cfg = config_mod.load(path, registry)
+    except ConfigError as exc:
+        if exc.partial is None:
+            raise
+        cfg, issues = exc.partial, list(exc.issues)
+    source = str(cfg.path) if cfg.path else path
+    reported = {where for where, _ in issues}
+    if not any(p == "database" or p.startswith("database.") for p in reported):
+        problem = check_database(cfg.database_url())
+        if problem:
+            issues.append((_database_where(cfg), problem))
+    if cfg.logging.file and "logging.file" not in reported:
+        problem = _file_problem(cfg.logging.file)
+        if problem:
+            issues.append(("logging.file", f"cannot write the log file: {problem}"))
+    partial = bool(issues)
+    build_cfg, build_registry = cfg, registry
+    if partial:  # the host is only built for the hooks' checks: touch no real database
+        build_cfg = attrs.evolve(cfg, database=DatabaseConfig(url="sqlite://"))
+        build_registry = attrs.evolve(
+            registry, plug_types={**registry.plug_types, config_mod.STAND_IN: _StandIn})
+    host = None
+    try:
+        host = Host(build_cfg, build_registry)
+    except ConfigError as exc:
+        broken = {where for where, _ in issues}
+        for where, problem in exc.issues:
+            if (where, problem) in issues:
+                continue
+            if problem.startswith("failed to load:") and where in broken:
+                continue  # a hook built from a table with problems failed on them
+            issues.append((where, problem))
+    except LoadError:
+        if not partial:
+            raise
+    except Exception as exc:  # noqa: BLE001 - a plug or hook refusing its config
+        issues.append(("", f"could not set up the bridge: {describe(exc)}"))
+    if issues or host is None:
+        raise ConfigError(issues or [("", "could not set up the bridge")], source)
+    return cfg, host
+
+
 def _load(path: str, registry: Registry) -> tuple[config_mod.Config, Host]:
-    cfg = config_mod.load(path, registry)
-    return cfg, Host(cfg, registry)
+    return load_checked(path, registry)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -125,10 +206,21 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.file)
+    if path.is_dir():
+        print(f"error: {path} is a folder; give the name of the file to write, "
+              f"e.g. {path / 'chanmux.toml'}", file=sys.stderr)
+        return 2
     if path.exists() and not args.force:
         print(f"error: {path} exists; pass --force to overwrite it", file=sys.stderr)
         return 2
-    path.write_text(STARTER.format(name=path.name), encoding="utf-8")
+    if not path.parent.is_dir():
+        print(f"error: cannot write {path}: folder {path.parent} does not exist", file=sys.stderr)
+        return 2
+    try:
+        path.write_text(STARTER.format(name=path.name), encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path}; check it with `chanmux check {path}`")
     return 0
 
@@ -146,7 +238,25 @@ async def _run(host: Host) -> None:
         await host.run()
 
 
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = _find(sub, kind)
+            if found is not None:
+                return found
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            print("error: --backend trio needs trio, which is not installed: pip install trio",
+                  file=sys.stderr)
+            return 2
     registry = load_registry()
     try:
         raw = config_mod.tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
@@ -157,8 +267,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, LoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logs.setup(args.log_level or cfg.logging.level, cfg.logging.levels, cfg.logging.file,
-               secrets=_secrets(config_mod.expand_env(raw, __import__("os").environ)))
+    try:
+        logs.setup(args.log_level or cfg.logging.level, cfg.logging.levels, cfg.logging.file,
+                   secrets=_secrets(config_mod.expand_env(raw, os.environ)))
+    except (OSError, ValueError) as exc:
+        print(f"error: logging: {exc}", file=sys.stderr)
+        return 2
     for error in registry.errors:
         log.warning("plugin not loaded: %s", error)
     log.info("chanmux %s starting: %d plugs, %d hooks", __version__, len(host.plugs), len(host.hooks))
@@ -166,6 +280,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         anyio.run(_run, host, backend=args.backend)
     except KeyboardInterrupt:
         pass
+    except BaseException as exc:
+        unusable = _find(exc, DatabaseUnusable)
+        if unusable is None:
+            raise
+        line = f"{_database_where(cfg)}: {unusable}"
+        if cfg.logging.file:
+            log.error("%s", line)
+        print(f"error: {line}", file=sys.stderr)
+        return 1
     return 0
 
 

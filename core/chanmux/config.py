@@ -7,12 +7,15 @@ file is reported at once with its path: ``plugs.libera.port: expected an integer
 from __future__ import annotations
 
 import difflib
+import json
+import logging
 import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -24,15 +27,25 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from . import validators as check
+from .plug import NoConfig
 from .plugins import Registry
+from .store import check_url
+
+#: The plug type of the stand-ins `chanmux check` puts where a plug's config has problems,
+#: so that hooks can still be checked against every name the file configures.
+STAND_IN = "chanmux:stand-in"
 
 
 class ConfigError(Exception):
     """Everything wrong with a config, one `path: problem` line each."""
 
-    def __init__(self, issues: list[tuple[str, str]], source: str | None = None) -> None:
+    def __init__(self, issues: list[tuple[str, str]], source: str | None = None, *,
+                 partial: Config | None = None) -> None:
         self.issues = issues
         self.source = source
+        #: What could be structured despite the problems (see `parse`), for further checks.
+        self.partial = partial
         super().__init__(self.render())
 
     def render(self) -> str:
@@ -47,32 +60,53 @@ class _Strict(ValueError):
     """A value of the wrong type; the message is what was expected and what was found."""
 
 
+def _database_url(_inst: Any, _attr: Any, value: str) -> None:
+    problem = check_url(value)
+    if problem:
+        raise ValueError(problem)
+
+
 @attrs.frozen
 class DatabaseConfig:
-    """Where the host keeps its state: any SQLAlchemy URL; by default a SQLite file beside
-    the config named after it."""
+    """Where the host keeps its state: a SQLite or PostgreSQL SQLAlchemy URL; by default a
+    SQLite file beside the config named after it."""
 
-    url: str | None = None
+    url: str | None = attrs.field(default=None, validator=attrs.validators.optional(_database_url))
     echo: bool = False
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _levels(_inst: Any, _attr: Any, value: dict[str, str]) -> None:
+    for logger, level in value.items():
+        if level.upper() not in _LEVELS:
+            raise ValueError(f'level of logger "{logger}": expected one of '
+                             f"{', '.join(_LEVELS)}, got {_describe(level)}")
 
 
 @attrs.frozen
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    levels: dict[str, str] = attrs.field(factory=dict)
-    file: str | None = None
+    levels: dict[str, str] = attrs.field(factory=dict, validator=_levels)
+    file: str | None = attrs.field(default=None, validator=attrs.validators.optional(check.non_empty))
 
 
 @attrs.frozen
 class HostConfig:
     """Timeouts and limits of the host itself (seconds)."""
 
-    hook_timeout: float = 30.0
-    put_timeout: float = 120.0
-    reconnect_min: float = 1.0
-    reconnect_max: float = 300.0
-    lanes: int = 16
-    echo_cache: int = 10_000
+    hook_timeout: float = attrs.field(default=30.0, validator=check.positive)
+    put_timeout: float = attrs.field(default=120.0, validator=check.positive)
+    reconnect_min: float = attrs.field(default=1.0, validator=check.positive)
+    reconnect_max: float = attrs.field(default=300.0, validator=check.positive)
+    lanes: int = attrs.field(default=16, validator=check.at_least(1))
+    echo_cache: int = attrs.field(default=10_000, validator=check.at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError(f"reconnect_max ({self.reconnect_max}) must not be less than "
+                             f"reconnect_min ({self.reconnect_min})")
 
 
 @attrs.frozen
@@ -122,7 +156,7 @@ class Config:
 
 def _describe(value: Any) -> str:
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
@@ -246,19 +280,48 @@ def _join(path: str, key: Any) -> str:
 
 def structure(data: Any, cls: type, path: str) -> tuple[Any, list[tuple[str, str]]]:
     """Structure `data` into `cls`; (result or None, every problem with its path)."""
+    value, issues = _structure(data, cls, path)
+    return (None, issues) if issues else (value, [])
+
+
+def _structure(data: Any, cls: type, path: str) -> tuple[Any, list[tuple[str, str]]]:
+    """(value, issues): `value` is the structured object whenever every type is right, even
+    if its validators found problems; None when cattrs could not build it. When it could not,
+    the keys that had no problem are still structured one by one and validated, so a wrong
+    type never hides a bad value elsewhere in the same table."""
     if attrs.has(cls) and not isinstance(data, Mapping):
         return None, [(path, f"expected a table, got {_describe(data)}")]
     try:
         with attrs.validators.disabled():
             value = converter.structure(data, cls)
     except Exception as exc:  # noqa: BLE001 - every cattrs failure becomes a report line
-        issues = list(_issues(exc, path))
-        missing = [(p, m) for p, m in issues if m.startswith("missing required key")]
-        rest = [(p, m) for p, m in issues if not m.startswith("missing required key")]
-        fixed = [(p.rsplit(".", 1)[0] if p != path else p, m) for p, m in missing]
-        return None, rest + [(f"{p}", m) for p, m in fixed]
-    problems = list(_validate(value, path))
-    return (None, problems) if problems else (value, [])
+        issues = []
+        for where, problem in _issues(exc, path):
+            if problem.startswith("missing required key") and where != path:
+                where = where.rsplit(".", 1)[0]
+            issues.append((where, problem))
+        reported = {where for where, _ in issues}
+        for issue in _salvage(data, cls, path, reported):
+            if issue not in issues:
+                issues.append(issue)
+        return None, _missing_last(issues)
+    return value, list(_validate(value, path))
+
+
+def _missing_last(issues: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    missing = [i for i in issues if i[1].startswith("missing required key")]
+    return [i for i in issues if i not in missing] + missing
+
+
+def _check_field(inst: Any, field: attrs.Attribute, value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """The field's own validators, then those of the values inside it."""
+    if field.validator is not None:
+        try:
+            field.validator(inst, field, value)
+        except (ValueError, TypeError) as exc:
+            yield (path, str(exc) or type(exc).__name__)
+            return
+    yield from _validate(value, path)
 
 
 def _validate(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -266,20 +329,102 @@ def _validate(value: Any, path: str) -> Iterator[tuple[str, str]]:
     (validators are switched off while cattrs structures, which would lose the path)."""
     if attrs.has(type(value)):
         for field in attrs.fields(type(value)):
-            item = getattr(value, field.name)
-            if field.validator is not None:
-                try:
-                    field.validator(value, field, item)
-                except (ValueError, TypeError) as exc:
-                    yield (_join(path, field.name), str(exc) or type(exc).__name__)
-                    continue
-            yield from _validate(item, _join(path, field.name))
+            yield from _check_field(value, field, getattr(value, field.name), _join(path, field.name))
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from _validate(item, _join(path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _validate(item, f"{path}[{index}]")
+
+
+def _has_problem(path: str, reported: set[str]) -> bool:
+    return any(p == path or p.startswith((path + ".", path + "[")) for p in reported)
+
+
+def _structure_quietly(data: Any, typ: Any) -> tuple[bool, Any]:
+    try:
+        with attrs.validators.disabled():
+            return True, converter.structure(data, typ)
+    except Exception:  # noqa: BLE001 - its problems are reported already
+        return False, None
+
+
+def _salvage(data: Any, typ: Any, path: str, reported: set[str]) -> Iterator[tuple[str, str]]:
+    """After cattrs failed on `data`: validate every part of it that has no reported problem."""
+    origin, args = get_origin(typ), get_args(typ)
+    if origin in (Union, UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if data is not None and len(inner) == 1:
+            yield from _salvage(data, inner[0], path, reported)
+        return
+    if attrs.has(typ) and isinstance(data, Mapping):
+        try:
+            attrs.resolve_types(typ)
+        except Exception:  # noqa: BLE001 - annotations that do not resolve: nothing to salvage
+            return
+        good: dict[str, Any] = {}
+        complete = True
+        for field in attrs.fields(typ):
+            where = _join(path, field.name)
+            if field.name not in data:
+                if field.default is attrs.NOTHING:
+                    complete = False
+                elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+                    if not field.default.takes_self:
+                        good[field.name] = field.default.factory()
+                    else:
+                        complete = False
+                else:
+                    good[field.name] = field.default
+                continue
+            if _has_problem(where, reported):
+                complete = False
+                yield from _salvage(data[field.name], field.type, where, reported)
+                continue
+            ok, value = _structure_quietly(data[field.name], field.type)
+            if not ok:
+                complete = False
+                continue
+            good[field.name] = value
+            yield from _check_field(None, field, value, where)
+        post_init = getattr(typ, "__attrs_post_init__", None)
+        if post_init is not None and not complete:
+            yield from _cross_check(typ, post_init, good, path)
+        return
+    if (origin is dict or typ is dict) and isinstance(data, Mapping):
+        item_type = args[1] if len(args) == 2 else Any
+        for key, item in data.items():
+            yield from _salvage_item(item, item_type, _join(path, key), reported)
+    elif (origin is list or typ is list) and isinstance(data, list):
+        item_type = args[0] if args else Any
+        for index, item in enumerate(data):
+            yield from _salvage_item(item, item_type, f"{path}[{index}]", reported)
+
+
+def _salvage_item(item: Any, typ: Any, path: str, reported: set[str]) -> Iterator[tuple[str, str]]:
+    if _has_problem(path, reported):
+        yield from _salvage(item, typ, path, reported)
+        return
+    ok, value = _structure_quietly(item, typ)
+    if ok:
+        yield from _validate(value, path)
+
+
+def _cross_check(typ: type, post_init: Any, good: dict[str, Any], path: str) -> Iterator[tuple[str, str]]:
+    """Run a class's `__attrs_post_init__` (its checks spanning several keys) on an instance
+    holding only the keys that are right; a check that reads a wrong key is left for later."""
+    inst = object.__new__(typ)
+    for name, value in good.items():
+        object.__setattr__(inst, name, value)
+    try:
+        post_init(inst)
+    except AttributeError:
+        return
+    except (ValueError, TypeError) as exc:
+        yield (path, str(exc) or type(exc).__name__)
+    except Exception:  # noqa: BLE001 - a check surprised by a half-built instance
+        return
 
 
 # -- ${ENV} expansion ------------------------------------------------------------------------
@@ -321,13 +466,21 @@ _TOP = {"plugs", "channels", "hooks", "database", "logging", "host"}
 
 def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = None,
           env: Mapping[str, str] | None = None) -> Config:
-    """Check and structure a config mapping; raise ConfigError listing every problem."""
+    """Check and structure a config mapping; raise ConfigError listing every problem.
+
+    The error's `partial` is a Config of what could be built anyway, so that the hooks'
+    own checks (`on_load`) can run in the same pass: plugs with problems are replaced by
+    stand-ins of type `STAND_IN`, channels with problems by placeholders, and hooks whose
+    keys have the right types are kept even where their values have problems."""
     issues: list[tuple[str, str]] = []
+    if not isinstance(data, Mapping):
+        raise ConfigError([("", f"expected a table, got {_describe(data)}")],
+                          str(path) if path else None)
     data = expand_env(dict(data), os.environ if env is None else env, "", issues)
 
     for key in data:
         if key not in _TOP:
-            hint = difflib.get_close_matches(key, sorted(_TOP), n=1)
+            hint = difflib.get_close_matches(str(key), sorted(_TOP), n=1)
             issues.append((_join("", key), "unknown section" + (f' (did you mean "{hint[0]}"?)' if hint
                                                                  else f" (sections: {', '.join(sorted(_TOP))})")))
 
@@ -341,6 +494,7 @@ def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = No
     host = section("host", HostConfig)
 
     channels: dict[str, ChannelConfig] = {}
+    partial_channels: dict[str, ChannelConfig] = {}
     raw_channels = data.get("channels", {})
     if not isinstance(raw_channels, Mapping):
         issues.append(("channels", f"expected a table, got {_describe(raw_channels)}"))
@@ -349,19 +503,31 @@ def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = No
         value, found = structure(raw, ChannelConfig, _join("channels", name))
         issues.extend(found)
         if value is not None:
-            channels[name] = value
+            channels[name] = partial_channels[name] = value
+        else:
+            fields = raw if isinstance(raw, Mapping) else {}
+            partial_channels[name] = ChannelConfig(
+                plug=fields["plug"] if isinstance(fields.get("plug"), str) else "",
+                source=fields["source"] if isinstance(fields.get("source"), str) else f"<{name}>")
 
-    plugs = _entries(data, "plugs", "plug", registry.plug_types, registry, issues, PlugEntry)
-    hooks = _entries(data, "hooks", "hook", registry.hook_types, registry, issues, HookEntry)
+    partial_plugs: dict[str, PlugEntry] = {}
+    partial_hooks: dict[str, HookEntry] = {}
+    plugs = _entries(data, "plugs", "plug", registry.plug_types, registry, issues, PlugEntry,
+                     partial_plugs)
+    hooks = _entries(data, "hooks", "hook", registry.hook_types, registry, issues, HookEntry,
+                     partial_hooks)
 
+    plug_names = registry_names(data, "plugs")
     for name, raw in raw_channels.items():
         chan_plug = raw.get("plug") if isinstance(raw, Mapping) else None
-        if isinstance(chan_plug, str) and chan_plug not in registry_names(data, "plugs"):
-            known = ", ".join(sorted(registry_names(data, "plugs"))) or "none configured"
+        if isinstance(chan_plug, str) and chan_plug not in plug_names:
+            known = ", ".join(sorted(str(n) for n in plug_names)) or "none configured"
             issues.append((_join(_join("channels", name), "plug"),
                            f'unknown plug "{chan_plug}" (plugs: {known})'))
     if issues:
-        raise ConfigError(issues, str(path) if path else None)
+        partial = Config(plugs=partial_plugs, channels=partial_channels, hooks=partial_hooks,
+                         database=database, logging=logging_cfg, host=host, path=path)
+        raise ConfigError(issues, str(path) if path else None, partial=partial)
     return Config(plugs=plugs, channels=channels, hooks=hooks, database=database,
                   logging=logging_cfg, host=host, path=path)
 
@@ -373,14 +539,18 @@ def registry_names(data: Mapping[str, Any], section: str) -> set[str]:
 
 
 def _entries(data: Mapping[str, Any], section: str, kind: str, types: Mapping[str, type],
-             registry: Registry, issues: list[tuple[str, str]], entry_cls: type) -> dict[str, Any]:
+             registry: Registry, issues: list[tuple[str, str]], entry_cls: type,
+             partial: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     raw_all = data.get(section, {})
     if not isinstance(raw_all, Mapping):
         issues.append((section, f"expected a table, got {_describe(raw_all)}"))
         return out
+    stand_in = PlugEntry(type=STAND_IN, config=NoConfig())
     for name, raw in raw_all.items():
         path = _join(section, name)
+        if entry_cls is PlugEntry:
+            partial[name] = stand_in
         if not isinstance(raw, Mapping):
             issues.append((path, f"expected a table, got {_describe(raw)}"))
             continue
@@ -401,13 +571,16 @@ def _entries(data: Mapping[str, Any], section: str, kind: str, types: Mapping[st
                                                 f"{registry.provider_hint(kind, type_name)}"))
             continue
         common: dict[str, Any] = {}
+        common_ok = True
         for key, expect in (("enabled", bool), ("priority", int)):
             if key in raw and (key != "priority" or entry_cls is HookEntry):
                 value, found = structure(raw.pop(key), expect, _join(path, key))
                 issues.extend(found)
                 if not found:
                     common[key] = value
-        value, found = structure(raw, cls.Config, path)
+                else:
+                    common_ok = False
+        value, found = _structure(raw, cls.Config, path)
         candidates = [*_field_names(cls.Config), "type", "enabled",
                       *(["priority"] if entry_cls is HookEntry else [])]
         for i, (where, problem) in enumerate(found):
@@ -417,8 +590,12 @@ def _entries(data: Mapping[str, Any], section: str, kind: str, types: Mapping[st
                 found[i] = (where, f'unknown key (did you mean "{hint[0]}"?)' if hint else
                             f"unknown key (known keys: {', '.join(candidates)})")
         issues.extend(found)
-        if not found:
-            out[name] = entry_cls(type=type_name, config=value, **common)
+        if value is not None:
+            entry = entry_cls(type=type_name, config=value, **common)
+            if not found and common_ok:
+                out[name] = partial[name] = entry
+            elif entry_cls is HookEntry:
+                partial[name] = entry
     return out
 
 

@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import sqlite3
+import tempfile
+import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from .errors import ActionRequired, describe
+
 log = logging.getLogger("chanmux.store")
 T = TypeVar("T")
+
+#: Rows a BatchWriter keeps in memory while the database cannot be written, by default.
+KEPT_ROWS = 100_000
+
+
+class DatabaseUnusable(ActionRequired):
+    """The database cannot be used as it is (not a database, damaged, read-only, missing
+    folder); the message is one line naming it and the problem."""
 
 metadata = sa.MetaData()
 
@@ -30,6 +47,135 @@ state_table = sa.Table(
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+
+SUPPORTED = ("SQLite (sqlite:///PATH/TO/FILE.sqlite) and PostgreSQL "
+             "(postgresql+psycopg://USER:PASSWORD@HOST/DATABASE)")
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def check_url(url: str) -> str | None:
+    """What is wrong with a database URL, found without connecting (it parses, names a
+    supported database, its driver is installed); None if nothing."""
+    try:
+        parsed = sa.make_url(url)
+        backend = parsed.get_backend_name()
+        driver = parsed.get_driver_name()
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        return (f'not a database URL: "{_hide_password(url)}" (chanmux supports {SUPPORTED})')
+    if backend not in ("sqlite", "postgresql"):
+        return f"{backend} is not supported: chanmux supports {SUPPORTED}"
+    try:
+        dialect = parsed.get_dialect()
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError, ImportError):
+        return f'unknown {backend} driver "{driver}": chanmux supports {SUPPORTED}'
+    if getattr(dialect, "is_async", False):
+        return f'"{parsed.drivername}" is an asyncio driver: chanmux supports {SUPPORTED}'
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or driver
+        if backend == "postgresql":
+            if driver == "psycopg":
+                return ('PostgreSQL needs psycopg, which is not installed: '
+                        'pip install "chanmux[postgres]"')
+            return (f'the PostgreSQL driver {missing} ("{parsed.drivername}") is not installed: '
+                    f'write postgresql+psycopg:// and pip install "chanmux[postgres]"')
+        return f"the {backend} driver {missing} is not installed ({exc})"
+    return None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another database."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    name = parsed.database or ""
+    if parsed.query.get("uri") in ("true", "1") and name.startswith("file:"):
+        if "mode=memory" in name or parsed.query.get("mode") == "memory":
+            return None
+        name = name.removeprefix("file:").split("?", 1)[0]
+    if name in ("", ":memory:"):
+        return None
+    return Path(name)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why SQLite cannot create files in `folder` (the database, its -wal and -shm), if it can't."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".chanmux-check-")
+    except OSError as exc:
+        return f"folder {folder} is not writable ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_database(url: str) -> str | None:
+    """What is wrong with the database at `url` that can be found without creating it or
+    connecting to a server: the URL (`check_url`), and for SQLite that the folder exists and
+    is writable, and that an existing file is an undamaged, writable SQLite database.
+    None if nothing. Blocking."""
+    problem = check_url(url)
+    if problem:
+        return problem
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    parsed = sa.make_url(url)
+    if parsed.query.get("mode") == "ro" or "mode=ro" in (parsed.database or ""):
+        return f"the URL opens {path} read-only (mode=ro); chanmux must write to its database"
+    folder = path.parent
+    if not folder.exists():
+        return f"folder {folder} does not exist (for the SQLite file {path.name})"
+    if not folder.is_dir():
+        return f"{folder} is not a folder (for the SQLite file {path.name})"
+    if path.is_dir():
+        return f"{path} is a folder, not a SQLite database file"
+    if not path.exists():
+        return _folder_problem(folder)
+    return _probe_sqlite(path)
+
+
+def _probe_sqlite(path: Path) -> str | None:
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True, timeout=1, isolation_level=None)
+    except sqlite3.Error as exc:
+        return _sqlite_problem(path, exc)
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        try:
+            conn.execute("BEGIN")
+            conn.execute("CREATE TABLE chanmux_write_check (x INTEGER)")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return None  # another connection is writing: it is writable
+        return _sqlite_problem(path, exc)
+    finally:
+        conn.close()
+    return None
+
+
+def _sqlite_problem(path: Path, exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    if "file is not a database" in text:
+        return f"{path} is not a SQLite database (file is not a database)"
+    if "malformed" in text:
+        return f"{path} is damaged or truncated (database disk image is malformed)"
+    if "readonly" in text or "read-only" in text:
+        return f"{path} is read-only ({text}); chanmux must write to its database"
+    if "unable to open" in text:
+        folder = _folder_problem(path.parent)
+        if folder:
+            return f"cannot open {path}: {folder}; SQLite keeps {path.name}-wal and -shm there"
+        return f"cannot open {path} ({text})"
+    return f"{path}: {text}"
 
 
 def make_engine(url: str, echo: bool = False) -> Engine:
@@ -101,15 +247,63 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.limiter = anyio.CapacityLimiter(1 if self.is_sqlite else 8)
         self.writers: list[BatchWriter[Any]] = []
+        #: Rows each BatchWriter keeps in memory while the database cannot be written; past
+        #: it the oldest are dropped, with a warning counting them.
+        self.kept_limit = KEPT_ROWS
+        #: Why the last write failed, while writes fail; None while they pass.
+        self.unwritable: str | None = None
 
     def describe(self) -> str:
         """The URL with any password hidden, for logs."""
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
     def create(self, metadatas: Iterable[sa.MetaData]) -> None:
-        """Create every table not yet in the database (blocking; run it in a thread)."""
-        for md in [metadata, *metadatas]:
-            md.create_all(self.engine)
+        """Create every table not yet in the database and check that it can be written
+        (blocking; run it in a thread). DatabaseUnusable (one line) if it cannot be used."""
+        problem = check_database(self.url)
+        if problem:
+            raise DatabaseUnusable(problem)
+        try:
+            for md in [metadata, *metadatas]:
+                md.create_all(self.engine)
+            with self.engine.connect() as conn:
+                trans = conn.begin()
+                try:
+                    conn.execute(state_table.insert().values(
+                        owner="chanmux", key=f"write-check-{uuid.uuid4().hex}", value="null"))
+                finally:
+                    trans.rollback()
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseUnusable(self._problem(exc)) from None
+
+    def _problem(self, exc: BaseException) -> str:
+        path = sqlite_file(self.url)
+        if path is not None:
+            return _sqlite_problem(path, exc)
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"{self.describe()}: {text[0] if text else type(exc).__name__}"
+
+    # -- whether writes pass, told once per outage -------------------------------------------
+
+    def _write_failed(self, writer: str, exc: BaseException, kept: int) -> None:
+        if self.unwritable is None:
+            self.unwritable = describe(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.error("database %s cannot be written (%s: %s); keeping unwritten rows in "
+                      "memory (at most %d per writer) and retrying", self.describe(), writer,
+                      self._reason(exc), self.kept_limit)
+        else:
+            log.debug("%s: writing %d rows failed again (%s)", writer, kept, self._reason(exc))
+
+    def _write_passed(self, writer: str, rows: int) -> None:
+        if self.unwritable is not None:
+            self.unwritable = None
+            log.info("database %s is writable again (%s: wrote %d kept rows)",
+                     self.describe(), writer, rows)
+
+    def _reason(self, exc: BaseException) -> str:
+        orig = getattr(exc, "orig", None)
+        text = str(orig if orig is not None else exc).strip().splitlines()
+        return text[0] if text else type(exc).__name__
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking database work `fn(*args)` in a worker thread."""
@@ -158,7 +352,13 @@ class Store:
 
 
 class BatchWriter(Generic[T]):
-    """Collects rows and writes them in as few transactions as the load allows."""
+    """Collects rows and writes them in as few transactions as the load allows.
+
+    While the database cannot be written, the rows are kept in memory (at most
+    `store.kept_limit`; past it the oldest are dropped with a warning that counts them) and
+    retried with backoff; the store logs one ERROR when writes start failing and one INFO
+    when they pass again. At a stop, `write_pending` tries once more and gives up at once if
+    the database still refuses, so a stop never waits on it."""
 
     def __init__(self, store: Store, name: str, write: Callable[[Connection, list[T]], None]) -> None:
         self.store = store
@@ -166,39 +366,62 @@ class BatchWriter(Generic[T]):
         self._write = write
         self._pending: list[T] = []
         self._added = 0
-        self._written = 0
+        self._done = 0
         self._wake = anyio.Event()
         self._progress = anyio.Event()
+        self._failing = False
         self.batches = 0
         self.failures = 0
+        #: rows dropped because the database could not be written for too long
+        self.dropped = 0
 
     @property
     def pending(self) -> int:
+        """Rows added and not yet written (kept in memory while the database refuses them)."""
         return len(self._pending)
 
     def add(self, row: T) -> None:
         """Queue a row; it is written by the flusher in the next transaction."""
         self._pending.append(row)
         self._added += 1
+        if self._failing:
+            self._bound()
         self._wake.set()
 
     def add_many(self, rows: Iterable[T]) -> None:
         for row in rows:
             self._pending.append(row)
             self._added += 1
+        if self._failing:
+            self._bound()
         self._wake.set()
+
+    def _bound(self) -> None:
+        excess = len(self._pending) - self.store.kept_limit
+        if excess > 0:
+            del self._pending[:excess]
+            self.dropped += excess
+            self._done += excess
+            log.warning("%s: the database cannot be written; dropped the %d oldest unwritten "
+                        "rows to keep at most %d in memory (%d dropped in all)", self.name,
+                        excess, self.store.kept_limit, self.dropped)
+            self._advance()
 
     async def flush(self, timeout: float = 60.0) -> None:
         """Wait until every row added so far is written (or raise TimeoutError)."""
         target = self._added
         with anyio.fail_after(timeout):
-            while self._written < target:
+            while self._done < target:
                 self._wake.set()
                 await self._progress.wait()
 
-    async def _write_batch(self) -> None:
+    def _advance(self) -> None:
+        progress, self._progress = self._progress, anyio.Event()
+        progress.set()
+
+    async def _attempt(self) -> bool:
+        """Write everything pending in one transaction; False (rows kept) if it failed."""
         batch, self._pending = self._pending, []
-        delay = 0.05
         committed = False
 
         def work() -> None:
@@ -207,24 +430,37 @@ class BatchWriter(Generic[T]):
                 self._write(conn, batch)
             committed = True
 
-        while True:
-            try:
-                await self.store.run(work)
-                break
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    if not committed:  # cancelled before the thread wrote them: keep the rows
-                        self._pending[:0] = batch
-                    raise
-                self.failures += 1
-                log.error("%s: writing %d rows failed (%s); retrying in %.1fs",
-                          self.name, len(batch), exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            await self.store.run(work)
+        except BaseException as exc:
+            if committed:  # cancelled once the thread had written them
+                self.batches += 1
+                self._done += len(batch)
+                self._advance()
+            else:
+                self._pending[:0] = batch
+            if not isinstance(exc, Exception):
+                raise
+            self.failures += 1
+            self._failing = True
+            self.store._write_failed(self.name, exc, len(self._pending))
+            self._bound()
+            return False
         self.batches += 1
-        self._written += len(batch)
-        progress, self._progress = self._progress, anyio.Event()
-        progress.set()
+        self._done += len(batch)
+        if self._failing:
+            self._failing = False
+            self.store._write_passed(self.name, len(batch))
+        self._advance()
+        return True
+
+    async def _write_batch(self) -> None:
+        """Write what is pending, retrying with backoff until it passes (rows added in the
+        meantime join the retry)."""
+        delay = 0.05
+        while not await self._attempt():
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def run(self) -> None:
         """The flusher: write whatever is pending each time rows arrive, until cancelled."""
@@ -240,10 +476,13 @@ class BatchWriter(Generic[T]):
 
     async def write_pending(self, timeout: float = 30.0) -> None:
         """Write every row still pending now (the host calls it at shutdown, after the hooks
-        and plugs closed, for rows they added while closing)."""
+        and plugs closed, for rows they added while closing). One attempt while the database
+        refuses writes: the rows stay in `pending`, for the caller to report."""
         with anyio.move_on_after(timeout):
             while self._pending:
-                await self._write_batch()
+                if not await self._attempt():
+                    return
 
 
-__all__ = ["BatchWriter", "Store", "make_engine", "metadata", "state_table"]
+__all__ = ["BatchWriter", "DatabaseUnusable", "KEPT_ROWS", "Store", "check_database", "check_url",
+           "insert_new", "make_engine", "metadata", "sqlite_file", "state_table"]
