@@ -8,19 +8,12 @@ import string
 from typing import Literal
 
 import attrs
+from attrs.validators import optional
+
+from chanmux.validators import hostname, non_empty, non_negative, port, positive
 
 _BAD_NICK = re.compile(r"[\s\x00-\x1f,*?!@:#&]")
 _LINE_BREAK = re.compile(r"[\r\n\0]")
-
-
-def _positive(_inst: object, attr: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-
-
-def _not_negative(_inst: object, attr: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
 
 
 def _nick(_inst: object, attr: attrs.Attribute, value: str | list[str]) -> None:
@@ -73,20 +66,20 @@ def _at_least_two(_inst: object, attr: attrs.Attribute, value: int) -> None:
 class IRCConfig:
     """Keys of a `type = "irc"` plug (seconds for every time). README.md documents each."""
 
-    server: str = attrs.field(validator=_one_line)
+    server: str = attrs.field(validator=hostname)
     nick: str = attrs.field(validator=_nick)
-    port: int | None = None
+    port: int | None = attrs.field(default=None, validator=optional(port))
     tls: bool = True
     tls_verify: bool = True
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
+    ca_file: str | None = attrs.field(default=None, validator=optional(non_empty))
+    client_cert: str | None = attrs.field(default=None, validator=optional(non_empty))
+    client_key: str | None = attrs.field(default=None, validator=optional(non_empty))
     password: str | None = attrs.field(default=None, validator=_one_line)
     alt_nicks: list[str] = attrs.field(factory=list, validator=_nick)
-    username: str | None = attrs.field(default=None, validator=_one_line)
-    realname: str = attrs.field(default="chanmux bridge", validator=_one_line)
+    username: str | None = attrs.field(default=None, validator=[optional(non_empty), _one_line])
+    realname: str = attrs.field(default="chanmux bridge", validator=[non_empty, _one_line])
     sasl_mechanism: Literal["PLAIN", "EXTERNAL"] | None = None
-    sasl_username: str | None = attrs.field(default=None, validator=_one_line)
+    sasl_username: str | None = attrs.field(default=None, validator=[optional(non_empty), _one_line])
     sasl_password: str | None = attrs.field(default=None, validator=_one_line)
     sasl_required: bool = True
     commands: list[str] = attrs.field(factory=list, validator=_one_line)
@@ -94,13 +87,13 @@ class IRCConfig:
     channel_keys: dict[str, str] = attrs.field(factory=dict, validator=[_channels, _one_line])
     encoding: str = attrs.field(default="utf-8", validator=_encoding)
     fallback_encoding: str = attrs.field(default="latin-1", validator=_encoding)
-    flood_burst: int = attrs.field(default=4, validator=_positive)
-    flood_rate: float = attrs.field(default=0.5, validator=_not_negative)
-    ping_interval: float = attrs.field(default=60.0, validator=_positive)
-    ping_timeout: float = attrs.field(default=60.0, validator=_positive)
-    connect_timeout: float = attrs.field(default=30.0, validator=_positive)
-    join_timeout: float = attrs.field(default=10.0, validator=_not_negative)
-    nick_regain_interval: float = attrs.field(default=60.0, validator=_not_negative)
+    flood_burst: int = attrs.field(default=4, validator=positive)
+    flood_rate: float = attrs.field(default=0.5, validator=non_negative)
+    ping_interval: float = attrs.field(default=60.0, validator=positive)
+    ping_timeout: float = attrs.field(default=60.0, validator=positive)
+    connect_timeout: float = attrs.field(default=30.0, validator=positive)
+    join_timeout: float = attrs.field(default=10.0, validator=non_negative)
+    nick_regain_interval: float = attrs.field(default=60.0, validator=non_negative)
     quit_message: str = attrs.field(default="chanmux", validator=_one_line)
     ctcp_version: str | None = attrs.field(default="chanmux IRC bridge", validator=_one_line)
     author_format: str = attrs.field(default="<{name}> ", validator=_template)
@@ -111,16 +104,16 @@ class IRCConfig:
     max_lines: int = attrs.field(default=10, validator=_at_least_two)
     edits: Literal["auto", "full", "none"] = "auto"
     edit_marker: str = attrs.field(default="* correction: ", validator=_one_line)
-    reply_quote: int = attrs.field(default=40, validator=_not_negative)
+    reply_quote: int = attrs.field(default=40, validator=non_negative)
     mentions: Literal["all", "prefix", "off"] = "all"
-    text_cache: int = attrs.field(default=5000, validator=_not_negative)
+    text_cache: int = attrs.field(default=5000, validator=non_negative)
     puppets: bool = False
     puppet_prefix: str = attrs.field(default="", validator=_one_line)
     puppet_suffix: str = attrs.field(default="[b]", validator=_one_line)
-    puppet_max: int = attrs.field(default=20, validator=_positive)
-    puppet_idle: float = attrs.field(default=3600.0, validator=_positive)
-    puppet_flood_burst: int = attrs.field(default=4, validator=_positive)
-    puppet_flood_rate: float = attrs.field(default=0.5, validator=_not_negative)
+    puppet_max: int = attrs.field(default=20, validator=positive)
+    puppet_idle: float = attrs.field(default=3600.0, validator=positive)
+    puppet_flood_burst: int = attrs.field(default=4, validator=positive)
+    puppet_flood_rate: float = attrs.field(default=0.5, validator=non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.sasl_mechanism == "PLAIN" and not (self.sasl_username and self.sasl_password):

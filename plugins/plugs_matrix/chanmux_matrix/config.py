@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import string
-from urllib.parse import urlsplit
 
 import attrs
+from attrs.validators import optional
+
+from chanmux.validators import non_empty, non_negative, positive, url
 
 #: Variables a name template may use.
 NAME_VARIABLES = ("name",)
 
 
-def _check_homeserver(_inst: object, _attr: attrs.Attribute, value: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f'expected an http(s) URL like "https://matrix.example.org", '
-                         f'got "{value}"')
+_check_homeserver = url("http", "https", example="https://matrix.example.org")
 
 
 def _check_user_id(_inst: object, _attr: attrs.Attribute, value: str) -> None:
     local, sep, server = value.partition(":")
-    if not (local.startswith("@") and len(local) > 1 and sep and server):
-        raise ValueError(f'expected a full Matrix user id like "@bridge:example.org", got "{value}"')
-
-
-def _check_positive(_inst: object, attr: attrs.Attribute, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {value}")
-
-
-def _check_not_negative(_inst: object, attr: attrs.Attribute, value: float) -> None:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
+    if not (local.startswith("@") and len(local) > 1 and sep and server
+            and not any(c.isspace() or ord(c) < 32 for c in value)):
+        shown = value.encode("unicode_escape").decode("ascii")
+        raise ValueError(f'expected a full Matrix user id like "@bridge:example.org", got "{shown}"')
 
 
 def _check_template(_inst: object, attr: attrs.Attribute, value: str) -> None:
@@ -56,20 +46,20 @@ class MatrixConfig:
 
     homeserver: str = attrs.field(validator=_check_homeserver)
     user_id: str = attrs.field(validator=_check_user_id)
-    access_token: str | None = None
-    password: str | None = None
-    device_name: str = "chanmux"
+    access_token: str | None = attrs.field(default=None, validator=optional(non_empty))
+    password: str | None = attrs.field(default=None, validator=optional(non_empty))
+    device_name: str = attrs.field(default="chanmux", validator=non_empty)
     display_name: str | None = None
     rooms: list[str] = attrs.field(factory=list, validator=_check_rooms)
     accept_invites: bool = False
-    max_catchup_age: float = attrs.field(default=3600.0, validator=_check_not_negative)
+    max_catchup_age: float = attrs.field(default=3600.0, validator=non_negative)
     name_format: str = attrs.field(default="{name}: ", validator=_check_template)
     action_name_format: str = attrs.field(default="{name} ", validator=_check_template)
-    request_timeout: float = attrs.field(default=30.0, validator=_check_positive)
-    sync_timeout: float = attrs.field(default=30.0, validator=_check_positive)
-    send_retry_for: float = attrs.field(default=20.0, validator=_check_positive)
-    retry_max_delay: float = attrs.field(default=10.0, validator=_check_positive)
-    timeline_limit: int = attrs.field(default=50, validator=_check_positive)
+    request_timeout: float = attrs.field(default=30.0, validator=positive)
+    sync_timeout: float = attrs.field(default=30.0, validator=positive)
+    send_retry_for: float = attrs.field(default=20.0, validator=positive)
+    retry_max_delay: float = attrs.field(default=10.0, validator=positive)
+    timeline_limit: int = attrs.field(default=50, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if not self.access_token and not self.password:
