@@ -33,13 +33,20 @@ class ActionRequired(Exception):
 RETRYABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError, TryLater)
 
 
-def describe(exc: BaseException) -> str:
-    """`Type: message` of the real cause: exception groups are opened to their first leaf,
-    so a log says `ConnectionResetError: ...`, not `ExceptionGroup: unhandled errors`."""
+def cause(exc: BaseException) -> BaseException:
+    """The real failure: exception groups (what a task group raises) opened to their first
+    leaf."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of the real cause (`cause`), so a log says `ConnectionResetError: ...`,
+    not `ExceptionGroup: unhandled errors in a TaskGroup`."""
+    exc = cause(exc)
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-__all__ = ["ActionRequired", "RETRYABLE", "Refused", "TryLater", "describe"]
+__all__ = ["ActionRequired", "RETRYABLE", "Refused", "TryLater", "cause", "describe"]

@@ -23,6 +23,7 @@ from . import delivery
 from .caller import HookCaller, NoOwner
 from .config import Config, ConfigError, HostConfig
 from .delivery import Hold
+from .errors import ActionRequired, cause, describe
 from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
@@ -97,6 +98,8 @@ class Host:
                            self._resolve_source)
         self._tg: TaskGroup | None = None
         self._ready: dict[str, anyio.Event] = {}
+        self._changed: dict[str, anyio.Event] = {}  # set (and replaced) at each state change
+        self._connections: dict[str, int] = {}  # times each plug has become active
         self.running = False
         self.stopped = anyio.Event()
         self._build()
@@ -139,6 +142,8 @@ class Host:
         self.pm.register(plug, name=plug.name)
         self.caller.invalidate()
         self._ready[plug.name] = anyio.Event()
+        self._changed[plug.name] = anyio.Event()
+        self._connections[plug.name] = 0
         return plug
 
     def add_hook(self, hook: Hook) -> Hook:
@@ -254,13 +259,19 @@ class Host:
             await self.stopped.wait()
 
     async def _close(self, component: Plug | Hook) -> None:
-        component.state = State.stopping
+        if isinstance(component, Plug):
+            self._set_state(component, State.stopping)
+        else:
+            component.state = State.stopping
         try:
             with anyio.fail_after(10):
                 await component.close()
         except Exception:  # noqa: BLE001 - one component failing to close does not stop the rest
             log.exception("%s: failed to close", component.name)
-        component.state = State.stopped
+        if isinstance(component, Plug):
+            self._set_state(component, State.stopped)
+        else:
+            component.state = State.stopped
         log.info("%s: closed", component.name)
 
     async def wait_ready(self, timeout: float = 30.0, names: Iterable[str] | None = None) -> None:
@@ -269,22 +280,68 @@ class Host:
             for name in names or list(self._ready):
                 await self._ready[name].wait()
 
+    # -- plug states -------------------------------------------------------------------------
+
+    def _set_state(self, plug: Plug, state: State) -> None:
+        """Move a plug to `state`, waking whoever waits for it to be ready (`until_ready`)."""
+        plug.state = state
+        if state is State.active:
+            self._connections[plug.name] = self._connections.get(plug.name, 0) + 1
+        changed = self._changed.get(plug.name)
+        if changed is not None:
+            self._changed[plug.name] = anyio.Event()
+            changed.set()
+
+    def plug_ready(self, name: str) -> bool:
+        """True while plug `name` is connected and can be sent to (its state is active)."""
+        plug = self.plugs.get(name)
+        return plug is not None and plug.state is State.active
+
+    def plug_state(self, name: str) -> str:
+        """The state of plug `name` as a word (`active`, `starting`, `failed`, ...)."""
+        plug = self.plugs.get(name)
+        return plug.state.value if plug is not None else "unknown"
+
+    def plug_connection(self, name: str) -> int:
+        """How many times plug `name` has become active: a new number is a new connection."""
+        return self._connections.get(name, 0)
+
+    async def until_ready(self, name: str, newer_than: int | None = None) -> None:
+        """Wait until plug `name` is active (with `newer_than`, on a connection made after that
+        `plug_connection()` number: it failed and came back meanwhile)."""
+        while True:
+            plug = self.plugs.get(name)
+            if plug is None:
+                raise LookupError(f'no plug named "{name}"')
+            if plug.state is State.active and (newer_than is None
+                                               or self._connections.get(name, 0) > newer_than):
+                return
+            await self._changed[name].wait()
+
     def backoff(self, attempt: int) -> float:
         """Delay before reconnect attempt `attempt` (1, 2, ...): exponential, capped, jittered."""
         base = min(self.settings.reconnect_max, self.settings.reconnect_min * 2 ** (attempt - 1))
         return base * random.uniform(0.5, 1.0)
 
     async def _supervise(self, plug: Plug) -> None:
-        """Open and run a plug; when its connection fails, close it and try again with backoff."""
+        """Open and run a plug; when its connection fails, close it and try again with backoff.
+        A failure no retry fixes (`ActionRequired`) is logged once as an error saying what to
+        change, and retried slowly (every `reconnect_max` seconds) in case it was changed."""
         attempt = 0
+        told: str | None = None  # the ActionRequired message already logged
         while True:
             reason: str | None = None
+            needs_action = False
             opened_at = anyio.current_time()
             try:
-                plug.state = State.starting
+                self._set_state(plug, State.starting)
                 await plug.open()
-                plug.state = State.active
-                log.info("%s: connected", plug.name)
+                self._set_state(plug, State.active)
+                if told is not None:
+                    log.info("%s: connected (the problem reported before is solved)", plug.name)
+                    told = None
+                else:
+                    log.info("%s: connected", plug.name)
                 self._ready[plug.name].set()
                 await self._notify(plug, State.active, None)
                 await plug.run()
@@ -292,10 +349,12 @@ class Host:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:  # noqa: BLE001 - a plug failing never stops the host
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                real = cause(exc)
+                needs_action = isinstance(real, ActionRequired)
+                reason = str(real) if needs_action else describe(real)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s: failure", plug.name, exc_info=True)
-            plug.state = State.failed
+            self._set_state(plug, State.failed)
             with anyio.CancelScope(shield=True):
                 try:
                     with anyio.fail_after(10):
@@ -305,9 +364,19 @@ class Host:
             if anyio.current_time() - opened_at > 60:
                 attempt = 0
             attempt += 1
-            delay = self.backoff(attempt)
-            log.warning("%s: disconnected (%s); reconnecting in %.1fs (attempt %d)",
-                        plug.name, reason, delay, attempt)
+            if needs_action:
+                delay = self.settings.reconnect_max
+                if reason != told:
+                    log.error("%s: %s; trying again every %.0fs until that is fixed", plug.name,
+                              reason, delay)
+                    told = reason
+                else:
+                    log.info("%s: still failing (%s); trying again in %.0fs", plug.name, reason,
+                             delay)
+            else:
+                delay = self.backoff(attempt)
+                log.warning("%s: disconnected (%s); reconnecting in %.1fs (attempt %d)",
+                            plug.name, reason, delay, attempt)
             await self._notify(plug, State.failed, reason)
             await anyio.sleep(delay)
 

@@ -3,8 +3,10 @@
 import types
 
 import anyio
+import attrs
 
-from chanmux import Hook, Message, SentMessage, hookimpl
+from chanmux import Hook, Message, SentMessage, codec, hookimpl
+from chanmux.queue import Delivery, DeliveryQueues
 
 
 class FailingHook(Hook):
@@ -45,7 +47,8 @@ def module() -> types.ModuleType:
     @hookimpl
     def chanmux_hook_types():
         return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
-                "relay": RelayHook, "censor": CensorHook, "holder": HolderHook}
+                "relay": RelayHook, "censor": CensorHook, "holder": HolderHook,
+                "queued-relay": QueuedRelayHook}
 
     mod.chanmux_hook_types = chanmux_hook_types
     return mod
@@ -103,3 +106,49 @@ def gated_module() -> types.ModuleType:
     mod = types.ModuleType("chanmux_test_gated")
     mod.chanmux_plug_types = hookimpl(lambda: {"gated": GatedPlug})
     return mod
+
+
+@attrs.frozen
+class QueuedRelayConfig:
+    limit: int = 0
+    max_age: float = 0.0
+    retry_min: float = 0.01
+
+
+class QueuedRelayHook(Hook):
+    """Relays what is said in `#in` to the channel named "out" through core's delivery queue,
+    with only the public API, as a third party's relay hook would."""
+
+    Config = QueuedRelayConfig
+
+    def on_load(self):
+        c = self.config
+        self.out = self.host.channel("out")
+        self.queues = DeliveryQueues(self.host, self.name, self._execute, limit=c.limit,
+                                     max_age=c.max_age, retry_min=c.retry_min,
+                                     dump=self._dump, load=self._load)
+        self.queues.add(self.out)
+
+    async def open(self):
+        await self.queues.restore()
+        self.queues.start()
+
+    async def close(self):
+        await self.queues.save()
+
+    async def on_receive(self, sent, source, primary):
+        if self.host.is_echo(sent) or sent.channel.source != "#in" or not sent.text:
+            return
+        copy = Message(text=sent.text, user=sent.user)
+        await self.queues[self.out].deliver(Delivery(
+            "put", copy, key=f"{sent.channel}|{sent.id}", hold=self.host.hold()))
+
+    async def _execute(self, channel, item):
+        await self.host.put(channel, item.msg)
+
+    def _dump(self, channel, item):
+        return {"msg": codec.dump(item.msg), "key": item.key, "since": item.since}
+
+    def _load(self, row):
+        return self.out, Delivery("put", codec.load(row["msg"]), key=row["key"],
+                                  since=row["since"])

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import anyio
 import attrs
 
+from .. import queue
+from ..errors import Refused
 from ..model import Channel, Message, Receipt, SentMessage, User
 from ..plug import Capabilities, Plug, State
 
@@ -56,6 +58,8 @@ class Event:
     channel: Channel
     msg: Message | None
     receipt: Receipt
+    #: the delivery queue's key for this copy (`chanmux.queue.current_key()`), if any
+    key: str | None = None
 
 
 class MemoryPlug(Plug):
@@ -79,7 +83,14 @@ class MemoryPlug(Plug):
         self._failure: BaseException | None = None
         self._fail_opens = 0
         self._broken = anyio.Event()
+        self._open_gate: anyio.Event | None = None
+        self._put_errors: list[BaseException] = []
+        self._queued: set[anyio.Event] = set()  # injected messages the host has not queued yet
+        #: a test's rule for content the network refuses: returns the reason, or None
+        self.refuse: Callable[[Message], str | None] | None = None
         self.opens = 0
+        #: puts, edits and deletes the host asked for while the plug was not active
+        self.calls_while_down = 0
 
     # -- the network side: what tests use ----------------------------------------------------
 
@@ -107,7 +118,8 @@ class MemoryPlug(Plug):
     async def inject(self, source: str, text: Any = None, *, user: User | str | None = "human",
                      id: str | None = None, on_handled: Callable[[], Any] | None = None,
                      **fields: Any) -> SentMessage:
-        """A human says something in `source`; returns the message as the plug receives it.
+        """A human says something in `source`; returns the message as the plug received it,
+        once the host has queued it (so `host.wait_idle()` afterwards waits for its handling).
         `on_handled` is passed to `Host.receive` (called once the message is done)."""
         if isinstance(user, str):
             user = self.user(user)
@@ -119,7 +131,13 @@ class MemoryPlug(Plug):
             self.members.get(source, {}).pop(u.id or "", None)
         if self.state is not State.active or self._incoming is None:
             raise ConnectionError(f"{self.name} is not connected")
-        await self._incoming.send((sent, on_handled))
+        queued = anyio.Event()
+        self._queued.add(queued)
+        try:
+            await self._incoming.send((sent, on_handled, queued))
+            await queued.wait()
+        finally:
+            self._queued.discard(queued)
         return sent
 
     async def wait_for(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -138,6 +156,17 @@ class MemoryPlug(Plug):
         """Make the next `count` connection attempts fail."""
         self._fail_opens = count
 
+    def hold_opens(self) -> anyio.Event:
+        """Make connection attempts wait (the plug stays `starting`, as a network that is
+        slow to log in) until the returned event is set."""
+        gate = self._open_gate = anyio.Event()
+        return gate
+
+    def fail_next_puts(self, *errors: BaseException) -> None:
+        """Make the next puts and edits raise these, one each, in order (e.g. `TryLater`, a
+        `ConnectionError`, `Refused`): a network answering 429, 5xx or refusing content."""
+        self._put_errors.extend(errors)
+
     def _next_id(self) -> str:
         return f"{self.name}-{next(self._ids)}"
 
@@ -149,20 +178,27 @@ class MemoryPlug(Plug):
 
     async def open(self) -> None:
         self.opens += 1
+        self._touch()
+        if self._open_gate is not None:
+            await self._open_gate.wait()
+            self._open_gate = None
         if self._fail_opens:
             self._fail_opens -= 1
             raise ConnectionRefusedError(f"{self.name}: refused (test)")
         self._failure = None
         self._broken = anyio.Event()
-        self._incoming, self._outgoing = anyio.create_memory_object_stream[tuple[SentMessage, Any]](10_000)
+        self._incoming, self._outgoing = anyio.create_memory_object_stream[
+            tuple[SentMessage, Any, anyio.Event | None]](10_000)
         self._touch()
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             async def forward() -> None:
                 async with self._outgoing:
-                    async for sent, on_handled in self._outgoing:
+                    async for sent, on_handled, queued in self._outgoing:
                         await self.host.receive(sent, on_handled=on_handled)
+                        if queued is not None:
+                            queued.set()
 
             tg.start_soon(forward)
             if self.config.script:
@@ -195,6 +231,8 @@ class MemoryPlug(Plug):
         if self._incoming is not None:
             await self._incoming.aclose()
             self._incoming = None
+        for queued in self._queued:  # lost with the connection, as on a real network
+            queued.set()
         self._touch()
 
     @staticmethod
@@ -204,20 +242,27 @@ class MemoryPlug(Plug):
             return ""
         return f"* {name} " if msg.action else f"<{name}> "
 
-    def _check(self) -> None:
+    def _check(self, msg: Message | None = None) -> None:
         if self.state is not State.active or self._incoming is None:
+            self.calls_while_down += 1
             raise ConnectionError(f"{self.name} is not connected")
+        if msg is not None and self._put_errors:
+            raise self._put_errors.pop(0)
+        if msg is not None and self.refuse is not None:
+            reason = self.refuse(msg)
+            if reason:
+                raise Refused(reason)
 
     async def _echo(self, sent: SentMessage) -> None:
         if self.config.echo and self._incoming is not None:
-            await self._incoming.send((sent, None))
+            await self._incoming.send((sent, None, None))
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
-        self._check()
+        self._check(msg)
         sent = SentMessage.of(msg, id=self._next_id(), channel=channel, user=self.bot)
         self.messages[(channel.source, sent.id)] = sent
         receipt = sent.receipt()
-        self.events.append(Event("put", channel, msg, receipt))
+        self.events.append(Event("put", channel, msg, receipt, queue.current_key()))
         self.log.info("%s <- %s%s", channel.source, self._author(msg), msg.text.plain if msg.text else
                       (msg.title or "(no text)"))
         self._touch()
@@ -225,12 +270,12 @@ class MemoryPlug(Plug):
         return [receipt]
 
     async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
-        self._check()
+        self._check(msg)
         edited = SentMessage.of(msg, id=sent.id, channel=sent.channel, user=self.bot, edited=True,
                                 revision=self._next_id())
         self.messages[(sent.channel.source, sent.id)] = edited
         receipt = edited.receipt()
-        self.events.append(Event("edit", sent.channel, msg, receipt))
+        self.events.append(Event("edit", sent.channel, msg, receipt, queue.current_key()))
         self.log.info("%s <- edit of %s: %s%s", sent.channel.source, sent.id, self._author(msg),
                       msg.text.plain if msg.text else "")
         self._touch()
@@ -240,7 +285,7 @@ class MemoryPlug(Plug):
     async def delete(self, sent: Receipt) -> bool:
         self._check()
         self.messages.pop((sent.channel.source, sent.id), None)
-        self.events.append(Event("delete", sent.channel, None, sent))
+        self.events.append(Event("delete", sent.channel, None, sent, queue.current_key()))
         self.log.info("%s <- delete of %s", sent.channel.source, sent.id)
         self._touch()
         await self._echo(SentMessage(id=sent.id, channel=sent.channel, user=self.bot, deleted=True))

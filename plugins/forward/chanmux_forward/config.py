@@ -38,7 +38,8 @@ class ForwardConfig:
     no_highlight: bool = False
     cache_size: int = 10_000
     persist: bool = True
-    retry_limit: int = 1_000
+    retry_limit: int = 10_000
+    retry_max_age: float = 0.0
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import anyio
 import attrs
 
 from chanmux import (
@@ -19,14 +18,17 @@ from chanmux import (
     Receipt,
     RichText,
     SentMessage,
-    State,
 )
 
+from chanmux import codec
 from chanmux.naming import NameFormat, relayed_fields
+from chanmux.queue import Delivery, DeliveryQueues
 
 from . import store as store_mod
 from .config import ForwardConfig, resolve
-from .outbox import RETRYABLE, Outbox, Pending
+
+#: Where copies not delivered at a stop are kept (host state, by hook name).
+QUEUED_STATE = "queued"
 
 CopyKey = tuple[str, str, str]
 
@@ -77,7 +79,10 @@ class ForwardHook(Hook):
         self._forwarded: OrderedDict[CopyKey, _Forwarded] = OrderedDict()
         self._copies: dict[CopyKey, _Forwarded] = {}
         self._size = max(1, config.cache_size)
-        self.outbox = Outbox(name, config.retry_limit)
+        #: the delivery queue of each target channel (core's `DeliveryQueues`)
+        self.queues = DeliveryQueues(host, name, self._execute, limit=config.retry_limit,
+                                     max_age=config.retry_max_age, dump=self._dump,
+                                     load=self._load, key=QUEUED_STATE)
         self.writer: BatchWriter[tuple[str, ...]] | None = (
             host.store.writer(f"{name}:copies", store_mod.write_rows) if config.persist else None)
         if virtual:
@@ -142,6 +147,21 @@ class ForwardHook(Hook):
             self._routes.clear()
             self._groups.clear()
             raise ConfigError(issues)
+        for targets in [*self._routes.values(), *(g[2] for g in self._groups)]:
+            for target in targets:
+                self.queues.add(target)
+
+    async def open(self) -> None:
+        await self.queues.restore()
+        self.queues.start()
+
+    async def close(self) -> None:
+        await self.queues.save()
+
+    async def delivered(self, timeout: float = 30.0) -> None:
+        """Wait until every copy handed over so far is delivered (or given up on), skipping
+        channels whose plug is not ready."""
+        await self.queues.wait_idle(timeout)
 
     def _policy(self, plug: str) -> _Policy:
         policy = self._policies.get(plug)
@@ -218,43 +238,49 @@ class ForwardHook(Hook):
             self._remember(key, entry)
         context = await self._context(msg)
         results: dict[Channel, list[Receipt]] = {}
-        jobs: list[Callable[[], Awaitable[None]]] = []
+        origin = "|".join(key) if key is not None else None
         for channel in channels:
             local = self._render(msg, channel, context, edited=msg.edited)
             if local is None:
                 continue
-
-            async def job(channel: Channel = channel, local: Message = local) -> None:
-                results[channel] = await self._put(channel, local, entry)
-
-            jobs.append(job)
-        await _run(jobs)
+            queue = self.queues.add(channel)
+            item = Delivery("put", local, entry, results, hold=self.host.hold(),
+                            key=f"{self.name}|{origin}|put|{channel}" if origin else None)
+            await queue.deliver(item)
         return results
 
     async def _edit(self, sent: SentMessage, entry: _Forwarded) -> None:
         context = await self._context(sent)
-        jobs: list[Callable[[], Awaitable[None]]] = []
-        for channel, ids in entry.copies.items():
+        revision = sent.revision or sent.id
+        for channel, queue in self.queues.items():
+            ids = entry.copies.get(channel)
             policy = self._policy(channel.plug)
-            if not ids or not policy.edits:
+            if not policy.edits:
                 continue
             local = self._render(sent, channel, context, edited=True)
             if local is None:
                 continue
-            jobs.append(lambda c=channel, m=local: self._edit_copy(c, m, entry))
-        await _run(jobs)
+            if not ids:
+                queue.replace(lambda d: d.ref is entry and d.kind == "put", local)
+                continue
+            await queue.deliver(Delivery("edit", local, entry, hold=self.host.hold(),
+                                         key=f"{self.name}|{'|'.join(entry.origin or ())}|edit|"
+                                             f"{revision}|{channel}"))
 
     async def _delete(self, entry: _Forwarded) -> None:
         if entry.deleted:
             return
         entry.deleted = True
-        jobs: list[Callable[[], Awaitable[None]]] = []
-        for channel, ids in entry.copies.items():
+        for channel, queue in self.queues.items():
+            queue.discard(lambda d: d.ref is entry and d.kind != "delete")
+            ids = entry.copies.get(channel)
             plug = self.host.plugs.get(channel.plug)
-            if plug is None or not plug.capabilities.delete or not self._policy(channel.plug).deletes:
+            if not ids or plug is None or not plug.capabilities.delete \
+                    or not self._policy(channel.plug).deletes:
                 continue
-            jobs.append(lambda c=channel, i=list(ids): self._delete_copies(c, i))
-        await _run(jobs)
+            await queue.deliver(Delivery("delete", list(ids), entry, hold=self.host.hold(),
+                                         key=f"{self.name}|{'|'.join(entry.origin or ())}|delete|"
+                                             f"{channel}"))
 
     async def _context(self, msg: Message) -> dict[str, str]:
         channel: Channel | None = getattr(msg, "channel", None)
@@ -336,79 +362,48 @@ class ForwardHook(Hook):
 
     # -- delivering --------------------------------------------------------------------------
 
-    async def _put(self, channel: Channel, msg: Message, entry: _Forwarded) -> list[Receipt]:
-        if self.outbox.holding(channel.plug):
-            self.outbox.add(channel.plug, Pending("put", channel, msg, entry))
-            return []
-        try:
-            receipts = await self.host.put(channel, msg)
-        except RETRYABLE as exc:
-            self._failed(channel, exc, Pending("put", channel, msg, entry))
-            return []
-        except Exception as exc:  # noqa: BLE001 - one target failing never stops the others
-            self.log.error("%s: forward to %s failed: %s: %s", self.name, channel,
-                           type(exc).__name__, exc)
-            return []
-        self._record(entry, channel, receipts)
-        return receipts
-
-    async def _edit_copy(self, channel: Channel, msg: Message, entry: _Forwarded) -> None:
-        ids = entry.copies[channel]
-        plug = self.host.plugs.get(channel.plug)
-        target = Receipt(id=ids[0] if plug is not None and plug.capabilities.edit else ids[-1],
-                         channel=channel)
-        if self.outbox.holding(channel.plug):
-            self.outbox.add(channel.plug, Pending("edit", channel, msg, entry, target))
-            return
-        try:
-            self._record(entry, channel, await self.host.edit(target, msg))
-        except RETRYABLE as exc:
-            self._failed(channel, exc, Pending("edit", channel, msg, entry, target))
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("%s: edit in %s failed: %s: %s", self.name, channel, type(exc).__name__, exc)
-
-    async def _delete_copies(self, channel: Channel, ids: list[str]) -> None:
-        for id_ in ids:
-            target = Receipt(id=id_, channel=channel)
-            if self.outbox.holding(channel.plug):
-                self.outbox.add(channel.plug, Pending("delete", channel, None, None, target))
-                continue
-            try:
-                await self.host.delete(target)
-            except RETRYABLE as exc:
-                self._failed(channel, exc, Pending("delete", channel, None, None, target))
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("%s: delete in %s failed: %s: %s", self.name, channel,
-                               type(exc).__name__, exc)
-
-    def _failed(self, channel: Channel, exc: BaseException, item: Pending) -> None:
-        self.log.warning("%s: could not forward to %s (%s: %s); queued until %s is back",
-                         self.name, channel, type(exc).__name__, exc, channel.plug)
-        self.outbox.add(channel.plug, item)
-
-    async def on_plug_state(self, plug: Any, state: str, reason: str | None) -> None:
-        """When a plug is back, deliver what could not reach it while it was down."""
-        if state == State.active.value and self.outbox.holding(plug.name):
-            self.host.start_soon(self.outbox.drain, plug.name, self._retry,
-                                 name=f"{self.name}:retry:{plug.name}")
-
-    async def _retry(self, item: Pending) -> None:
+    async def _execute(self, channel: Channel, item: Delivery) -> None:
+        """Make one delivery (for the channel's delivery queue, which retries what will pass)."""
+        entry: _Forwarded = item.ref
         if item.kind == "delete":
-            await self.host.delete(item.receipt)
+            while item.msg:
+                await self.host.delete(Receipt(id=item.msg[0], channel=channel))
+                item.msg.pop(0)
             return
-        if item.ref is not None and item.ref.deleted:
+        if entry.deleted:
             return
-        if item.kind == "put":
-            receipts = await self.host.put(item.channel, item.msg)
+        if item.kind == "edit":
+            ids = entry.copies.get(channel)
+            if not ids:
+                return
+            plug = self.host.plugs.get(channel.plug)
+            in_place = plug is not None and plug.capabilities.edit
+            receipts = await self.host.edit(Receipt(id=ids[0] if in_place else ids[-1],
+                                                    channel=channel), item.msg)
         else:
-            receipts = await self.host.edit(item.receipt, item.msg)
-        self._record(item.ref, item.channel, receipts)
+            receipts = await self.host.put(channel, item.msg)
+            if isinstance(item.extra, dict):
+                item.extra[channel] = receipts  # send()'s results, for copies delivered at once
+        self._record(entry, channel, receipts)
 
+    # -- copies not delivered at a stop --------------------------------------------------------
 
-async def _run(jobs: list[Callable[[], Awaitable[None]]]) -> None:
-    if len(jobs) == 1:
-        await jobs[0]()
-    elif jobs:
-        async with anyio.create_task_group() as tg:
-            for job in jobs:
-                tg.start_soon(job)
+    def _dump(self, channel: Channel, item: Delivery) -> dict[str, Any]:
+        entry: _Forwarded = item.ref
+        return {"channel": [channel.plug, channel.source], "kind": item.kind,
+                "origin": list(entry.origin) if entry.origin else None,
+                "msg": item.msg if item.kind == "delete" else codec.dump(item.msg),
+                "delivery": item.key, "since": item.since}
+
+    async def _load(self, row: dict[str, Any]) -> tuple[Channel, Delivery]:
+        origin = tuple(row["origin"]) if row.get("origin") else None
+        entry = None
+        if origin is not None:
+            entry = self._forwarded.get(origin) or await self._fetch(origin)  # type: ignore[arg-type]
+        if entry is None:
+            entry = _Forwarded(origin)  # type: ignore[arg-type]
+            if origin is not None:
+                self._remember(origin, entry)  # type: ignore[arg-type]
+        msg = list(row["msg"]) if row["kind"] == "delete" else codec.load(row["msg"])
+        return Channel(*row["channel"]), Delivery(row["kind"], msg, entry, key=row.get("delivery"),
+                                                  since=row.get("since"))

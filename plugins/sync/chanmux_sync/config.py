@@ -28,7 +28,8 @@ class SyncConfig:
     quote_length: int = 120
     cache_size: int = 10_000
     persist: bool = True
-    retry_limit: int = 1_000
+    retry_limit: int = 10_000
+    retry_max_age: float = 0.0
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
     labels: dict[str, Overrides] = attrs.field(factory=dict)
 

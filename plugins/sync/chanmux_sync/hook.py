@@ -6,8 +6,6 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-import anyio
-
 from chanmux import (
     Channel,
     ConfigError,
@@ -18,18 +16,16 @@ from chanmux import (
     RichText,
     Segment,
     SentMessage,
-    State,
     User,
 )
 
 from chanmux import codec
-from chanmux.delivery import Hold
+from chanmux.naming import NameFormat, relayed_fields
+from chanmux.queue import Delivery, DeliveryQueue, DeliveryQueues
 
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
 from .config import Overrides, Policy, SyncConfig, resolve
-from chanmux.naming import NameFormat, relayed_fields
-from .courier import Courier, Job
 from .plug import SyncPlug
 
 
@@ -80,8 +76,10 @@ class SyncHook(Hook):
         self._policies: dict[tuple[str, str], Policy] = {}
         self._needs_title: dict[str, bool] = {}
         self._titles: dict[Channel, str] = {}
-        self.couriers: dict[Channel, Courier] = {}
-        self._restored = False  # copies were kept from the last run (the state is rewritten)
+        #: the delivery queue of each member channel (core's `DeliveryQueues`)
+        self.queues = DeliveryQueues(host, name, self._execute, limit=config.retry_limit,
+                                     max_age=config.retry_max_age, dump=self._dump,
+                                     load=self._load, key=QUEUED_STATE)
         #: rows waiting for the database beyond which a message waits for them to be written
         #: (keeps memory flat when the database is slower than the chat)
         self.write_backlog = 20_000
@@ -162,7 +160,7 @@ class SyncHook(Hook):
             self._needs_title[label] = needs
         for chans in self.members.values():
             for channel in chans:
-                self.couriers[channel] = Courier(self.name, channel, self._execute, config.retry_limit)
+                self.queues.add(channel)
         if config.persist:
             self.cache.writer = self.host.store.writer(f"sync:{self.name}", self.cache.write)
 
@@ -191,9 +189,8 @@ class SyncHook(Hook):
         if self.cache.writer is not None:
             self.cache.stored_before = await self.host.store.transaction(
                 lambda conn: store_mod.has_rows(conn, self.name))
-            await self._restore_queued()
-        for channel, courier in self.couriers.items():
-            self.host.start_soon(courier.run, name=f"{self.name}:courier:{channel}")
+            await self.queues.restore()
+        self.queues.start()
 
     async def close(self) -> None:
         if self.cache.writer is not None:
@@ -201,81 +198,39 @@ class SyncHook(Hook):
             if rescued:
                 self.log.warning("%s: wrote %d sync rows the batch writer had not written",
                                  self.name, rescued)
-            await self._save_queued()
+            await self.queues.save()
 
     # -- copies not delivered at a stop --------------------------------------------------------
 
-    def _queued_row(self, channel: Channel, job: Job) -> dict[str, Any]:
-        ref = job.ref
-        msg: Any = job.msg
-        if job.kind != "delete":
-            if job.parent is not None:  # resolve the reply now: the context is not kept
-                self._attach_reply(channel, msg, job.parent)
-                job.parent = None
+    def _dump(self, channel: Channel, item: Delivery) -> dict[str, Any]:
+        """A waiting copy as it is kept at a stop (with what is known of its message's copies)."""
+        ref = item.ref
+        msg: Any = item.msg
+        if item.kind != "delete":
+            if item.extra is not None:  # resolve the reply now: the context is not kept
+                self._attach_reply(channel, msg, item.extra)
+                item.extra = None
             msg = codec.dump(msg)
         origin = ref.origin
-        return {"channel": [channel.plug, channel.source], "kind": job.kind, "key": ref.key,
+        return {"channel": [channel.plug, channel.source], "kind": item.kind, "key": ref.key,
                 "ids": [[c.plug, c.source, list(ids)] for c, ids in ref.ids.items()],
                 "origin": [origin.channel.plug, origin.channel.source, origin.id] if origin else None,
-                "deleted": ref.deleted, "msg": msg}
+                "deleted": ref.deleted, "msg": msg, "delivery": item.key, "since": item.since}
 
-    async def _save_queued(self) -> None:
-        """Keep the copies still waiting for their channel (a plug that is down or slow) in
-        the host database, to be delivered after the next start."""
-        jobs = [(channel, job) for channel, courier in self.couriers.items() for job in courier.queue]
-        if not jobs and not self._restored:
-            return
-        try:
-            rows = [self._queued_row(channel, job) for channel, job in jobs]
-            await self.host.store.set_state(self.name, QUEUED_STATE, rows)
-        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
-            self.log.exception("%s: could not keep %d copies not yet delivered", self.name, len(jobs))
-            return
-        for _channel, job in jobs:  # kept for the next start: their messages are done here
-            job.finished()
-        if rows:
-            self.log.info("%s: kept %d copies not yet delivered for the next start", self.name,
-                          len(rows))
-
-    async def _restore_queued(self) -> None:
-        try:
-            rows = await self.host.store.get_state(self.name, QUEUED_STATE, [])
-        except Exception:  # noqa: BLE001 - the bridge starts without them, saying so
-            self.log.exception("%s: could not read the copies kept from the last run", self.name)
-            return
-        restored = 0
-        # once every restored copy is delivered, the kept list is cleared (not at once: killed
-        # before delivering them, the bridge delivers them after the next start)
-        tracker = self.host.forget_when_done(self.name, QUEUED_STATE,
-                                             then=lambda: setattr(self, "_restored", False))
-        for row in rows or []:
-            try:
-                channel = Channel(*row["channel"])
-                courier = self.couriers.get(channel)
-                if courier is None:
-                    self.log.warning("%s: %s is no longer synced; a copy kept for it is dropped",
-                                     self.name, channel)
-                    continue
-                ref = self.cache.get(row["key"]) or await self.cache.fetch(row["key"])
-                if ref is None:
-                    origin = row.get("origin")
-                    ref = self.cache.remember(SyncRef(
-                        {Channel(p, src): ids for p, src, ids in row["ids"]}, key=row["key"],
-                        origin=Receipt(id=origin[2], channel=Channel(origin[0], origin[1]))
-                        if origin else None))
-                ref.deleted = ref.deleted or bool(row.get("deleted"))
-                msg = row["msg"] if row["kind"] == "delete" else codec.load(row["msg"])
-                courier.push(Job(row["kind"], ref, msg, hold=Hold(tracker)))
-                restored += 1
-            except (KeyError, TypeError, ValueError) as exc:
-                self.log.warning("%s: a copy kept from the last run cannot be read (%s); "
-                                 "dropped", self.name, exc)
-        self._restored = bool(rows)
-        if rows:
-            tracker.done()
-        if restored:
-            self.log.info("%s: %d copies kept from the last run will be delivered", self.name,
-                          restored)
+    async def _load(self, row: dict[str, Any]) -> tuple[Channel, Delivery]:
+        """A copy kept at the last stop, with its SyncRef (from memory, the database, or the row)."""
+        channel = Channel(*row["channel"])
+        ref = self.cache.get(row["key"]) or await self.cache.fetch(row["key"])
+        if ref is None:
+            origin = row.get("origin")
+            ref = self.cache.remember(SyncRef(
+                {Channel(p, src): ids for p, src, ids in row["ids"]}, key=row["key"],
+                origin=Receipt(id=origin[2], channel=Channel(origin[0], origin[1]))
+                if origin else None))
+        ref.deleted = ref.deleted or bool(row.get("deleted"))
+        msg = row["msg"] if row["kind"] == "delete" else codec.load(row["msg"])
+        return channel, Delivery(row["kind"], msg, ref, key=row.get("delivery"),
+                                 since=row.get("since"))
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -329,7 +284,7 @@ class SyncHook(Hook):
         channel is skipped; `ref` an existing sync reference if the message was partially
         synced (only channels without a copy get one); `update` True to resend an updated
         message to every channel (edits). Returns the message's SyncRef once every copy is
-        queued with the courier of its channel (`delivered()` waits for them to arrive).
+        handed to the delivery queue of its channel (`delivered()` waits for them to arrive).
         """
         members = self.members[label]
         if ref is None:
@@ -343,38 +298,41 @@ class SyncHook(Hook):
         seen = _lineage.get(msg) if msg is not origin else None
         lineage = frozenset(members).union(seen or (), (origin_channel,) if origin_channel else ())
         parent = context if context.parent is not None else None
-        inline: list[tuple[Courier, Job]] = []
+        inline: list[tuple[DeliveryQueue, Delivery]] = []
+        revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
         for channel in members:
             if channel == origin_channel or (seen is not None and channel in seen):
                 continue
-            courier = self.couriers[channel]
+            queue = self.queues[channel]
             ids = ref.ids.get(channel)
             if update:
                 policy = self._policy(label, channel.plug)
-                if (ids or not courier.idle) and not policy.edits:
+                if (ids or not queue.idle) and not policy.edits:
                     continue
                 local = self._render(label, msg, channel, policy, context, True)
                 if local is None:
                     continue
                 _lineage[local] = lineage
-                if not ids and courier.replace(ref, local):
+                if not ids and queue.replace(lambda d: d.ref is ref and d.kind == "put", local):
                     continue
-                job = Job("edit", ref, local, parent, self.host.hold())
+                item = Delivery("edit", local, ref, parent, hold=self.host.hold(),
+                                key=f"{ref.key}|edit|{revision}|{channel}")
             elif not ids:
                 local = self._render(label, msg, channel, self._policy(label, channel.plug), context,
                                      False)
                 if local is None:
                     continue
                 _lineage[local] = lineage
-                job = Job("put", ref, local, parent, self.host.hold())
+                item = Delivery("put", local, ref, parent, hold=self.host.hold(),
+                                key=f"{ref.key}|put|{channel}")
             else:
                 continue
-            if courier.quick:
-                inline.append((courier, job))
+            if queue.quick:
+                inline.append((queue, item))
             else:
-                await courier.send(job)
-        for courier, job in inline:
-            await courier.deliver(job)
+                await queue.send(item)
+        for queue, item in inline:
+            await queue.deliver(item)
         if self.plug is not None:
             self._mirror(label, ref, msg, context, virtual_source, edited=update)
         writer = self.cache.writer
@@ -397,37 +355,36 @@ class SyncHook(Hook):
                 continue
             if not self._policy(label, channel.plug).deletes:
                 continue
-            if ref.ids.get(channel) or not self.couriers[channel].idle:
-                await self.couriers[channel].deliver(Job("delete", ref, hold=self.host.hold()))
+            queue = self.queues[channel]
+            if ref.ids.get(channel) or not queue.idle:
+                await queue.deliver(Delivery("delete", None, ref, hold=self.host.hold(),
+                                             key=f"{ref.key}|delete|{channel}"))
         if self.plug is not None:
             self.plug.queue(SentMessage(id=ref.key, channel=Channel(self.plug.name, label),
                                         deleted=True))
 
     async def delivered(self, timeout: float = 30.0) -> None:
         """Wait until every copy queued so far has been delivered (or given up on)."""
-        with anyio.fail_after(timeout):
-            for courier in self.couriers.values():
-                if not courier.down:
-                    await courier.wait_idle()
+        await self.queues.wait_idle(timeout)
 
-    async def _execute(self, channel: Channel, job: Job) -> None:
-        """Deliver one job (run by the channel's courier; RETRYABLE failures are retried)."""
-        ref = job.ref
-        if job.kind == "delete":
-            if job.msg is None:
-                job.msg = list(ref.ids.get(channel, ()))
-            while job.msg:
-                await self.host.delete(Receipt(id=job.msg[0], channel=channel))
-                job.msg.pop(0)
+    async def _execute(self, channel: Channel, item: Delivery) -> None:
+        """Make one delivery (for the channel's delivery queue, which retries what will pass)."""
+        ref = item.ref
+        if item.kind == "delete":
+            if item.msg is None:
+                item.msg = list(ref.ids.get(channel, ()))
+            while item.msg:
+                await self.host.delete(Receipt(id=item.msg[0], channel=channel))
+                item.msg.pop(0)
             return
         if ref.deleted:
             return
-        msg = job.msg
-        if job.parent is not None:
-            self._attach_reply(channel, msg, job.parent)
-            job.parent = None
+        msg = item.msg
+        if item.extra is not None:
+            self._attach_reply(channel, msg, item.extra)
+            item.extra = None
         ids = ref.ids.get(channel)
-        if job.kind == "edit" and ids:
+        if item.kind == "edit" and ids:
             plug = self.host.plugs.get(channel.plug)
             in_place = plug is not None and plug.capabilities.edit
             receipts = await self.host.edit(Receipt(id=ids[0] if in_place else ids[-1],
@@ -435,13 +392,6 @@ class SyncHook(Hook):
         else:
             receipts = await self.host.put(channel, msg)
         self.cache.record(ref, channel, receipts)
-
-    async def on_plug_state(self, plug: Any, state: str, reason: str | None) -> None:
-        """When a plug is back, its couriers deliver what waited for it."""
-        if state == State.active.value:
-            for channel, courier in self.couriers.items():
-                if channel.plug == plug.name:
-                    courier.plug_back()
 
     # -- building copies ---------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ async def settle(host: Any, timeout: float = 10.0) -> None:
             await sync.delivered(timeout)
         await rec.wait_until(done, timeout)
         await host.wait_idle(timeout)
-        if done() and all(c.idle or c.down for s in syncs for c in s.couriers.values()):
+        if done() and all(c.idle or c.down for s in syncs for c in s.queues.values()):
             return
 
 

@@ -42,11 +42,11 @@ async def test_a_disconnected_target_does_not_stop_the_others_and_catches_up(tmp
         assert b.texts() == ["edited while down", "second while down"]
         await a.inject("#a", "after")
         await b.wait_for(lambda: b.texts()[-1:] == ["after"])
-    lines = [r.getMessage() for r in caplog.records if "could not deliver to b:#b" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if "cannot deliver to b:#b" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0]
-    assert re.search(r"\(ConnectionError: b is not connected\); [12] deliveries wait until b is back",
-                     lines[0])
-    assert "sync: b:#b is back; delivering 2 waiting messages" in caplog.text
+    assert re.search(r"\(b is disconnected\); 1 copy waits until b is ready", lines[0])
+    assert re.search(r"sync: b:#b takes copies again after [\d.]+s; delivering the 2 copies "
+                     r"that waited", caplog.text)
 
 
 async def test_a_delete_while_down_cancels_the_queued_copy(tmp_path):
@@ -72,7 +72,9 @@ async def test_a_delete_while_down_cancels_the_queued_copy(tmp_path):
 
 
 async def test_a_target_raising_an_error_is_logged_in_one_line(tmp_path, caplog):
-    caplog.set_level(logging.ERROR)
+    """A put that fails for good whatever is sent: the plain-text and notice fallbacks are
+    tried, then the copy is given up with one ERROR line naming the target and the cause."""
+    caplog.set_level(logging.WARNING)
     async with run_host(config(), path=tmp_path / "x.toml") as host:
         a, b, c = (host.plugs[n] for n in "abc")
 
@@ -87,7 +89,10 @@ async def test_a_target_raising_an_error_is_logged_in_one_line(tmp_path, caplog)
         await a.inject("#a", "hello")
         await c.wait_for(lambda: c.texts() == ["hello"])
         await host.wait_idle()
-    assert "sync: delivery to b:#b failed: ValueError: cannot render this" in caplog.text
+        await host.hooks["sync"].delivered()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["sync: gave up delivering a copy (put) to b:#b: ValueError: cannot render this"]
+    assert "sending it as plain text" in caplog.text and "sending it as a short notice" in caplog.text
 
 
 async def test_a_slow_target_holds_up_no_other_and_keeps_its_order(tmp_path):

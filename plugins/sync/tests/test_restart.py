@@ -181,7 +181,7 @@ async def test_copies_waiting_for_a_plug_that_is_down_survive_a_stop(tmp_path, c
         await a.inject("#a", "second")
         await c.wait_for(lambda: c.texts() == ["bold news", "second"])
         await settle(host)   # c's courier is done (a put cut short by the stop is kept too)
-    assert "sync: kept 2 copies not yet delivered for the next start" in caplog.text
+    assert "sync: kept 2 copies not yet delivered, for the next start" in caplog.text
     async with run_host(cfg, path=tmp_path / "x.toml") as host:
         a, b, c = (host.plugs[n] for n in "abc")
         await b.wait_for(lambda: b.texts() == ["bold news", "second"])
