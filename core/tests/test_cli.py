@@ -1,5 +1,7 @@
 """The chanmux command as a user runs it: init, check, run and stop with a signal."""
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -79,3 +81,192 @@ def test_secrets_never_reach_the_log():
     assert f.clean("login with s3cr3t-token-value failed") == "login with *** failed"
     assert f.clean("GET /sync?access_token=abcdef&since=1") == "GET /sync?access_token=***&since=1"
     assert f.clean('{"password": "hunter2"}') == '{"password": "***"}'
+
+
+# -- bad databases, files and options: one line naming the key or the file, never a traceback --
+
+SHIM = '''\
+import os, sys
+_blocked = set(filter(None, os.environ.get("CHANMUX_TEST_BLOCK_IMPORTS", "").split(",")))
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in _blocked:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Blocked())
+'''
+
+
+@pytest.fixture
+def without(tmp_path):
+    """Environment for a subprocess in which importing the named modules fails, as if they
+    were not installed (a sitecustomize on PYTHONPATH blocks them)."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(SHIM)
+
+    def env(*modules):
+        return {**os.environ, "PYTHONPATH": str(shim), "CHANMUX_TEST_BLOCK_IMPORTS": ",".join(modules)}
+
+    return env
+
+
+def bridge(tmp_path, database=None, name="bridge.toml"):
+    path = tmp_path / name
+    assert run("init", str(path)).returncode == 0
+    if database is not None:
+        path.write_text(path.read_text() + f'\n[database]\nurl = "{database}"\n')
+    return path
+
+
+def one_line_error(out, code=2):
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = [line for line in out.stderr.splitlines() if " INFO " not in line]
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+def check_and_run(path, **kw):
+    """`chanmux check` and `chanmux run` of the same file; run must fail before it runs."""
+    checked = run("check", str(path), **kw)
+    ran = run("run", str(path), timeout=60, **kw)
+    return one_line_error(checked), one_line_error(ran)
+
+
+def test_a_mysql_url_names_the_supported_databases(tmp_path):
+    path = bridge(tmp_path, "mysql://bridge:pw@localhost/chanmux")
+    for line in check_and_run(path):
+        assert line == (f"error: {path}: database.url: mysql is not supported: chanmux supports "
+                        "SQLite (sqlite:///PATH/TO/FILE.sqlite) and PostgreSQL "
+                        "(postgresql+psycopg://USER:PASSWORD@HOST/DATABASE)")
+
+
+def test_postgresql_without_psycopg_says_what_to_install(tmp_path, without):
+    path = bridge(tmp_path, "postgresql+psycopg://chanmux:secret@localhost/chanmux")
+    for line in check_and_run(path, env=without("psycopg")):
+        assert line == (f"error: {path}: database.url: PostgreSQL needs psycopg, which is not "
+                        'installed: pip install "chanmux[postgres]"')
+
+
+def test_an_unparsable_url_is_named_without_its_password(tmp_path):
+    path = bridge(tmp_path, "postgresql://bridge:hunter22@db:port/x")
+    for line in check_and_run(path):
+        assert line.startswith(f"error: {path}: database.url: not a database URL: ")
+        assert "hunter22" not in line and "chanmux supports SQLite" in line
+
+
+def test_sqlite_in_a_missing_folder_is_reported_by_check_and_refused_by_run(tmp_path):
+    path = bridge(tmp_path, f"sqlite:///{tmp_path / 'nowhere' / 'bridge.sqlite'}")
+    for line in check_and_run(path):
+        assert line == (f"error: {path}: database.url: folder {tmp_path / 'nowhere'} does not "
+                        "exist (for the SQLite file bridge.sqlite)")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_check_creates_no_database(tmp_path):
+    path = bridge(tmp_path)
+    assert run("check", str(path)).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge.toml"]
+
+
+def test_a_file_of_garbage_is_one_line_naming_it(tmp_path):
+    path = bridge(tmp_path)
+    db = tmp_path / "bridge.sqlite"
+    db.write_bytes(bytes(range(256)) * 64)
+    for line in check_and_run(path):
+        assert line == f"error: {path}: database: {db} is not a SQLite database (file is not a database)"
+
+
+def _real_database(tmp_path):
+    """A database the bridge made and used, then cut short as by a full disk or a bad copy."""
+    import sqlalchemy as sa
+
+    db = tmp_path / "bridge.sqlite"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE chanmux_state (owner VARCHAR(200), key VARCHAR(200), "
+                             "value TEXT NOT NULL, PRIMARY KEY (owner, key))")
+        conn.exec_driver_sql("INSERT INTO chanmux_state VALUES (?, ?, ?)",
+                             [(f"plug{i}", "since", "x" * 400) for i in range(3000)])
+    engine.dispose()
+    return db
+
+
+def test_a_truncated_database_is_one_line_naming_it(tmp_path):
+    path = bridge(tmp_path)
+    db = _real_database(tmp_path)
+    size = db.stat().st_size
+    with open(db, "r+b") as f:
+        f.truncate(size // 2)
+    for line in check_and_run(path):
+        assert line == (f"error: {path}: database: {db} is damaged or truncated (database disk "
+                        "image is malformed)")
+
+
+@contextlib.contextmanager
+def immutable(path):
+    """`chattr +i`: not even root may write the file (or create files in the folder)."""
+    subprocess.run(["chattr", "+i", str(path)], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True, capture_output=True)
+
+
+def test_a_read_only_database_is_refused_before_the_bridge_starts(tmp_path):
+    path = bridge(tmp_path)
+    db = _real_database(tmp_path)
+    with immutable(db):
+        checked = one_line_error(run("check", str(path)))
+        ran = run("run", str(path), timeout=60)
+    assert checked == (f"error: {path}: database: {db} is read-only (attempt to write a readonly "
+                       "database); chanmux must write to its database")
+    assert one_line_error(ran) == checked
+    assert "connected" not in ran.stderr and "ready" not in ran.stderr
+
+
+def test_a_database_folder_where_sqlite_cannot_keep_its_wal_is_refused(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = bridge(folder)
+    db = _real_database(folder)
+    with immutable(folder):
+        checked = one_line_error(run("check", str(path)))
+        ran = one_line_error(run("run", str(path), timeout=60))
+    assert checked == ran == (
+        f"error: {path}: database: cannot open {db}: folder {folder} is not writable (Operation "
+        "not permitted); SQLite keeps bridge.sqlite-wal and -shm there")
+
+
+def test_a_url_that_opens_sqlite_read_only_is_refused(tmp_path):
+    db = _real_database(tmp_path)
+    path = bridge(tmp_path, f"sqlite:///file:{db}?mode=ro&uri=true", name="ro.toml")
+    for line in check_and_run(path):
+        assert line == (f"error: {path}: database.url: the URL opens {db} read-only (mode=ro); "
+                        "chanmux must write to its database")
+
+
+def test_init_into_a_missing_folder_or_onto_a_folder(tmp_path):
+    target = tmp_path / "nowhere" / "bridge.toml"
+    assert one_line_error(run("init", str(target))) == (
+        f"error: cannot write {target}: folder {tmp_path / 'nowhere'} does not exist")
+    for args in ([str(tmp_path)], ["--force", str(tmp_path)]):
+        assert one_line_error(run("init", *args)) == (
+            f"error: {tmp_path} is a folder; give the name of the file to write, "
+            f"e.g. {tmp_path / 'chanmux.toml'}")
+
+
+def test_run_with_trio_not_installed_says_to_install_it(tmp_path, without):
+    path = bridge(tmp_path)
+    out = run("run", "--backend", "trio", str(path), env=without("trio"), timeout=60)
+    assert one_line_error(out) == "error: --backend trio needs trio, which is not installed: pip install trio"
+
+
+def test_a_log_file_in_a_missing_folder_is_a_config_error(tmp_path):
+    path = bridge(tmp_path)
+    text = path.read_text().replace('level = "INFO"', f'level = "INFO"\nfile = "{tmp_path}/logs/x.log"')
+    path.write_text(text)
+    for line in check_and_run(path):
+        assert line == (f"error: {path}: logging.file: cannot write the log file: folder "
+                        f"{tmp_path / 'logs'} does not exist")

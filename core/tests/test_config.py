@@ -127,3 +127,100 @@ def test_validator_errors_name_the_key_they_belong_to(registry):
         assert cfg.plugs["p"].config.rate == 2.0
     finally:
         del registry.plug_types["picky"]
+
+
+# -- every problem in one pass ---------------------------------------------------------------
+
+def test_a_wrong_type_does_not_hide_a_bad_value_of_another_key(registry):
+    import attrs
+
+    from chanmux import Plug
+    from chanmux import validators
+
+    @attrs.frozen
+    class Inner:
+        size: int = attrs.field(default=1, validator=validators.positive)
+        name: str = "x"
+
+    @attrs.frozen
+    class NetConfig:
+        port: int = attrs.field(default=1, validator=validators.port)
+        tls: bool = True
+        inner: Inner = Inner()
+        items: dict[str, Inner] = attrs.field(factory=dict)
+
+        def __attrs_post_init__(self):
+            if self.port == 6667 and self.tls:
+                raise ValueError("port 6667 is plain text: set tls = false")
+
+    class NetPlug(Plug):
+        Config = NetConfig
+
+    registry.plug_types["net"] = NetPlug
+    try:
+        issues = problems({"plugs": {"p": {"type": "net", "port": 70000, "tls": "yes",
+                                           "inner": {"size": 0, "name": 5},
+                                           "items": {"a": {"size": -1}, "b": {"size": "1"}}}}},
+                          registry)
+        assert sorted(issues) == sorted([
+            ("plugs.p.tls", 'expected true or false, got "yes"'),
+            ("plugs.p.port", "must be a port number from 1 to 65535, got 70000"),
+            ("plugs.p.inner.name", "expected a string, got 5"),
+            ("plugs.p.inner.size", "must be greater than 0, got 0"),
+            ("plugs.p.items.a.size", "must be greater than 0, got -1"),
+            ("plugs.p.items.b.size", 'expected an integer, got "1"')])
+        # a check spanning keys runs beside a wrong type when the keys it reads are right
+        issues = problems({"plugs": {"p": {"type": "net", "port": 6667, "inner": {"name": 5}}}},
+                          registry)
+        assert ("plugs.p", "port 6667 is plain text: set tls = false") in issues
+        assert ("plugs.p.inner.name", "expected a string, got 5") in issues
+    finally:
+        del registry.plug_types["net"]
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ({"hook_timeout": 0}, ("host.hook_timeout", "must be greater than 0, got 0.0")),
+    ({"put_timeout": -1}, ("host.put_timeout", "must be greater than 0, got -1.0")),
+    ({"lanes": 0}, ("host.lanes", "must be at least 1, got 0")),
+    ({"echo_cache": 0}, ("host.echo_cache", "must be at least 1, got 0")),
+    ({"reconnect_min": 10, "reconnect_max": 5},
+     ("host", "reconnect_max (5.0) must not be less than reconnect_min (10.0)")),
+])
+def test_host_timeouts_and_limits_that_could_never_work(registry, host, expected):
+    assert problems({"host": host}, registry) == [expected]
+
+
+def test_logger_levels_and_database_urls_are_checked(registry):
+    issues = problems({"logging": {"levels": {"chanmux.irc": "LOUD"}},
+                       "database": {"url": "mysql://u:p@h/db"}}, registry)
+    assert ('logging.levels', 'level of logger "chanmux.irc": expected one of DEBUG, INFO, '
+            'WARNING, ERROR, CRITICAL, got "LOUD"') in issues
+    assert any(p == "database.url" and m.startswith("mysql is not supported") for p, m in issues)
+
+
+def test_control_characters_in_a_bad_value_stay_on_one_line(registry):
+    issues = problems({"plugs": {"a": {"type": "memory", "echo": "y\r\nes"}}}, registry)
+    assert issues == [("plugs.a.echo", 'expected true or false, got "y\\r\\nes"')]
+
+
+def test_check_reports_a_hooks_unknown_channel_beside_other_errors(tmp_path, capsys):
+    from chanmux.cli import main
+
+    path = tmp_path / "bridge.toml"
+    path.write_text('[plugs.mem]\ntype = "memory"\nedit = "yes"\n\n'
+                    '[plugs.other]\ntype = "memory"\n\n'
+                    '[channels.a]\nplug = "mem"\nsource = "#a"\n\n'
+                    '[channels.b]\nplug = "other"\nsource = 5\n\n'
+                    '[hooks.sync]\ntype = "sync"\nname_format = "{nick}"\n'
+                    '[hooks.sync.channels]\nx = ["a", "b", "nope"]\n'
+                    '[hooks.sync.plugs.mem]\njoins = false\n')
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {path}: 4 problems",
+        "  channels.b.source: expected a string, got 5",
+        '  plugs.mem.edit: expected true or false, got "yes"',
+        '  hooks.sync.channels.x[2]: unknown channel "nope" (channels: a, b)',
+        '  hooks.sync.name_format: unknown template variable "{nick}" (variables: channel, id, '
+        "label, name, network, plug, real_name, username)",
+    ]

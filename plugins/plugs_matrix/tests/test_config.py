@@ -87,3 +87,32 @@ def test_check_warns_without_connecting(tmp_path, capsys):
     assert "encrypted rooms are not supported" in err and "can't be checked offline" in err
     local = host_with(homeserver="http://127.0.0.1:8008").plugs["mx"].check_warnings()
     assert not any("plain http" in w for w in local)
+
+
+def test_missing_credentials_do_not_hide_a_bad_homeserver_or_user_id():
+    with pytest.raises(ConfigError) as info:
+        make_host({"plugs": {"mx": {"type": "matrix", "homeserver": "matrix.example.org",
+                                    "user_id": "bridge", "timeline_limit": "50"}}})
+    assert sorted(info.value.issues) == [
+        ("plugs.mx", "give access_token or password (the bridge account's credentials)"),
+        ("plugs.mx.homeserver", 'expected an http(s) URL like "https://matrix.example.org", '
+                                'got "matrix.example.org"'),
+        ("plugs.mx.timeline_limit", 'expected an integer, got "50"'),
+        ("plugs.mx.user_id", 'expected a full Matrix user id like "@bridge:example.org", got "bridge"'),
+    ]
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ({"homeserver": "https://"}, "plugs.mx.homeserver: expected an http(s) URL"),
+    ({"homeserver": "ftp://matrix.example.org"}, "plugs.mx.homeserver: expected an http(s) URL"),
+    ({"homeserver": "https://matrix.example.org:port"}, "plugs.mx.homeserver: expected an http(s) URL"),
+    ({"user_id": "@bridge:"}, "plugs.mx.user_id: expected a full Matrix user id"),
+    ({"user_id": "@:example.org"}, "plugs.mx.user_id: expected a full Matrix user id"),
+    ({"user_id": "@bri dge:example.org"}, "plugs.mx.user_id: expected a full Matrix user id"),
+    ({"access_token": ""}, "plugs.mx.access_token: must not be empty"),
+    ({"device_name": " "}, "plugs.mx.device_name: must not be empty"),
+    ({"request_timeout": 0}, "plugs.mx.request_timeout: must be greater than 0"),
+    ({"max_catchup_age": -1}, "plugs.mx.max_catchup_age: must not be negative"),
+])
+def test_values_that_could_never_work_are_refused(keys, expected):
+    assert expected in problems(**keys)
