@@ -110,8 +110,10 @@ class MatrixClient:
         """Send a request and return its JSON body (or the response when `raw`).
 
         Transient failures are retried with backoff for `retry_for` seconds (None: until it
-        works or the caller is cancelled), then HomeserverUnavailable is raised. Errors the
-        server means (4xx other than 429) raise MatrixError at once.
+        works or the caller is cancelled), then HomeserverUnavailable is raised: no answer, 5xx,
+        429, and a success whose body was cut short (asked again: a send keeps its path, so
+        its transaction id, and the homeserver answers with the event it made the first
+        time). Errors the server means (4xx other than 429) raise MatrixError at once.
         """
         deadline = None if retry_for is None else time.monotonic() + retry_for
         delay = 0.25
@@ -138,18 +140,26 @@ class MatrixClient:
                 if status < 400:
                     if raw:
                         return response
-                    return response.json() if response.content else {}
-                body = _json_body(response)
-                if status == 429 or body.get("errcode") == "M_LIMIT_EXCEEDED":
-                    self.rate_limited += 1
-                    wait = _retry_after(response, body)
-                    reason = f"rate limited; waiting {wait:.2f}s"
-                    self.log.debug("%s %s: %s", method, path.split("?")[0], reason)
-                elif status >= 500:
-                    reason = f"HTTP {status} {body.get('errcode') or ''}".strip()
-                    self.outage.failed(reason)
+                    if not response.content:
+                        return {}
+                    try:
+                        return response.json()
+                    except ValueError:  # cut short: ask again (a send keeps its txn id)
+                        reason = (f"HTTP {status} with a reply cut short "
+                                  f"({len(response.content)} bytes)")
+                        self.log.debug("%s %s: %s", method, path.split("?")[0], reason)
                 else:
-                    raise MatrixError(status, body, method, path)
+                    body = _json_body(response)
+                    if status == 429 or body.get("errcode") == "M_LIMIT_EXCEEDED":
+                        self.rate_limited += 1
+                        wait = _retry_after(response, body)
+                        reason = f"rate limited; waiting {wait:.2f}s"
+                        self.log.debug("%s %s: %s", method, path.split("?")[0], reason)
+                    elif status >= 500:
+                        reason = f"HTTP {status} {body.get('errcode') or ''}".strip()
+                        self.outage.failed(reason)
+                    else:
+                        raise MatrixError(status, body, method, path)
             if on_retry is not None:
                 on_retry()
             if wait is None:

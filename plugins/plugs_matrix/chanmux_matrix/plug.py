@@ -7,7 +7,9 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import anyio
-from chanmux import Capabilities, Channel, File, Message, Plug, Receipt, SentMessage, User
+from chanmux import (ActionRequired, Capabilities, Channel, File, Message, Plug, Receipt,
+                     SentMessage, State, TryLater, User)
+from chanmux.queue import current_key
 
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig
@@ -62,6 +64,9 @@ class MatrixPlug(Plug):
         self._aliases: dict[str, str] = {}
         self._sources: dict[str, str] = {}
         self._invites_seen: set[str] = set()
+        #: set when the homeserver stops accepting our login while running (run() then ends,
+        #: so the host connects again and the plug logs in anew)
+        self._logged_out: anyio.Event | None = None
 
     # -- checks that need no connection -------------------------------------------------------
 
@@ -108,6 +113,7 @@ class MatrixPlug(Plug):
             if current != self.config.display_name:
                 await self.client.set_displayname(self.user_id, self.config.display_name,
                                                   retry_for=self.config.send_retry_for)
+        self._logged_out = anyio.Event()  # logged in: sends may go (see _ready)
 
     async def _initial_sync(self) -> None:
         """Learn the rooms' state without relaying their history; keep the position."""
@@ -121,10 +127,25 @@ class MatrixPlug(Plug):
             await self._save_position()
 
     async def run(self) -> None:
+        logged_out = self._logged_out
+        assert logged_out is not None, "run() before open()"
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._keep_position, name=f"{self.name}:position")
-            await self._sync_loop()
+
+            async def sync() -> None:
+                try:
+                    await self._sync_loop()
+                except MatrixError as exc:
+                    if exc.status != 401:
+                        raise
+                    self._lost_login(exc)
+                    return
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(sync, name=f"{self.name}:sync")
+            await logged_out.wait()
             tg.cancel_scope.cancel()
+        raise TryLater(self._logout_reason)
 
     async def _sync_loop(self) -> None:
         # events sent before this moment are backlog: missed while the bridge was away, they
@@ -164,6 +185,7 @@ class MatrixPlug(Plug):
                 self.since = token
 
     async def close(self) -> None:
+        self._logged_out = None
         client, self.client = self.client, None
         if client is not None:
             with anyio.CancelScope(shield=True):
@@ -174,6 +196,24 @@ class MatrixPlug(Plug):
         if client is None or client.closed:
             raise HomeserverUnavailable(f"{self.name} is not connected")
         return client
+
+    def _ready(self) -> MatrixClient:
+        """The client, for sending: only once logged in (raises TryLater before)."""
+        if self.state is not State.active or self._logged_out is None or self._logged_out.is_set():
+            raise TryLater(f"{self.name} is not logged in yet")
+        return self._connected()
+
+    _logout_reason = "the homeserver no longer accepts the login; logging in again"
+
+    def _lost_login(self, exc: MatrixError) -> TryLater:
+        """The homeserver answered 401 while running (the access token was revoked or expired):
+        end `run`, so the host connects again and `open` logs in anew. What failed is kept and
+        tried again once logged in."""
+        self._logout_reason = (f"the homeserver no longer accepts the access token "
+                               f"({exc.errcode}: {exc.error}); logging in again")
+        if self._logged_out is not None:
+            self._logged_out.set()
+        return TryLater(self._logout_reason)
 
     async def receive(self, sent: SentMessage, event: dict[str, Any]) -> None:
         """Hand one converted event to the host, once: the resume point waits until it is
@@ -224,27 +264,40 @@ class MatrixPlug(Plug):
     async def _login(self) -> None:
         client = self._connected()
         retry = self.config.send_retry_for
+        where = f"plugs.{self.name}"
         if self._token:
             client.token = self._token
             try:
                 who = await client.whoami(retry_for=retry)
             except MatrixError as exc:
-                if exc.status != 401 or not self.config.password:
+                if exc.status != 401:
                     raise
+                if not self.config.password:
+                    raise ActionRequired(
+                        f"the homeserver refuses the access token ({exc.errcode}: {exc.error}): "
+                        f"set a new {where}.access_token, or {where}.password so the bridge can "
+                        f"log in by itself; messages for Matrix are kept meanwhile") from None
                 self.log.info("the access token stopped working; logging in with the password")
             else:
                 self._check_user(who.get("user_id"))
                 self.device_id = who.get("device_id")
                 return
         if not self.config.password:
-            raise MatrixError(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "no usable credentials"},
-                              "POST", "login")
+            raise ActionRequired(f"no usable credentials: set {where}.access_token or "
+                                 f"{where}.password")
         client.token = None
         kept = await self.host.store.get_state(self.name, "device")
         same = isinstance(kept, dict) and kept.get("user_id") == self.user_id
         device = kept.get("device_id") if same else None
-        data = await client.login(self.user_id, self.config.password, device,
-                                  self.config.device_name, retry_for=retry)
+        try:
+            data = await client.login(self.user_id, self.config.password, device,
+                                      self.config.device_name, retry_for=retry)
+        except MatrixError as exc:
+            if exc.status in (401, 403):
+                raise ActionRequired(
+                    f"the homeserver refuses the password of {self.user_id} ({exc.errcode}: "
+                    f"{exc.error}): check {where}.password and {where}.user_id") from None
+            raise
         self._check_user(data.get("user_id"))
         self._token = client.token = data["access_token"]
         self.device_id = data.get("device_id")
@@ -257,9 +310,8 @@ class MatrixPlug(Plug):
 
     def _check_user(self, user_id: Any) -> None:
         if user_id != self.user_id:
-            raise MatrixError(403, {"errcode": "M_FORBIDDEN", "error": f"the credentials belong to "
-                                    f"{user_id}, not to the configured user_id {self.user_id}"},
-                              "GET", "whoami")
+            raise ActionRequired(f"the credentials belong to {user_id}, not to the configured "
+                                 f"plugs.{self.name}.user_id {self.user_id}")
 
     async def _load_direct(self) -> None:
         client = self._connected()
@@ -416,8 +468,13 @@ class MatrixPlug(Plug):
 
     async def _send(self, room_id: str, event_type: str, txn: str, content: dict[str, Any]) -> str:
         self._own_txns[txn] = True
-        event_id = await self._connected().send(room_id, event_type, txn, content,
+        try:
+            event_id = await self._ready().send(room_id, event_type, txn, content,
                                                 retry_for=self.config.send_retry_for)
+        except MatrixError as exc:
+            if exc.status == 401:
+                raise self._lost_login(exc) from None
+            raise
         self.senders[event_id] = self.user_id
         return event_id
 
@@ -434,8 +491,13 @@ class MatrixPlug(Plug):
                 return None
             text = Message(text=f"{file.title or 'file'}: {file.url}", user=msg.user)
             return self.renderer.parts(text, None)[0].content
-        mxc = await self._connected().upload(data, file.mime or "application/octet-stream",
+        try:
+            mxc = await self._ready().upload(data, file.mime or "application/octet-stream",
                                              file.title, retry_for=self.config.send_retry_for)
+        except MatrixError as exc:
+            if exc.status == 401:
+                raise self._lost_login(exc) from None
+            raise
         return self.renderer.file_content(msg, file, mxc, len(data))
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
@@ -446,7 +508,8 @@ class MatrixPlug(Plug):
             content = part.content if part.content is not None else await self._file_content(msg, part.file)  # type: ignore[arg-type]
             if content is not None:
                 contents.append(content)
-        base = self.transactions.base(msg, "put", room_id)
+        key = current_key()  # stable across retries and restarts when a delivery queue sends
+        base = f"{key}|put|{room_id}" if key else self.transactions.base(msg, "put", room_id)
         receipts = []
         async with self._lock(room_id):
             for index, content in enumerate(contents):
@@ -458,7 +521,9 @@ class MatrixPlug(Plug):
     async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
         room_id = await self.room_id(sent.channel.source)
         content = self.renderer.edit_content(msg, sent.id)
-        txn = self.transactions.txn(self.transactions.base(msg, "edit", room_id, sent.id))
+        key = current_key()
+        txn = self.transactions.txn(f"{key}|edit|{room_id}|{sent.id}" if key else
+                                    self.transactions.base(msg, "edit", room_id, sent.id))
         async with self._lock(room_id):
             event_id = await self._send(room_id, "m.room.message", txn, content)
         return [Receipt(id=sent.id, channel=sent.channel, revision=event_id, edited=True)]
@@ -469,9 +534,11 @@ class MatrixPlug(Plug):
         async with self._lock(room_id):
             self._own_txns[txn] = True
             try:
-                await self._connected().redact(room_id, sent.id, txn,
-                                               retry_for=self.config.send_retry_for)
+                await self._ready().redact(room_id, sent.id, txn,
+                                           retry_for=self.config.send_retry_for)
             except MatrixError as exc:
+                if exc.status == 401:
+                    raise self._lost_login(exc) from None
                 self.log.warning("%s: cannot redact %s (%s)", sent.channel.source, sent.id, exc)
                 return False
         return True
