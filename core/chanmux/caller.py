@@ -55,7 +55,8 @@ class HookCaller:
         """Await one implementation under the lane watchdog or a timeout; exceptions pass."""
         lane = current_lane.get()
         if lane is not None:
-            before = lane.start(f"{impl.plugin_name}: {spec}")
+            # in a lane even a put is bounded by the hook timeout: the lane must move on
+            before = lane.start(f"{impl.plugin_name}: {spec}", self.timeout)
             try:
                 return await impl.function(**self._args(impl, kwargs))
             finally:

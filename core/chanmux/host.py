@@ -95,7 +95,7 @@ class Host:
         self._echoes: OrderedDict[tuple[str, str, str], Message] = OrderedDict()
         self._inflight = _Inflight()
         self.lanes = Lanes(self.settings.lanes, self.settings.hook_timeout, self.caller.impls,
-                           self._resolve_source)
+                           self._resolve_source, resolve_timeout=self.settings.put_timeout)
         self._tg: TaskGroup | None = None
         self._ready: dict[str, anyio.Event] = {}
         self._changed: dict[str, anyio.Event] = {}  # set (and replaced) at each state change

@@ -20,7 +20,8 @@ import anyio
 import pluggy
 
 from . import delivery
-from .model import Message, SentMessage
+from .membership import Fold, foldable
+from .model import Channel, Message, SentMessage
 
 log = logging.getLogger("chanmux.host")
 
@@ -29,24 +30,46 @@ current_lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("chan
 
 
 class Lane:
-    """One worker and its queue; `doing` and `busy_since` say what it runs, for the watchdog."""
+    """One worker and its queue; `doing` and `deadline` say what it runs and until when it
+    may, for the watchdog."""
 
     def __init__(self, index: int, buffer: int) -> None:
         self.index = index
         self.send, self.recv = anyio.create_memory_object_stream[Any](buffer)
         self.scope: anyio.CancelScope | None = None
-        self.busy_since: float | None = None
+        self.deadline: float | None = None
+        self.limit = 0.0  # the timeout behind `deadline`, for the log line
         self.doing = ""
         self.item: tuple[SentMessage, Message | None, bool] | None = None
         self.tracker: delivery.Tracker | None = None
         self.steps: list[tuple[str, pluggy.HookImpl | None]] = []
         self.step = 0
+        #: per channel, the membership message waiting in this lane that later ones fold into
+        self.folds: dict[Channel, _Folded] = {}
 
-    def start(self, doing: str) -> str:
-        """Mark the start of a step (or of a put within one); returns what it was doing."""
+    def start(self, doing: str, timeout: float) -> str:
+        """Mark the start of a step (or of a put within one) that may take `timeout` seconds;
+        returns what it was doing."""
         before, self.doing = self.doing, doing
-        self.busy_since = time.monotonic()
+        self.limit = timeout
+        self.deadline = time.monotonic() + timeout
         return before
+
+
+class _Folded:
+    """A waiting membership message and the `on_handled` callbacks of those folded into it;
+    called (as the message's `on_handled`) once the folded message is done."""
+
+    __slots__ = ("fold", "callbacks", "started")
+
+    def __init__(self, sent: SentMessage, on_handled: Callable[[], Any] | None) -> None:
+        self.fold = Fold(sent)
+        self.callbacks = [on_handled] if on_handled is not None else []
+        self.started = False
+
+    def __call__(self) -> None:
+        for callback in self.callbacks:
+            callback()
 
 
 class Lanes:
@@ -54,11 +77,12 @@ class Lanes:
 
     def __init__(self, count: int, timeout: float, impls: Callable[[str], list[pluggy.HookImpl]],
                  resolve: Callable[[SentMessage, Message | None], Awaitable[Message]],
-                 buffer: int = 10_000) -> None:
+                 buffer: int = 10_000, resolve_timeout: float = 120.0) -> None:
         self.lanes = [Lane(i, buffer) for i in range(max(1, count))]
         self.timeout = timeout
         self._impls = impls
         self._resolve = resolve
+        self.resolve_timeout = resolve_timeout
         self.submitted = 0
         self.handled = 0
         self._progress = anyio.Event()
@@ -66,8 +90,17 @@ class Lanes:
 
     async def submit(self, sent: SentMessage, source: Message | None, primary: bool,
                      on_handled: Callable[[], Any] | None = None) -> None:
-        self.submitted += 1
         lane = self.lanes[hash(sent.channel) % len(self.lanes)]
+        if source is None and primary and foldable(sent):
+            waiting = lane.folds.get(sent.channel)
+            if waiting is not None and not waiting.started:
+                waiting.fold.add(sent)  # a membership flood costs one message (membership.py)
+                if on_handled is not None:
+                    waiting.callbacks.append(on_handled)
+                return
+            waiting = lane.folds[sent.channel] = _Folded(sent, on_handled)
+            on_handled = waiting
+        self.submitted += 1
         await lane.send.send((sent, source, primary, on_handled))
 
     async def wait_idle(self) -> None:
@@ -90,7 +123,7 @@ class Lanes:
             await anyio.sleep(interval)
             now = time.monotonic()
             for lane in self.lanes:
-                if lane.busy_since is not None and now - lane.busy_since > self.timeout and lane.scope:
+                if lane.deadline is not None and now > lane.deadline and lane.scope:
                     lane.scope.cancel()
 
     async def _worker(self, lane: Lane) -> None:
@@ -105,8 +138,8 @@ class Lanes:
                     self._plan(lane, item)
                     await self._run_steps(lane)
                 return
-            log.error("%s timed out after %ss and was cancelled", lane.doing, self.timeout)
-            lane.busy_since = None
+            log.error("%s timed out after %ss and was cancelled", lane.doing, lane.limit)
+            lane.deadline = None
             if lane.steps[lane.step][1] is None and lane.item is not None:
                 sent, source, primary = lane.item  # gave up waiting: hooks get it as it is
                 lane.item = (sent, source if source is not None else sent, primary)
@@ -116,6 +149,13 @@ class Lanes:
     def _plan(self, lane: Lane, item: tuple[SentMessage, Message | None, bool, Any]) -> None:
         lane.item = item[:3]
         on_handled = item[3]
+        if isinstance(on_handled, _Folded):
+            on_handled.started = True
+            on_handled.fold.apply(item[0])
+            if lane.folds.get(item[0].channel) is on_handled:
+                del lane.folds[item[0].channel]
+            if not on_handled.callbacks:
+                on_handled = None
         lane.tracker = delivery.Tracker(on_handled, str(item[0].channel)) if on_handled else None
         delivery.current.set(lane.tracker)  # holds taken by the hooks count for this message
         lane.step = 0
@@ -129,10 +169,12 @@ class Lanes:
                 spec, impl = lane.steps[lane.step]
                 sent, source, primary = lane.item  # type: ignore[misc]
                 if impl is None:
-                    lane.start(f"{sent.channel}: waiting for a put to finish")
+                    # not a hook: bounded by the put timeout (in `resolve`), not the hook's
+                    lane.start(f"{sent.channel}: waiting for a put to finish",
+                               self.resolve_timeout + self.timeout)
                     lane.item = (sent, await self._resolve(sent, source), primary)
                 else:
-                    lane.start(f"{impl.plugin_name}: {spec}")
+                    lane.start(f"{impl.plugin_name}: {spec}", self.timeout)
                     try:
                         result = await impl.function(
                             **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
@@ -146,11 +188,11 @@ class Lanes:
                                 lane.step = len(lane.steps)
                                 break
                             lane.item = (result, source, primary)
-                lane.busy_since = None
+                lane.deadline = None
                 lane.step += 1
         finally:
             if lane.step >= len(lane.steps):
-                lane.busy_since = None
+                lane.deadline = None
                 self.handled += 1
                 if lane.tracker is not None:
                     tracker, lane.tracker = lane.tracker, None

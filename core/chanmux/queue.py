@@ -36,6 +36,7 @@ import anyio
 
 from .delivery import Hold
 from .errors import RETRYABLE, describe
+from .membership import Fold, foldable
 from .model import Channel, File, Location, Message
 from .richtext import RichText
 
@@ -57,7 +58,8 @@ class Delivery:
     key, target and kind); a plug may use it as an idempotency key (`current_key()`), so a copy
     sent again after a crash is not shown twice where the network de-duplicates."""
 
-    __slots__ = ("kind", "msg", "ref", "extra", "key", "hold", "started", "since", "level")
+    __slots__ = ("kind", "msg", "ref", "extra", "key", "hold", "started", "since", "level",
+                 "fold", "folded")
 
     def __init__(self, kind: str, msg: Any = None, ref: Any = None, extra: Any = None, *,
                  key: str | None = None, hold: Hold | None = None, since: float | None = None) -> None:
@@ -71,11 +73,33 @@ class Delivery:
         self.since = time.time() if since is None else since
         #: 0 as made; 1 once simplified to plain text; 2 once replaced by a notice
         self.level = 0
+        #: membership deliveries folded into this one while it waited (see `membership`)
+        self.fold: Fold | None = None
+        self.folded: list[Delivery] = []
 
     def finished(self) -> None:
         """Delivered, given up on or kept: its message no longer waits for it."""
         if self.hold is not None:
             self.hold.release()
+        for other in self.folded:
+            other.finished()
+        self.folded.clear()
+
+    def absorb(self, other: Delivery) -> bool:
+        """Fold a later membership put into this waiting one; False if they do not fold."""
+        if (self.kind != "put" or other.kind != "put" or self.started or self.level
+                or not foldable(other.msg) or (self.fold is None and not foldable(self.msg))):
+            return False
+        if self.fold is None:
+            self.fold = Fold(self.msg)
+        self.fold.add(other.msg)
+        self.folded.append(other)
+        return True
+
+    def unfold(self) -> None:
+        """Write what was folded in into `msg` (before it is sent or kept)."""
+        if self.fold is not None:
+            self.fold.apply(self.msg)
 
     def __repr__(self) -> str:
         return f"<Delivery {self.kind} {self.key or ''} level={self.level}>"
@@ -201,6 +225,8 @@ class DeliveryQueue:
         """Queue a delivery without waiting (past `limit` while the plug is not ready, the
         oldest waiting one is dropped)."""
         queue = self.queue
+        if queue and queue[-1].absorb(item):  # a membership flood: one copy
+            return
         if self.limit and len(queue) >= self.limit and (self.down or not self.ready):
             self._drop(queue.popleft(), f"more than {self.limit} copies wait (limit)")
         queue.append(item)
@@ -279,6 +305,10 @@ class DeliveryQueue:
         False when it must wait and be tried again (its failure will pass)."""
         start = time.monotonic()
         item.started = True
+        if item.fold is not None:
+            item.unfold()
+            if not (item.msg.joined or item.msg.left):
+                return True  # all who joined left again meanwhile: nothing to say
         # a simpler rendering is another event: a network must not take it for the refused one
         token = _key_var.set(item.key if not item.level or item.key is None
                              else f"{item.key}#{item.level}")
@@ -487,6 +517,8 @@ class DeliveryQueues:
         if not waiting and not self._restored:
             return 0
         try:
+            for _channel, item in waiting:
+                item.unfold()
             rows = [self._dump(channel, item) for channel, item in waiting]
             await self.host.store.set_state(self.owner, self.key, rows)
         except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown

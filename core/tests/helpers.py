@@ -48,7 +48,7 @@ def module() -> types.ModuleType:
     def chanmux_hook_types():
         return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
                 "relay": RelayHook, "censor": CensorHook, "holder": HolderHook,
-                "queued-relay": QueuedRelayHook}
+                "queued-relay": QueuedRelayHook, "gate": GateHook}
 
     mod.chanmux_hook_types = chanmux_hook_types
     return mod
@@ -93,11 +93,16 @@ class GatedPlug(MemoryPlug):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.gates: list[anyio.Event] = []
+        self.echo_first = False  # True: the echo is sent before the gate, the reply after
 
     async def put(self, channel, msg):
         gate = anyio.Event()
         self.gates.append(gate)
         self._touch()
+        if self.echo_first:
+            receipts = await super().put(channel, msg)
+            await gate.wait()
+            return receipts
         await gate.wait()
         return await super().put(channel, msg)
 
@@ -137,9 +142,12 @@ class QueuedRelayHook(Hook):
         await self.queues.save()
 
     async def on_receive(self, sent, source, primary):
-        if self.host.is_echo(sent) or sent.channel.source != "#in" or not sent.text:
+        if self.host.is_echo(sent) or sent.channel.source != "#in":
             return
-        copy = Message(text=sent.text, user=sent.user)
+        if not (sent.text or sent.joined or sent.left):
+            return
+        copy = Message(text=sent.text, user=sent.user, joined=list(sent.joined),
+                       left=list(sent.left))
         await self.queues[self.out].deliver(Delivery(
             "put", copy, key=f"{sent.channel}|{sent.id}", hold=self.host.hold()))
 
@@ -152,3 +160,16 @@ class QueuedRelayHook(Hook):
     def _load(self, row):
         return self.out, Delivery("put", codec.load(row["msg"]), key=row["key"],
                                   since=row["since"])
+
+
+class GateHook(Hook):
+    """Holds up the lane at the first message saying "gate" until the test sets `gate`."""
+
+    def on_load(self):
+        self.gate = anyio.Event()
+        self.waiting = anyio.Event()
+
+    async def on_receive(self, sent, source, primary):
+        if sent.text and sent.text.plain == "gate":
+            self.waiting.set()
+            await self.gate.wait()

@@ -269,6 +269,32 @@ async def test_a_message_waits_only_for_puts_started_before_it():
             g.gates[1].set()
 
 
+async def test_an_echo_waiting_for_a_slow_put_is_not_cut_by_the_hook_timeout(caplog):
+    """The regression behind test_traffic's flake: on a loaded machine a Matrix put's reply
+    came after its echo and after `hook_timeout`, and the lane's watchdog cancelled the wait
+    ("waiting for a put to finish timed out"), handing the echo on as if someone had said it.
+    Waiting for a put is bounded by the put timeout, not by the hooks' timeout."""
+    import logging
+
+    caplog.set_level(logging.ERROR)
+    config = {"plugs": {"g": {"type": "gated"}},
+              "channels": {"x": {"plug": "g", "source": "#x"}},
+              "hooks": {"rec": {"type": "recorder"}},
+              "host": {"hook_timeout": 0.1, "put_timeout": 30.0}}
+    async with run_host(config, modules=[("gated", helpers.gated_module())]) as host:
+        g, rec, chan = host.plugs["g"], host.hooks["rec"], host.channels["x"]
+        g.echo_first = True                     # the network's echo overtakes the put's reply
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(host.put, chan, Message(text="slow reply"))
+            await g.wait_for(lambda: len(g.gates) == 1)
+            await anyio.sleep(0.5)              # the condition under test: 5 hook timeouts pass
+            assert rec.received == []           # the echo still waits for its put
+            g.gates[0].set()
+        got = await rec.wait_for(lambda r: r.sent.text.plain == "slow reply")
+        assert got.is_echo
+    assert "timed out" not in caplog.text
+
+
 def test_add_channel_names_a_channel_and_refuses_a_taken_name():
     from chanmux import Channel, ConfigError
     from chanmux.testing import make_host
