@@ -367,11 +367,11 @@ class Host:
             if needs_action:
                 delay = self.settings.reconnect_max
                 if reason != told:
-                    log.error("%s: %s; trying again every %.0fs until that is fixed", plug.name,
+                    log.error("%s: %s; trying again every %gs until that is fixed", plug.name,
                               reason, delay)
                     told = reason
                 else:
-                    log.info("%s: still failing (%s); trying again in %.0fs", plug.name, reason,
+                    log.info("%s: still failing (%s); trying again in %gs", plug.name, reason,
                              delay)
             else:
                 delay = self.backoff(attempt)

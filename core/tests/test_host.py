@@ -334,3 +334,47 @@ async def test_rows_a_hook_adds_while_closing_are_written(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(sa.text("select id from plugin_things")).scalars().all() == [42]
     engine.dispose()
+
+
+async def test_a_failure_no_retry_fixes_is_said_once_and_retried_slowly(caplog):
+    """A plug raising ActionRequired (a wrong password) is logged once, as an ERROR that says
+    what to change, however often it is retried; retried every reconnect_max seconds; and
+    the plug connects once the problem is gone, saying so."""
+    import logging
+
+    from chanmux import ActionRequired
+
+    caplog.set_level(logging.INFO)
+    cfg = two_plugs()
+    cfg["host"] = {"reconnect_min": 0.001, "reconnect_max": 0.01}
+    async with run_host(cfg) as host:
+        a = host.plugs["a"]
+        first = host.plug_connection("a")
+        a.fail_next_opens(5, ActionRequired("the server refuses the password: check plugs.a.password"))
+        a.fail("logged out")
+        with anyio.fail_after(30):
+            await host.until_ready("a", newer_than=first)
+        assert a.opens == 7
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["a: the server refuses the password: check plugs.a.password; trying again "
+                      "every 0.01s until that is fixed"]
+    assert "a: still failing (the server refuses the password" in caplog.text
+    assert "a: connected (the problem reported before is solved)" in caplog.text
+
+
+async def test_a_failure_inside_a_task_group_is_logged_by_its_real_cause(caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    cfg = two_plugs()
+    cfg["host"] = {"reconnect_min": 0.001, "reconnect_max": 0.01}
+    async with run_host(cfg) as host:
+        a = host.plugs["a"]
+        group = ExceptionGroup("unhandled errors in a TaskGroup", [ConnectionResetError("peer reset")])
+        first = host.plug_connection("a")
+        a.fail_next_opens(1, group)
+        a.fail("first")
+        with anyio.fail_after(30):
+            await host.until_ready("a", newer_than=first)
+    assert "a: disconnected (ConnectionResetError: peer reset)" in caplog.text
+    assert "ExceptionGroup" not in caplog.text

@@ -82,6 +82,7 @@ class MemoryPlug(Plug):
         self._incoming: Any = None
         self._failure: BaseException | None = None
         self._fail_opens = 0
+        self._open_error: BaseException | None = None
         self._broken = anyio.Event()
         self._open_gate: anyio.Event | None = None
         self._put_errors: list[BaseException] = []
@@ -152,9 +153,11 @@ class MemoryPlug(Plug):
         self._failure = ConnectionResetError(reason)
         self._broken.set()
 
-    def fail_next_opens(self, count: int) -> None:
-        """Make the next `count` connection attempts fail."""
+    def fail_next_opens(self, count: int, error: BaseException | None = None) -> None:
+        """Make the next `count` connection attempts fail (with `error`, by default a refused
+        connection)."""
         self._fail_opens = count
+        self._open_error = error
 
     def hold_opens(self) -> anyio.Event:
         """Make connection attempts wait (the plug stays `starting`, as a network that is
@@ -184,7 +187,7 @@ class MemoryPlug(Plug):
             self._open_gate = None
         if self._fail_opens:
             self._fail_opens -= 1
-            raise ConnectionRefusedError(f"{self.name}: refused (test)")
+            raise self._open_error or ConnectionRefusedError(f"{self.name}: refused (test)")
         self._failure = None
         self._broken = anyio.Event()
         self._incoming, self._outgoing = anyio.create_memory_object_stream[
