@@ -63,3 +63,12 @@ def inspircd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def ircd(request: pytest.FixtureRequest) -> Any:
     """Each session IRC server in turn."""
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+async def synapse_faults(synapse: Synapse) -> Any:
+    """A `FaultProxy` in front of the session Synapse, for one test (see ``faults``)."""
+    from .faults import FaultProxy
+
+    async with FaultProxy(synapse.base_url) as proxy:
+        yield proxy
