@@ -106,7 +106,8 @@ def without(tmp_path):
     (shim / "sitecustomize.py").write_text(SHIM)
 
     def env(*modules):
-        return {**os.environ, "PYTHONPATH": str(shim), "CHANMUX_TEST_BLOCK_IMPORTS": ",".join(modules)}
+        path = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
+        return {**os.environ, "PYTHONPATH": path, "CHANMUX_TEST_BLOCK_IMPORTS": ",".join(modules)}
 
     return env
 
