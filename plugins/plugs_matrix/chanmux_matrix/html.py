@@ -1,50 +1,141 @@
-"""Matrix HTML (``formatted_body``) to RichText and back.
+"""Matrix HTML (``formatted_body``) to RichText and back, in time linear in the input.
 
-Parsing goes through an allow-list on the standard library's ``html.parser``: formatting tags
-become Segment flags, links keep only http(s)/mailto targets, ``matrix.to`` links to users
-become mentions, blocks (paragraphs, quotes, lists, headings) become lines, the contents of
-``<script>``, ``<style>`` and ``<mx-reply>`` are dropped, and every other tag keeps its text.
-No attribute other than ``href`` is ever read, so event handlers cannot pass through.
-Rendering escapes all text and emits only the same small set of tags.
+Reading follows the HTML standard's tokenizer, so every character lands where a browser puts
+it: the contents of ``<script>``, ``<style>``, ``<iframe>``, ``<title>`` and the other raw-text
+elements end only at their own end tag (``<script/>`` opens one, as in a browser: the slash
+means nothing on an HTML element), comments and ``<!...>``/``<?...>`` declarations are hidden,
+and an unclosed comment or a tag cut off by the end of the text hides the rest.
+
+Over the tokens, an allow-list: formatting tags become Segment flags, links keep only
+http(s)/mailto targets, ``matrix.to`` links to users become mentions, blocks (paragraphs,
+quotes, lists, headings, ``<pre>``) become lines, the elements whose contents a Matrix client
+never shows are dropped whole (``mx-reply``, which the spec says to strip with its contents,
+and script, style, template, iframe, object, svg, math, ...), and every other tag keeps its
+text. No attribute other than ``href``, ``start`` and ``alt`` is read, so event handlers
+cannot pass through.
+
+Each tag and each piece of text costs constant work whatever the nesting: open elements are
+counted by name instead of searched for, and lists and quotes nested deeper than
+`MAX_SHOWN_DEPTH` are shown at that depth, so the text is never more than a constant times
+the HTML. Rendering escapes all text and emits only the same small set of tags, so that
+reading what it wrote gives back the same RichText.
 """
 
 from __future__ import annotations
 
 import html as _html
 import re
+import string
+from collections import defaultdict
 from collections.abc import Callable
-from html.parser import HTMLParser
+from html.entities import html5 as _ENTITIES
+from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
 from chanmux import RichText, Segment, User
 
+#: Formatting tags and the flag each sets: bold, italic, underline, strike, code (pre is 5).
 _FLAG_TAGS = {
-    "b": "bold", "strong": "bold",
-    "i": "italic", "em": "italic", "cite": "italic",
-    "u": "underline", "ins": "underline",
-    "s": "strike", "del": "strike", "strike": "strike",
-    "code": "code", "kbd": "code", "samp": "code", "tt": "code",
+    "b": 0, "strong": 0,
+    "i": 1, "em": 1, "cite": 1,
+    "u": 2, "ins": 2,
+    "s": 3, "del": 3, "strike": 3,
+    "code": 4, "kbd": 4, "samp": 4, "tt": 4,
 }
+_BOLD, _CODE, _PRE = 0, 4, 5
 _HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
-_BLOCKS = {"p", "div", "pre", "blockquote", "ul", "ol", "li", "table", "tr", "hr",
+_BLOCKS = {"p", "div", "pre", "listing", "blockquote", "ul", "ol", "li", "table", "caption", "tr",
            "details", "summary", "dl", "dt", "dd", "section", "article", *_HEADINGS}
-_DROP = {"script", "style", "mx-reply", "head", "title", "template", "noscript", "iframe",
-         "object", "embed", "svg", "math", "textarea", "select"}
-_VOID = {"br", "hr", "img", "input", "meta", "link", "wbr", "area", "base", "col", "source", "track"}
+#: Blocks that may start on the line of a list item's marker (``<li><p>item</p></li>``).
+_BESIDE_MARKER = {"p", "div"}
+#: Elements whose whole contents are not shown (mx-reply: the spec says to strip it).
+_DROP = {"mx-reply", "script", "style", "head", "title", "template", "noscript", "noembed",
+         "noframes", "iframe", "object", "svg", "math", "textarea", "select"}
+#: Elements whose contents the tokenizer reads as plain text up to their own end tag.
+_RAW_TEXT = {"script", "style", "iframe", "noembed", "noframes", "noscript", "title", "textarea"}
+#: SVG and MathML: inside them ``<x/>`` closes at once and no element reads raw text.
+_FOREIGN = {"svg", "math"}
+_VOID = {"br", "hr", "img", "input", "meta", "link", "wbr", "area", "base", "col", "source",
+         "track", "embed", "param", "keygen", "frame", "basefont", "bgsound"}
+
+# What a start tag does, one lookup per tag.
+_OTHER, _FLAG, _VOID_TAG, _DROP_TAG, _BLOCK, _LI, _LIST, _HEADING, _PRE_TAG, _LINK, _QUOTE = (
+    object() for _ in range(11))
+#: Start tags the reader's loop handles itself.
+_SIMPLE_KINDS = {_OTHER, _FLAG, _BLOCK, _LI, _LIST}
+_KINDS: dict[str, object] = {
+    **{name: _BLOCK for name in _BLOCKS}, "ul": _LIST, "ol": _LIST, "li": _LI,
+    "blockquote": _QUOTE, "pre": _PRE_TAG, "listing": _PRE_TAG,
+    **{name: _HEADING for name in _HEADINGS}, "a": _LINK,
+    **{name: _FLAG for name in _FLAG_TAGS}, **{name: _DROP_TAG for name in _DROP},
+    **{name: _VOID_TAG for name in _VOID},
+}
 _SAFE_SCHEMES = {"http", "https", "mailto"}
-_WS = re.compile(r"[ \t\n\r\f]+")
+
+#: Lists and quotes nested deeper than this are shown (indented, quoted) at this depth.
+MAX_SHOWN_DEPTH = 8
+#: One level of list indentation: no-break spaces, which HTML keeps where it folds spaces.
+_INDENT = "\u00a0\u00a0"
 
 #: matrix.to permalinks to users: https://matrix.to/#/@user:server
 _MATRIX_TO = re.compile(r"^https://matrix\.to/#/(@[^/?#]+)")
 
 MentionLookup = Callable[[str], "User | None"]
 
+# -- the tokenizer's patterns (HTML's white space is \t \n \f and space once \r is gone) ------
+
+_WS = re.compile(r"[\t\n\f ]+")
+_SPACES = re.compile(r"[\t\n\f ]*+")
+#: A whole tag in one pass: (slash of an end tag, name, attributes, self-closing slash). An
+#: attribute name that starts with "=", a quoted value that never closes or a tag that never
+#: ends makes it fail, and `_slow_tag` reads the tag instead.
+_TAG = (
+    r"<(/?)([A-Za-z][^\t\n\f />]*+)"
+    r"((?:[\t\n\f ]++|/(?!>)|[^\t\n\f />=][^\t\n\f />=]*+"
+    r"(?:[\t\n\f ]*+=[\t\n\f ]*+(?:\"[^\"]*+\"|'[^']*+'|[^\t\n\f >\"'][^\t\n\f >]*+|(?=>)))?+)*+)"
+    r"(/?)>")
+#: The next tag (groups 1-4 as in `_TAG`) or any other "<" that opens markup (group 5: read by
+#: `_Reader._markup`), then the text up to the next markup (group 6).
+_TOKEN = re.compile(
+    r"(?:" + _TAG + r"|(<(?=[A-Za-z/!?]))|)((?:[^<]|<(?![A-Za-z/!?]))[^<]*+(?:<(?![A-Za-z/!?])[^<]*+)*+)?")
+#: One attribute among those `_TAG` matched (the search skips the separators).
+_ATTR = re.compile(
+    r"([^\t\n\f />=][^\t\n\f />=]*+)"
+    r"(?:[\t\n\f ]*+=[\t\n\f ]*+(\"[^\"]*+\"|'[^']*+'|[^\t\n\f >\"'][^\t\n\f >]*+|(?=>|\Z)))?+")
+_TAG_NAME = re.compile(r"[A-Za-z][^\t\n\f />]*+")
+_ATTR_NAME_REST = re.compile(r"[^\t\n\f />=]*+")
+_UNQUOTED = re.compile(r"[^\t\n\f >]*+")
+_COMMENT_END = re.compile(r"--!?>")
+_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_LIST_START = re.compile(r"[\t\n\f\r ]*([-+]?)([0-9]+)")
+
+_CHARREF = re.compile(r"&(?:#([xX])0*([0-9A-Fa-f]+);?|#0*([0-9]+);?|([A-Za-z0-9]+;?))")
+_LONGEST_ENTITY = max(len(name) for name in _ENTITIES)
+
+_RAW_END: dict[str, re.Pattern[str]] = {}
+#: Script data: "<!--" escapes, "<script" inside an escape nests, "-->" ends the escape.
+_SCRIPT_STATES = (
+    re.compile(r"<!--|</script(?=[\t\n\f />])", re.I | re.A),
+    re.compile(r"-->|<(/?)script(?=[\t\n\f />])", re.I | re.A),
+    re.compile(r"-->|</script(?=[\t\n\f />])", re.I | re.A),
+)
+
+#: Attributes as the tokenizer found them: a dict, or where `_TAG` matched them in the text.
+_Attrs = Union[dict[str, str], tuple[str, int, int]]
+_NO_ATTRS: dict[str, str] = {}
+#: A run's formatting: bold, italic, underline, strike, code, pre, link, mention.
+_Format = tuple[bool, bool, bool, bool, bool, bool, "str | None", "User | None"]
+_PLAIN: _Format = (False, False, False, False, False, False, None, None)
+_PRE_ONLY: _Format = (False, False, False, False, False, True, None, None)
+#: Marks a dropped element on the reader's stack (no tag name holds NUL: it became U+FFFD).
+_HIDDEN = "\0"
+
 
 def safe_link(url: str | None) -> str | None:
     """`url` if its scheme is one a link may carry (http, https, mailto), else None."""
     if not url:
         return None
-    cleaned = "".join(ch for ch in url.strip() if ch >= " " and ch != "\x7f")
+    cleaned = "".join(ch for ch in url if ch >= " " and ch != "\x7f").strip()
     try:
         scheme = urlsplit(cleaned).scheme.lower()
     except ValueError:
@@ -63,208 +154,614 @@ def user_of_link(url: str | None) -> str | None:
     return user_id if ":" in user_id else None
 
 
-class _Parser(HTMLParser):
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def _lower(name: str) -> str:
+    """ASCII lower case, as HTML folds names (``str.lower`` maps some other letters, such as
+    the Kelvin sign, onto ASCII ones)."""
+    return name.lower() if name.isascii() else name.translate(_LOWER)
+
+
+def _charref(match: re.Match[str], attribute: bool) -> str:
+    hexa, hex_digits, digits, name = match.groups()
+    if name is None:
+        digits = hex_digits if hexa else digits
+        if len(digits) > (6 if hexa else 7):
+            return "\ufffd"  # beyond U+10FFFF (and int() of 5,000 digits raises)
+        return _html.unescape(f"&#{hexa or ''}{digits};")
+    for size in range(min(len(name), _LONGEST_ENTITY), 1, -1):
+        value = _ENTITIES.get(name[:size])
+        if value is None:
+            continue
+        if attribute and not name[:size].endswith(";"):
+            following = name[size:size + 1] or match.string[match.end():match.end() + 1]
+            if following == "=" or following.isascii() and following.isalnum():
+                return match.group()  # "?a=1&copy=2" in an href stays as written
+        return value + name[size:]
+    return match.group()
+
+
+def _unescape(text: str, attribute: bool = False) -> str:
+    """`text` with its character references replaced as HTML reads them in text, or in an
+    attribute value (where ``&name`` without ``;`` before ``=`` or a letter stays)."""
+    if "&" not in text:
+        return text
+    return _CHARREF.sub(lambda m: _charref(m, attribute), text)
+
+
+def _raw_text_end(src: str, name: str, pos: int) -> int:
+    """Where the raw text of element `name`, starting at `pos`, ends: at its end tag, or at
+    the end of `src`."""
+    if name == "script":
+        state = 0
+        while True:
+            match = _SCRIPT_STATES[state].search(src, pos)
+            if match is None:
+                return len(src)
+            token = match.group()
+            if token == "<!--":
+                state, pos = 1, match.start() + 2  # so that "<!-->" closes the escape at once
+            elif token == "-->":
+                state, pos = 0, match.end()
+            elif state == 1 and not match.group(1):
+                state, pos = 2, match.end()  # "<script" inside an escape nests
+            elif state == 2:
+                state, pos = 1, match.end()
+            else:
+                return match.start()
+    pattern = _RAW_END.get(name)
+    if pattern is None:
+        pattern = _RAW_END[name] = re.compile(rf"</{name}(?=[\t\n\f />])", re.I | re.A)
+    match = pattern.search(src, pos)
+    return match.start() if match else len(src)
+
+
+def _slow_tag(src: str, i: int) -> tuple[bool, str, dict[str, str], bool, int] | None:
+    """The tag at ``src[i]`` read character by character as the HTML standard reads it: (end
+    tag?, name, raw attribute values, self-closing?, where it ends), or None when the text ends
+    inside it (a browser then drops the tag and everything after it)."""
+    n = len(src)
+    closing = src.startswith("</", i)
+    j = i + 2 if closing else i + 1
+    match = _TAG_NAME.match(src, j)
+    if match is None:
+        return None
+    name, j = _lower(match.group()), match.end()
+    attrs: dict[str, str] = {}
+    while j < n:
+        c = src[j]
+        if c in "\t\n\f ":
+            j = _SPACES.match(src, j).end()  # type: ignore[union-attr]
+        elif c == "/":
+            if src.startswith(">", j + 1):
+                return closing, name, attrs, True, j + 2
+            j += 1
+        elif c == ">":
+            return closing, name, attrs, False, j + 1
+        else:
+            start = j
+            j = _ATTR_NAME_REST.match(src, j + 1).end()  # type: ignore[union-attr]
+            key, value = _lower(src[start:j]), ""
+            k = _SPACES.match(src, j).end()  # type: ignore[union-attr]
+            if k < n and src[k] == "=":
+                j = _SPACES.match(src, k + 1).end()  # type: ignore[union-attr]
+                if j >= n:
+                    return None
+                quote = src[j]
+                if quote in "\"'":
+                    close = src.find(quote, j + 1)
+                    if close < 0:
+                        return None
+                    value, j = src[j + 1:close], close + 1
+                elif quote != ">":
+                    end = _UNQUOTED.match(src, j).end()  # type: ignore[union-attr]
+                    value, j = src[j:end], end
+            attrs.setdefault(key, value)
+    return None
+
+
+def _attribute(attrs: _Attrs, key: str) -> str | None:
+    """The value of attribute `key` (the first one of that name), references decoded."""
+    if isinstance(attrs, dict):
+        value = attrs.get(key)
+    else:
+        src, start, end = attrs
+        value = None
+        if start == end:
+            return None
+        for match in _ATTR.finditer(src, start, end):
+            if _lower(match.group(1)) == key:
+                value = match.group(2) or ""
+                if value[:1] in ("'", '"'):
+                    value = value[1:-1]
+                break
+    return None if value is None else _unescape(value, attribute=True)
+
+
+def _list_start(value: str | None) -> int:
+    """An ``<ol start>`` as HTML reads integers: leading white space, a sign, ASCII digits,
+    anything after ignored; 1 when there are none (or more than nine)."""
+    match = _LIST_START.match(value or "")
+    if match is None:
+        return 1
+    digits = match.group(2).lstrip("0") or "0"
+    if len(digits) > 9:
+        return 1
+    return -int(digits) if match.group(1) == "-" else int(digits)
+
+
+# -- HTML to RichText ----------------------------------------------------------------------------
+
+
+class _Reader:
+    """One ``formatted_body`` to RichText: tokens in, runs of equally formatted text out.
+
+    Open elements are kept on a stack, and each stretch of it between two dropped elements
+    (a frame) counts its elements by name, so an end tag finds in O(1) whether it closes
+    anything; an end tag never closes past a dropped element it does not name, so nothing can
+    end a hidden region early. Every pop is paid for by its push.
+    """
+
     def __init__(self, mention: MentionLookup | None) -> None:
-        super().__init__(convert_charrefs=True)
         self.mention = mention
-        self.out: list[Segment] = []
-        self.flags: dict[str, int] = {f: 0 for f in ("bold", "italic", "underline", "strike", "code", "pre")}
-        self.links: list[tuple[str, str | None, User | None]] = []
-        self.stack: list[str] = []
+        self.runs: list[tuple[_Format, list[str]]] = []
+        self.count = 0  # pieces of text put so far
+        self.flags = [0, 0, 0, 0, 0, 0]
+        self.links: list[tuple[str | None, User | None]] = [(None, None)]
+        self.format: _Format | None = _PLAIN
+        self.stack: list[str] = []  # names; a dropped element's with _HIDDEN in front
+        self.frames: list[defaultdict[str, int]] = [defaultdict(int)]
+        self.owners: list[str | None] = [None]
         self.drop = 0
+        self.foreign = 0
         self.lists: list[list[int]] = []
         self.quote = 0
-        self.breaks = 0
-        self.at_line_start = True
+        self.pre_marks: list[int] = []
+        self.pending: _Format | None = None  # a line break is due before what comes next
+        self.line_start = True
+        self.gap: _Format | None = None  # a space is due before more text on this line
+        self.marker = False  # the line holds a list marker and nothing else yet
+        self.pre_text_at = -1  # where the text right after a <pre> starts
 
-    # -- output ------------------------------------------------------------------------------
+    # -- output --------------------------------------------------------------------------------
 
-    def _segment(self, text: str) -> Segment:
-        link = mention = None
-        for _tag, href, user in reversed(self.links):
-            if user is not None:
-                mention = user
-                break
-            if href is not None:
-                link = href
-                break
-        flags = {f: n > 0 for f, n in self.flags.items()}
-        if flags["pre"]:
-            flags["code"] = False
-        return Segment(text, link=link, mention=mention, **flags)
+    def _format(self) -> _Format:
+        if self.format is None:
+            f = self.flags
+            link, mention = self.links[-1]
+            pre = f[_PRE] > 0
+            self.format = (f[0] > 0, f[1] > 0, f[2] > 0, f[3] > 0, f[_CODE] > 0 and not pre, pre,
+                           link, mention)
+        return self.format
 
-    def _emit(self, text: str) -> None:
-        if not text:
+    def _structure(self) -> _Format:
+        """The formatting of what the reader adds itself: markers, quotes, line breaks."""
+        return _PRE_ONLY if self.flags[_PRE] else _PLAIN
+
+    def _put(self, text: str, fmt: _Format) -> None:
+        runs = self.runs
+        self.count += 1
+        if runs:
+            last = runs[-1]
+            if last[0] is fmt or last[0] == fmt:
+                last[1].append(text)
+                return
+        runs.append((fmt, [text]))
+
+    def _newline(self, fmt: _Format) -> None:
+        """A line break; a space due at the end of the line is never shown."""
+        self._put("\n", fmt)
+        self.line_start = True
+        self.pending = self.gap = None
+        self.marker = False
+
+    def _content(self, text: str, fmt: _Format) -> None:
+        """`text` on the current line, after the line break, quote marks or space due."""
+        if self.pending is not None:
+            self._newline(self.pending)
+        if self.line_start:
+            if self.quote:
+                self._put("> " * min(self.quote, MAX_SHOWN_DEPTH), self._structure())
+            self.line_start = False
+        elif self.gap is not None:
+            self._put(" ", self.gap)
+        self.gap = None
+        self._put(text, fmt)
+        self.marker = False
+
+    def _block(self, name: str = "") -> None:
+        """A block starts or ends here: what follows goes on a line of its own."""
+        if self.pending is None and self.runs and not self.line_start and not (
+                self.marker and name in _BESIDE_MARKER):
+            self.pending = self._structure()
+
+    def _chars(self, data: str, at: int = -2) -> None:
+        """Text (references already decoded) in the current formatting; `at` is where it
+        starts in the source."""
+        if self.flags[_PRE]:
+            if at == self.pre_text_at and data.startswith("\n"):
+                data = data[1:]  # the line break right after <pre> is not shown
+            self._pre_text(data)
             return
-        if self.breaks and self.out:
-            self._trim_trailing_space()
-            self.out.append(Segment("\n" * self.breaks))
-            self.at_line_start = True
-        self.breaks = 0
-        if self.at_line_start and self.quote:
-            self.out.append(Segment("> " * self.quote))
-        self.out.append(self._segment(text))
-        self.at_line_start = text.endswith("\n")
+        data = _WS.sub(" ", data)
+        fmt = self._format()
+        if data.startswith(" "):
+            data = data[1:]
+            if self.gap is None and not self.line_start and self.pending is None:
+                self.gap = fmt
+        if data:
+            trail = data.endswith(" ")
+            self._content(data[:-1] if trail else data, fmt)
+            if trail:
+                self.gap = fmt
 
-    def _trim_trailing_space(self) -> None:
-        while self.out and self.out[-1].text.endswith(" ") and not self.out[-1].pre:
-            last = self.out[-1]
-            trimmed = last.text.rstrip(" ")
-            if trimmed:
-                self.out[-1] = last.with_text(trimmed)
-                break
-            self.out.pop()
+    def _pre_text(self, data: str) -> None:
+        body = data.rstrip("\n")
+        fmt = self._format()
+        if self.quote:
+            for i, line in enumerate(body.split("\n")):
+                if i:
+                    self._pre_newline(fmt)
+                if line:
+                    self._content(line, fmt)
+        elif body:
+            self._content(body, fmt)
+        # each final newline on its own, so that closing the block can drop the last in O(1)
+        for _ in range(len(data) - len(body)):
+            self._pre_newline(fmt)
 
-    def _block(self, count: int = 1) -> None:
-        if self.out:
-            self.breaks = max(self.breaks, count)
+    def _pre_newline(self, fmt: _Format) -> None:
+        if self.pending is not None:
+            self._newline(self.pending)
+        self._put("\n", fmt)
+        self.line_start = True
+        self.marker = False
+        self.gap = None
 
-    def _line_break(self) -> None:
-        self.breaks = 0
-        self._trim_trailing_space()
-        self.out.append(Segment("\n"))
-        self.at_line_start = True
+    def _end_pre(self) -> None:
+        """A browser shows no empty line for the line break that ends a ``<pre>``."""
+        mark = self.pre_marks.pop()
+        if self.count > mark and self.runs:
+            parts = self.runs[-1][1]
+            if parts[-1] == "\n":
+                parts.pop()
+                if not parts:
+                    self.runs.pop()
+                self.line_start = not self.runs or self.runs[-1][1][-1].endswith("\n")
 
-    # -- parser callbacks --------------------------------------------------------------------
+    def _item(self) -> None:
+        """A list item's marker, on a line of its own: "• ", or its number in an ``<ol>``."""
+        lists = self.lists
+        if lists and lists[-1][0]:
+            marker = f"{lists[-1][1]}."
+            lists[-1][1] += 1
+        else:
+            marker = "•"
+        if len(lists) > 1:
+            marker = _INDENT * min(len(lists) - 1, MAX_SHOWN_DEPTH) + marker
+        fmt = _PRE_ONLY if self.flags[_PRE] else _PLAIN
+        runs = self.runs
+        newline = self.pending
+        if newline is None and runs and not self.line_start:
+            newline = fmt
+        if newline is not None or self.line_start:
+            if newline is not None:
+                self._put("\n", newline)
+                self.pending = None
+            if self.quote:
+                self._put("> " * min(self.quote, MAX_SHOWN_DEPTH), fmt)
+            self.line_start = False
+        last = runs[-1] if runs else None
+        if last is not None and (last[0] is fmt or last[0] == fmt):
+            last[1].append(marker)
+            self.count += 1
+        else:
+            self._put(marker, fmt)
+        self.gap = fmt  # "• item"
+        self.marker = True
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        tag = tag.lower()
-        if tag in _DROP:
-            if tag not in _VOID:
-                self.drop += 1
-                self.stack.append(tag)
+    # -- tree ----------------------------------------------------------------------------------
+
+    def text(self, data: str) -> None:
+        if not self.drop and data:
+            self._chars(_unescape(data))
+
+    def start(self, name: str, attrs: _Attrs, self_closing: bool) -> None:
+        kind = _KINDS.get(name, _OTHER)
+        if kind is _VOID_TAG:
+            if not self.drop:
+                if name == "br":
+                    if self.pending is not None:
+                        self._newline(self.pending)
+                    self._newline(self._format())
+                elif name == "img":
+                    alt = _attribute(attrs, "alt")
+                    if alt:
+                        self._chars(alt)
+                elif name == "hr":
+                    self._block()
             return
-        if self.drop:
-            if tag not in _VOID:
-                self.stack.append(tag)
+        if self_closing and (self.foreign or name in _FOREIGN):
+            return  # <svg/>, and <x/> inside SVG or MathML, close at once
+        if kind is _DROP_TAG:
+            self.stack.append(_HIDDEN + name)
+            self.frames.append(defaultdict(int))
+            self.owners.append(name)
+            self.drop += 1
+            if name in _FOREIGN:
+                self.foreign += 1
             return
-        if tag == "br":
-            self._line_break()
+        self.stack.append(name)
+        self.frames[-1][name] += 1
+        if self.drop or kind is _OTHER:
             return
-        if tag in _VOID:
-            if tag == "img":
-                alt = next((v for k, v in attrs if k == "alt" and v), None)
-                if alt:
-                    self._emit(alt)
-            elif tag == "hr":
-                self._block()
-            return
-        self.stack.append(tag)
-        if tag in _FLAG_TAGS:
-            self.flags[_FLAG_TAGS[tag]] += 1
-        elif tag in _HEADINGS:
+        if kind is _FLAG:
+            self.flags[_FLAG_TAGS[name]] += 1
+            self.format = None
+        elif kind is _LI:
+            self._item()
+        elif kind is _LIST:
             self._block()
-            self.flags["bold"] += 1
-        elif tag == "pre":
+            first = 0
+            if name == "ol":
+                first = 1 if attrs == _NO_ATTRS or isinstance(attrs, tuple) and attrs[1] == attrs[2] \
+                    else _list_start(_attribute(attrs, "start"))
+            self.lists.append([name == "ol", first])
+        elif kind is _BLOCK:
+            self._block(name)
+        elif kind is _HEADING:
             self._block()
-            self.flags["pre"] += 1
-        elif tag == "a":
-            href = next((v for k, v in attrs if k == "href"), None)
-            target = user_of_link(href)
-            user = self.mention(target) if (target and self.mention) else None
-            if target and user is None:
-                user = User(id=target, username=target)
-            self.links.append((tag, safe_link(href) if user is None else None, user))
-        elif tag == "blockquote":
+            self.flags[_BOLD] += 1
+            self.format = None
+        elif kind is _PRE_TAG:
+            self._block()
+            self.flags[_PRE] += 1
+            self.format = None
+            self.pre_marks.append(self.count)
+        elif kind is _LINK:
+            self.links.append(self._link(attrs))
+            self.format = None
+        elif kind is _QUOTE:
             self._block()
             self.quote += 1
-        elif tag in ("ul", "ol"):
-            self._block()
-            start = next((v for k, v in attrs if k == "start"), None)
-            first = int(start) if start and start.isdigit() else 1
-            self.lists.append([1 if tag == "ol" else 0, first])
-        elif tag == "li":
-            self._block()
-            marker = "• "
-            if self.lists and self.lists[-1][0]:
-                marker = f"{self.lists[-1][1]}. "
-                self.lists[-1][1] += 1
-            indent = "  " * max(0, len(self.lists) - 1)
-            self._emit_plain(indent + marker)
-        elif tag in _BLOCKS:
-            self._block()
 
-    def _emit_plain(self, text: str) -> None:
-        saved, saved_links = self.flags, self.links
-        self.flags = {f: 0 for f in saved}
-        self.links = []
-        try:
-            self._emit(text)
-        finally:
-            self.flags, self.links = saved, saved_links
-        self.at_line_start = False
+    def _link(self, attrs: _Attrs) -> tuple[str | None, User | None]:
+        """What an ``<a>`` makes of the text inside: a mention, a link, or what the ``<a>``
+        around it made."""
+        href = _attribute(attrs, "href")
+        target = user_of_link(href)
+        user = self.mention(target) if (target and self.mention) else None
+        if target and user is None:
+            user = User(id=target, username=target)
+        link = safe_link(href) if user is None else None
+        return (link, user) if (link or user) else self.links[-1]
 
-    def handle_endtag(self, tag: str) -> None:
-        tag = tag.lower()
-        if tag in _VOID or tag not in self.stack:
-            return
-        while self.stack:
-            open_tag = self.stack.pop()
-            self._close(open_tag)
-            if open_tag == tag:
-                break
+    def end(self, name: str) -> None:
+        if name == "br":
+            self.start("br", _NO_ATTRS, False)  # </br> is a line break to a browser too
+        elif self.frames[-1][name]:
+            while self._pop() != name:
+                pass
+        elif self.owners[-1] == name:
+            while self._pop() != _HIDDEN:
+                pass
+        elif name == "p" and not self.drop:
+            self._block()  # </p> without <p>: an empty paragraph
 
-    def _close(self, tag: str) -> None:
-        if tag in _DROP:
+    def _pop(self) -> str:
+        """Close the innermost open element; its name (_HIDDEN for a dropped element)."""
+        name = self.stack.pop()
+        if name[0] == _HIDDEN:
+            self.frames.pop()
+            self.owners.pop()
             self.drop -= 1
-            return
-        if self.drop:
-            return
-        if tag in _FLAG_TAGS:
-            self.flags[_FLAG_TAGS[tag]] -= 1
-        elif tag in _HEADINGS:
-            self.flags["bold"] -= 1
+            if name[1:] in _FOREIGN:
+                self.foreign -= 1
+            return _HIDDEN
+        self.frames[-1][name] -= 1
+        if not self.drop:
+            kind = _KINDS.get(name, _OTHER)
+            if kind is _FLAG:
+                flag = _FLAG_TAGS[name]
+                self.flags[flag] -= 1
+                if not self.flags[flag]:
+                    self.format = None
+            elif kind is not _OTHER:
+                self._close(name, kind)
+        return name
+
+    def _close(self, name: str, kind: object) -> None:
+        if kind is _LIST:
+            self.lists.pop()
             self._block()
-        elif tag == "pre":
-            self.flags["pre"] -= 1
-            if self.out and self.out[-1].text.endswith("\n"):
-                last = self.out[-1]
-                self.out[-1] = last.with_text(last.text[:-1])
+        elif kind is _BLOCK or kind is _LI:
+            self._block(name)
+        elif kind is _HEADING:
+            self.flags[_BOLD] -= 1
+            self.format = None
             self._block()
-        elif tag == "a":
-            if self.links:
-                self.links.pop()
-        elif tag == "blockquote":
+        elif kind is _PRE_TAG:
+            self.flags[_PRE] -= 1
+            self.format = None
+            self._end_pre()
+            self._block()
+        elif kind is _LINK:
+            self.links.pop()
+            self.format = None
+        elif kind is _QUOTE:
             self.quote -= 1
             self._block()
-        elif tag in ("ul", "ol"):
-            if self.lists:
-                self.lists.pop()
-            self._block()
-        elif tag in _BLOCKS:
-            self._block()
 
-    def handle_data(self, data: str) -> None:
-        if self.drop or not data:
-            return
-        if self.flags["pre"]:
-            if not self.quote:
-                self._emit(data)
-                return
-            for i, line in enumerate(data.split("\n")):
-                if i:
-                    self._emit("\n")
-                if line:
-                    self._emit(line)
-            return
-        text = _WS.sub(" ", data)
-        if self.at_line_start or self.breaks or not self.out or self.out[-1].text.endswith(" "):
-            text = text.lstrip(" ")
-        self._emit(text)
+    # -- the tokenizer -------------------------------------------------------------------------
 
-    def result(self) -> RichText:
-        while self.stack:
-            self._close(self.stack.pop())
-        self._trim_trailing_space()
-        return RichText(self.out).normalise().strip()
+    def read(self, src: str) -> RichText:
+        src = src.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
+        runs, stack, frames, flags = self.runs, self.stack, self.frames, self.flags
+        kinds, flag_tags, ws_sub = _KINDS, _FLAG_TAGS, _WS.sub
+        names: dict[str, str] = {}
+        pos = 0
+        while pos < len(src):
+            # What most tokens do is written out here rather than in methods, which would cost
+            # several times as much per token. Markup that moves the reading position (raw
+            # text, what `_TAG` does not read) restarts the scan after it.
+            for match in _TOKEN.finditer(src, pos):
+                raw, other, data = match.group(2, 5, 6)
+                if raw is not None:
+                    name = names.get(raw)
+                    if name is None:
+                        name = names[raw] = _lower(raw)
+                    kind = kinds.get(name, _OTHER)
+                    if match[1]:  # an end tag
+                        if not stack or stack[-1] != name:
+                            self.end(name)
+                        else:  # it closes the innermost element, as most end tags do
+                            stack.pop()
+                            frames[-1][name] -= 1
+                            if self.drop or kind is _OTHER:
+                                pass
+                            elif kind is _FLAG:
+                                flag = flag_tags[name]
+                                flags[flag] -= 1
+                                if not flags[flag]:
+                                    self.format = None
+                            elif kind is _BLOCK:
+                                if self.pending is None and runs and not self.line_start and not (
+                                        self.marker and name in _BESIDE_MARKER):
+                                    self.pending = _PRE_ONLY if flags[_PRE] else _PLAIN
+                            else:
+                                self._close(name, kind)
+                    elif kind in _SIMPLE_KINDS:
+                        stack.append(name)
+                        frames[-1][name] += 1
+                        if self.drop or kind is _OTHER:
+                            pass
+                        elif kind is _FLAG:
+                            flag = flag_tags[name]
+                            if not flags[flag]:
+                                self.format = None
+                            flags[flag] += 1
+                        elif kind is _LI:
+                            self._item()
+                        else:  # a block, or a list
+                            if self.pending is None and runs and not self.line_start and not (
+                                    self.marker and name in _BESIDE_MARKER):
+                                self.pending = _PRE_ONLY if flags[_PRE] else _PLAIN
+                            if kind is _LIST:
+                                first = 0
+                                if name == "ol":
+                                    first = 1 if match.start(3) == match.end(3) else _list_start(
+                                        _attribute((src, match.start(3), match.end(3)), "start"))
+                                self.lists.append([name == "ol", first])
+                    else:
+                        end = match.end(4) + 1
+                        self.start(name, (src, match.start(3), match.end(3)), bool(match[4]))
+                        if name in _RAW_TEXT and not self.foreign:
+                            pos = _raw_text_end(src, name, end)  # all of them are dropped
+                            break
+                        if kind is _PRE_TAG:
+                            self.pre_text_at = end
+                elif other is not None:
+                    pos = self._markup(src, match.start())
+                    break
+                if data is None or self.drop:
+                    continue
+                if "&" in data:
+                    data = _unescape(data)
+                    if not data:
+                        continue
+                if flags[_PRE] or self.quote and (self.line_start or self.pending is not None):
+                    self._chars(data, match.start(6))
+                    continue
+                # text outside <pre> and quotes: what _chars does, written out
+                data = ws_sub(" ", data)
+                fmt = self.format or self._format()
+                newline = self.pending
+                if newline is not None or self.line_start:
+                    if data[0] == " ":
+                        data = data[1:]
+                        if not data:
+                            continue
+                    if newline is not None:
+                        self._put("\n", newline)
+                        self.pending = None
+                    self.line_start = False
+                    gap = None
+                else:
+                    gap = self.gap
+                    if data[0] == " ":
+                        data = data[1:]
+                        if gap is None:
+                            gap = fmt
+                        if not data:
+                            self.gap = gap
+                            continue
+                trail = data[-1] == " "
+                if trail:
+                    data = data[:-1]
+                last = runs[-1] if runs else None
+                if gap is not None:
+                    if last is not None and (last[0] is gap or last[0] == gap):
+                        last[1].append(" ")
+                    else:
+                        last = (gap, [" "])
+                        runs.append(last)
+                if last is not None and (last[0] is fmt or last[0] == fmt):
+                    last[1].append(data)
+                else:
+                    runs.append((fmt, [data]))
+                self.count += 1
+                self.marker = False
+                self.gap = fmt if trail else None
+            else:
+                break
+        # what is still open closes at the end: that adds no text, and the end is stripped
+        return RichText([Segment("".join(parts), *fmt) for fmt, parts in runs]).strip()
+
+    def _markup(self, src: str, i: int) -> int:
+        """Read the markup at ``src[i]`` that `_TAG` does not: a tag `_slow_tag` reads, a
+        comment or declaration, a "</" that closes nothing; where the text goes on."""
+        c = src[i + 1:i + 2]
+        if c.isascii() and c.isalpha() or c == "/" and src[i + 2:i + 3].isascii() \
+                and src[i + 2:i + 3].isalpha():
+            if src.find(">", i) < 0:
+                return len(src)  # the text ends inside this tag
+            tag = _slow_tag(src, i)
+            if tag is None:
+                return len(src)  # the text ends inside a tag
+            closing, name, values, self_closing, end = tag
+            if closing:
+                self.end(name)
+                return end
+            self.start(name, values, self_closing)
+            if name in _RAW_TEXT and not self.foreign:
+                return _raw_text_end(src, name, end)
+            if name == "pre" or name == "listing":
+                self.pre_text_at = end
+            return end
+        if src.startswith("<!--", i):
+            if src.startswith(">", i + 4):
+                return i + 5
+            if src.startswith("->", i + 4):
+                return i + 6
+            close = _COMMENT_END.search(src, i + 4)
+            return close.end() if close else len(src)  # an unclosed comment hides the rest
+        if self.foreign and src.startswith("<![CDATA[", i):
+            close = src.find("]]>", i + 9)
+            return close + 3 if close >= 0 else len(src)
+        if c == "/":
+            if src.startswith(">", i + 2):
+                return i + 3  # "</>" is nothing
+            if i + 2 >= len(src):
+                self.text("</")
+                return len(src)
+        close = src.find(">", i + 2)  # <!...>, <?...>, </ ...>: a bogus comment
+        return close + 1 if close >= 0 else len(src)
 
 
 def parse_html(source: str, mention: MentionLookup | None = None) -> RichText:
     """RichText of a ``formatted_body``; `mention(user_id)` gives the User a pill names."""
-    parser = _Parser(mention)
-    parser.feed(source)
-    parser.close()
-    return parser.result()
+    return _Reader(mention).read(source)
 
 
 def strip_reply_fallback_html(source: str) -> str:
@@ -303,44 +800,88 @@ def _escape(text: str) -> str:
     return _html.escape(text, quote=False)
 
 
+def _runs(text: RichText) -> list[Segment]:
+    """The segments of `text` with neighbours of the same formatting merged, in one pass
+    (``RichText.normalise`` copies the text merged so far at every merge)."""
+    out: list[Segment] = []
+    texts: list[str] = []
+    current: Segment | None = None
+    for seg in text.segments:
+        if not seg.text:
+            continue
+        if current is not None and current.same_format(seg):
+            texts.append(seg.text)
+            continue
+        if current is not None:
+            out.append(current if len(texts) == 1 else current.with_text("".join(texts)))
+        current, texts = seg, [seg.text]
+    if current is not None:
+        out.append(current if len(texts) == 1 else current.with_text("".join(texts)))
+    return out
+
+
+def _is_plain(seg: Segment) -> bool:
+    return not (seg.flags or seg.link or seg.mention)
+
+
 def render_html(text: RichText, mention_id: Callable[[User], str | None] | None = None) -> str:
-    """HTML for `text`: every character escaped, formatting as tags, line breaks as ``<br>``.
+    """HTML for `text`: every character escaped, formatting as tags, line breaks as ``<br>``,
+    preformatted lines as one ``<pre><code>`` block. Reading it back with `parse_html` gives
+    `text` again when HTML can say it (single spaces, ``pre`` in whole lines).
 
     `mention_id(user)` gives the Matrix id to link a mention to (None renders its text only).
     """
+    segments = _runs(text)
     parts: list[str] = []
-    pre_run: list[Segment] = []
-
-    def flush_pre() -> None:
-        if pre_run:
-            parts.append("<pre><code>" + "".join(_escape(s.text) for s in pre_run) + "</code></pre>")
-            pre_run.clear()
-
-    for seg in text.normalise():
+    after_block = False
+    i = 0
+    while i < len(segments):
+        seg = segments[i]
         if seg.pre:
-            pre_run.append(seg)
+            block: list[str] = []
+            while i < len(segments) and segments[i].pre:
+                block.append(_inline(segments[i], segments[i].text, mention_id, pre=True))
+                i += 1
+            # the reader drops the newline that ends a block, and starts a line after one
+            ends_line = segments[i - 1].text.endswith("\n")
+            parts.append("<pre><code>" + "".join(block) + ("\n" if ends_line else "") + "</code></pre>")
+            after_block = not ends_line
             continue
-        flush_pre()
-        body = _escape(seg.text).replace("\n", "<br>")
-        for flag, open_tag, close_tag in reversed(_OPEN):
-            if getattr(seg, flag):
-                body = f"{open_tag}{body}{close_tag}"
-        target = None
-        if seg.mention is not None and mention_id is not None:
-            target = mention_id(seg.mention)
-        if target is not None:
-            body = f'<a href="{_html.escape(mention_href(target))}">{body}</a>'
-        elif seg.link and safe_link(seg.link):
-            body = f'<a href="{_html.escape(safe_link(seg.link) or "")}">{body}</a>'
-        parts.append(body)
-    flush_pre()
+        body = seg.text
+        if after_block and body.startswith("\n") and _is_plain(seg):
+            body = body[1:]
+        after_block = False
+        if body:
+            parts.append(_inline(seg, body, mention_id, pre=False))
+        i += 1
     return "".join(parts)
+
+
+def _inline(seg: Segment, text: str, mention_id: Callable[[User], str | None] | None,
+            pre: bool) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    body = _escape(text)
+    if not pre:
+        body = body.replace("\n", "<br>")
+    for flag, open_tag, close_tag in reversed(_OPEN):
+        if getattr(seg, flag) and not (pre and flag == "code"):
+            body = f"{open_tag}{body}{close_tag}"
+    target = None
+    if seg.mention is not None and mention_id is not None:
+        target = mention_id(seg.mention)
+    if target is not None:
+        return f'<a href="{_html.escape(mention_href(target))}">{body}</a>'
+    link = safe_link(seg.link)
+    if link:
+        return f'<a href="{_html.escape(link)}">{body}</a>'
+    return body
 
 
 def render_plain(text: RichText) -> str:
     """The plain ``body``: the text itself, with links that differ from their text appended."""
     parts: list[str] = []
-    for seg in text.normalise():
+    for seg in _runs(text):
         parts.append(seg.text)
         link = safe_link(seg.link) if seg.mention is None else None
         if link and link != seg.text and link.removeprefix("mailto:") != seg.text:
@@ -348,5 +889,5 @@ def render_plain(text: RichText) -> str:
     return "".join(parts)
 
 
-__all__ = ["mention_href", "parse_html", "render_html", "render_plain", "safe_link",
-           "strip_reply_fallback_html", "strip_reply_fallback_text", "user_of_link"]
+__all__ = ["MAX_SHOWN_DEPTH", "mention_href", "parse_html", "render_html", "render_plain",
+           "safe_link", "strip_reply_fallback_html", "strip_reply_fallback_text", "user_of_link"]

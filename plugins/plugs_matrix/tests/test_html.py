@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Callable
 
 import pytest
 from chanmux import RichText, Segment, User
 from chanmux_matrix.html import (
+    MAX_SHOWN_DEPTH,
     parse_html,
     render_html,
     render_plain,
@@ -166,3 +169,184 @@ def test_render_then_parse_round_trips(segments):
     assert back.plain == re.sub(r" *\n *", "\n", re.sub(" +", " ", rt.plain))
     if not re.search(r"  | \n|\n ", rt.plain):
         assert back == rt
+
+
+# -- what a browser hides stays hidden ---------------------------------------------------------
+
+HIDDEN = [
+    # the slash of <x/> means nothing on an HTML element: these open what they name
+    ("<script/>X", ""),
+    ("<iframe/>X", ""),
+    ("<style/>X</style>Y", "Y"),
+    ("<template>X</template>Y", "Y"),
+    ("<object>X</object>Y", "Y"),
+    ("<noscript><p>X</p></noscript>Y", "Y"),
+    ("<title>X</title>Y", "Y"),
+    # comments, closed the ways the HTML standard closes them, or never
+    ("a<!-- X", "a"),
+    ("a<!-- X -->b", "ab"),
+    ("a<!-- X --!>b", "ab"),
+    ("a<!-->b", "ab"),
+    ("a<!--->b", "ab"),
+    ("a<!-- <!-- X -->b", "ab"),
+    # declarations and processing instructions: bogus comments up to the next ">"
+    ("a<!DOCTYPE html>b", "ab"),
+    ("a<![CDATA[X]]>b", "ab"),
+    ("a<?php X ?>b", "ab"),
+    ("a</ X>b", "ab"),
+    ("a</>b", "ab"),
+    # raw text ends only at its own end tag (ASCII letters only: ſ and K are not s and k)
+    ("<script>a</\u017fcript>X</script>Y", "Y"),
+    ("<script>if (a<b) {}</script>Y", "Y"),
+    ("<script><!--<script></script>X</script>Y", "Y"),
+    ("<script><!--</script>Y", "Y"),
+    ("<style>a</style >Y", "Y"),
+    # a tag cut off by the end hides the rest, as a quoted value that never closes does
+    ("a<b", "a"),
+    ('a<b title="x>y', "a"),
+    ("a<b title='x>y", "a"),
+    # an end tag does not close a hidden element it does not name
+    ("<b><object></b>X</object>Y", "Y"),
+    ("<mx-reply><p>X</mx-reply>Y", "Y"),
+    ("<mx-reply></p></div></blockquote>X</mx-reply>Y", "Y"),
+    # SVG and MathML: <x/> closes there, and their contents are hidden
+    ("<svg/>X", "X"),
+    ("<svg><style/>X</svg>Y", "Y"),
+    ("<svg><![CDATA[</svg>X]]></svg>Y", "Y"),
+    ("<math><mi>X</mi></math>Y", "Y"),
+]
+
+
+@pytest.mark.parametrize(("source", "plain"), HIDDEN)
+def test_what_a_browser_does_not_show_is_not_relayed(source, plain):
+    assert parse_html(source).plain == plain
+
+
+def test_quoted_attribute_values_may_hold_angle_brackets():
+    rt = parse_html('<a title="x>y" href="https://e.org/">z</a> <b class=\'<i>\'>b</b>')
+    assert rt.plain == "z b"
+    assert [s.link for s in rt if s.text == "z"] == ["https://e.org/"]
+    assert formatted(rt, "bold") == "b" and formatted(rt, "italic") == ""
+
+
+def test_attribute_names_starting_with_equals_are_read_as_browsers_read_them():
+    assert parse_html('<a ="x>y">z</a>').plain == 'y">z'
+    assert parse_html("<b =x>bold</b>") == RichText([Segment("bold", bold=True)])
+
+
+def test_references_in_href_follow_the_attribute_rules():
+    rt = parse_html('<a href="https://e.org/?a=1&copy=2&amp;b&lt=3&notin;">l</a>')
+    assert rt.segments[0].link == "https://e.org/?a=1&copy=2&b&lt=3\u2209"
+
+
+def test_numeric_references_of_any_length_read():
+    assert parse_html("&#" + "9" * 5000 + ";x").plain == "\ufffdx"
+    assert parse_html("&#x" + "0" * 5000 + "41;&#65;&#x1F600;&#0;&#xD800;").plain == \
+        "AA\U0001f600\ufffd\ufffd"
+    assert parse_html("&notit; &amp &#x; &unknown;").plain == "\u00acit; & &#x; &unknown;"
+
+
+# -- lists, as the spec asks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("start", "first"), [
+    ("\u00b2", 1),  # str.isdigit() says yes, int() says no: it used to drop the whole event
+    ("\u0663", 1),  # an Arabic-Indic digit: not an ASCII digit either
+    ("3", 3), (" 7", 7), ("-2", -2), ("+4", 4), ("5th", 5), ("", 1), ("x", 1),
+    ("0012", 12), ("9" * 5000, 1),
+])
+def test_ol_start_is_read_as_html_reads_integers(start, first):
+    rt = parse_html(f'<ol start="{start}"><li>a</li><li>b</li></ol>')
+    assert rt.plain == f"{first}. a\n{first + 1}. b"
+
+
+def test_nested_lists_indent_with_no_break_spaces_that_html_keeps():
+    rt = parse_html("<ul><li>a<ul><li>b<ol><li>c</li></ol></li></ul></li><li>d</li></ul>")
+    assert rt.plain == "• a\n\u00a0\u00a0• b\n\u00a0\u00a0\u00a0\u00a01. c\n• d"
+    assert parse_html(render_html(rt)) == rt
+
+
+def test_paragraphs_inside_items_stay_on_the_marker_line():
+    rt = parse_html("<ol><li><p>one</p></li><li><p>two</p><p>more</p></li></ol>")
+    assert rt.plain == "1. one\n2. two\nmore"
+
+
+def test_line_breaks_around_blocks_are_the_ones_a_browser_shows():
+    assert parse_html("a<br><p>b</p>").plain == "a\nb"
+    assert parse_html("<p>a</p><br>b").plain == "a\n\nb"
+    assert parse_html("<pre>\ncode</pre>").plain == "code"
+    assert parse_html("<blockquote>q<pre>a\n\nb</pre></blockquote>").plain == "> q\n> a\n\n> b"
+
+
+# -- linear in the input, whatever it holds ----------------------------------------------------
+
+
+def work(fn: Callable[..., object], *args: object) -> int:
+    """Python lines run by fn(*args): a count of operations, independent of the machine."""
+    lines = 0
+
+    def trace(frame, event, arg):
+        nonlocal lines
+        if event == "line":
+            lines += 1
+        return trace
+
+    previous = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        fn(*args)
+    finally:
+        sys.settrace(previous)
+    return lines
+
+
+def test_deeply_nested_lists_read_right_and_in_proportion():
+    n = 3000  # 23 KiB; this took 11 s, and a 64 KiB event minutes, before
+    lines = parse_html("<ol><li>" * n + "x").plain.split("\n")
+    assert len(lines) == n
+    for depth in (0, 1, 2, MAX_SHOWN_DEPTH, MAX_SHOWN_DEPTH + 1, n - 2):
+        assert lines[depth] == "\u00a0\u00a0" * min(depth, MAX_SHOWN_DEPTH) + "1."
+    assert lines[-1] == "\u00a0\u00a0" * MAX_SHOWN_DEPTH + "1. x"
+    assert sum(map(len, lines)) < 25 * n
+
+
+def test_deep_quotes_stay_in_proportion():
+    n = 2000
+    rt = parse_html("<blockquote>" * n + "x<br>" * n)
+    assert rt.plain.split("\n") == ["> " * MAX_SHOWN_DEPTH + "x"] * n
+
+
+HOSTILE_FAMILIES = {
+    "nested lists": lambda n: "<ol><li>" * n + "x",
+    "nested items with text": lambda n: "<ul><li>item " * n,
+    "nested inline tags": lambda n: "<b><i><u>" * n + "x",
+    "inline tags and text": lambda n: "<i>x" * n,
+    "many end tags": lambda n: "<i>" * n + "</p>" * n,
+    "nested links": lambda n: "<a href='https://e.org/'>x" * n,
+    "nested quotes": lambda n: "<blockquote>" * n + "x<br>" * n,
+    "unclosed tags": lambda n: "<a " * n,
+    "many attributes": lambda n: "<a " + "b=c " * n + ">x",
+    "names starting with =": lambda n: "<a =b>x" * n,
+    "entities": lambda n: "&amp;&notin;&#x263A;" * n,
+    "comments": lambda n: "<!-- c -->x" * n,
+    "bogus markup": lambda n: "</ <? <!x>" * n,
+    "preformatted lines": lambda n: "<blockquote><pre>" + "x\n" * n + "</pre>" * n,
+    "raw text": lambda n: "<script><!--<script>" * n,
+}
+
+
+@pytest.mark.parametrize("family", HOSTILE_FAMILIES)
+def test_work_grows_in_proportion_to_the_input(family):
+    make = HOSTILE_FAMILIES[family]
+    small, large = work(parse_html, make(200)), work(parse_html, make(800))
+    assert large <= 5 * small, f"{family}: {small} lines for 200 units, {large} for 800"
+
+
+def test_rendering_work_grows_in_proportion_to_the_text():
+    def text(n: int) -> RichText:
+        return RichText([Segment("x", bold=i % 3 == 0, pre=i % 7 == 0) for i in range(n)] +
+                        [Segment("y")] * n + [Segment("z\n", link="https://e.org/")] * n)
+
+    small, large = work(render_html, text(200)), work(render_html, text(800))
+    assert large <= 5 * small
+    assert render_html(RichText([Segment("y")] * 3000)) == "y" * 3000
