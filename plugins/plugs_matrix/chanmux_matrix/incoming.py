@@ -14,6 +14,7 @@ avatar change says nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -170,13 +171,14 @@ class Incoming:
             new = content.get("m.new_content")
             if not isinstance(target, str) or not isinstance(new, dict):
                 raise BadEvent("m.replace without event_id or m.new_content")
-            msg = self._body(channel, room, new, reply=False)
+            msg = self._body(channel, room, new, reply=False, event_id=base["id"])
             return SentMessage.of(msg, id=target, channel=channel, at=base["at"], user=base["user"],
                                   edited=True, revision=base["id"], raw=base["raw"])
-        msg = self._body(channel, room, content, reply=True)
+        msg = self._body(channel, room, content, reply=True, event_id=base["id"])
         return SentMessage.of(msg, **base)
 
-    def _body(self, channel: Channel, room: Room, content: dict[str, Any], reply: bool) -> Message:
+    def _body(self, channel: Channel, room: Room, content: dict[str, Any], reply: bool,
+              event_id: str = "") -> Message:
         msgtype = _str(content, "msgtype", required=True)
         body = _str(content, "body") or ""
         reply_to = None
@@ -187,16 +189,23 @@ class Incoming:
             return Message(attachments=[self._file(content, msgtype, body)], reply_to=reply_to)
         if msgtype == "m.location":
             return Message(attachments=[self._location(content, body)], reply_to=reply_to)
-        text = self._text(room, content, body, reply_to is not None)
+        text = self._text(room, content, body, reply_to is not None, event_id)
         return Message(text=text, action=msgtype == "m.emote", notice=msgtype == "m.notice",
                        reply_to=reply_to)
 
-    def _text(self, room: Room, content: dict[str, Any], body: str, is_reply: bool) -> RichText:
+    def _text(self, room: Room, content: dict[str, Any], body: str, is_reply: bool,
+              event_id: str = "") -> RichText:
         html = content.get("formatted_body") if content.get("format") == "org.matrix.custom.html" else None
         if isinstance(html, str):
             if is_reply:
                 html = strip_reply_fallback_html(html)
-            return parse_html(html, lambda user_id: self.mention(room.id, user_id))
+            try:
+                return parse_html(html, lambda user_id: self.mention(room.id, user_id))
+            except Exception as exc:  # noqa: BLE001 - the plain body still says what was said
+                cause = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                logging.getLogger(f"chanmux.plug.{self.plug}").warning(
+                    "%s: the formatted_body of %s cannot be read (%s); relaying its plain body",
+                    room.id, event_id, cause)
         if is_reply:
             body = strip_reply_fallback_text(body)
         return RichText.plain_text(body.strip())
