@@ -271,3 +271,29 @@ def test_a_log_file_in_a_missing_folder_is_a_config_error(tmp_path):
     for line in check_and_run(path):
         assert line == (f"error: {path}: logging.file: cannot write the log file: folder "
                         f"{tmp_path / 'logs'} does not exist")
+
+
+def test_run_refuses_a_postgresql_database_that_is_read_only(tmp_path, postgres_url):
+    """Found only once connected (check connects nowhere): run stops with one line."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"ro_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        conn.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+    try:
+        url = sa.make_url(postgres_url).set(database=name)
+        path = bridge(tmp_path, url.render_as_string(hide_password=False))
+        assert run("check", str(path)).returncode == 0
+        out = run("run", str(path), timeout=60)
+        line = one_line_error(out, code=1)
+        assert line == (f"error: database.url: {url.render_as_string(hide_password=True)}: "
+                        "cannot execute CREATE TABLE in a read-only transaction")
+        assert "connected" not in out.stderr
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
