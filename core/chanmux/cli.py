@@ -15,9 +15,8 @@ from typing import Any
 import anyio
 import attrs
 
-from . import __version__, hookspecs
+from . import __version__, hookspecs, logs
 from . import config as config_mod
-from . import logs
 from .config import ConfigError, DatabaseConfig
 from .errors import describe
 from .host import Host

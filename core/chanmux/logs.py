@@ -87,13 +87,13 @@ class LineFormatter(logging.Formatter):
         super().__init__(fmt, datefmt)
         self.secrets = secrets or SecretFilter()
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_controls(super().formatMessage(record))
 
-    def formatException(self, ei: object) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: object) -> str:
         return self.secrets.clean(super().formatException(ei))  # type: ignore[arg-type]
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+    def formatStack(self, stack_info: str) -> str:
         return self.secrets.clean(super().formatStack(stack_info))
 
 

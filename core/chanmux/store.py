@@ -484,5 +484,16 @@ class BatchWriter(Generic[T]):
                     return
 
 
-__all__ = ["BatchWriter", "DatabaseUnusable", "KEPT_ROWS", "Store", "check_database", "check_url",
-           "insert_new", "make_engine", "metadata", "sqlite_file", "state_table"]
+__all__ = [
+    "KEPT_ROWS",
+    "BatchWriter",
+    "DatabaseUnusable",
+    "Store",
+    "check_database",
+    "check_url",
+    "insert_new",
+    "make_engine",
+    "metadata",
+    "sqlite_file",
+    "state_table",
+]

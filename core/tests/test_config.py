@@ -134,8 +134,7 @@ def test_validator_errors_name_the_key_they_belong_to(registry):
 def test_a_wrong_type_does_not_hide_a_bad_value_of_another_key(registry):
     import attrs
 
-    from chanmux import Plug
-    from chanmux import validators
+    from chanmux import Plug, validators
 
     @attrs.frozen
     class Inner:
@@ -193,8 +192,8 @@ def test_host_timeouts_and_limits_that_could_never_work(registry, host, expected
 def test_logger_levels_and_database_urls_are_checked(registry):
     issues = problems({"logging": {"levels": {"chanmux.irc": "LOUD"}},
                        "database": {"url": "mysql://u:p@h/db"}}, registry)
-    assert ('logging.levels', 'level of logger "chanmux.irc": expected one of DEBUG, INFO, '
-            'WARNING, ERROR, CRITICAL, got "LOUD"') in issues
+    assert ("logging.levels", ('level of logger "chanmux.irc": expected one of DEBUG, INFO, '
+                               'WARNING, ERROR, CRITICAL, got "LOUD"')) in issues
     assert any(p == "database.url" and m.startswith("mysql is not supported") for p, m in issues)
 
 
@@ -221,6 +220,6 @@ def test_check_reports_a_hooks_unknown_channel_beside_other_errors(tmp_path, cap
         "  channels.b.source: expected a string, got 5",
         '  plugs.mem.edit: expected true or false, got "yes"',
         '  hooks.sync.channels.x[2]: unknown channel "nope" (channels: a, b)',
-        '  hooks.sync.name_format: unknown template variable "{nick}" (variables: channel, id, '
-        "label, name, network, plug, real_name, username)",
+        ('  hooks.sync.name_format: unknown template variable "{nick}" (variables: channel, id, '
+         "label, name, network, plug, real_name, username)"),
     ]

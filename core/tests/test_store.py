@@ -2,7 +2,6 @@
 Every test runs on a SQLite file and on a real PostgreSQL server."""
 
 import logging
-import subprocess
 import uuid
 
 import anyio
@@ -152,6 +151,11 @@ async def test_a_file_that_is_not_a_database_is_refused_in_one_line(tmp_path):
     store.dispose()
 
 
+def truncate(db):
+    with open(db, "r+b") as f:
+        f.truncate(db.stat().st_size // 3)
+
+
 async def test_a_truncated_database_is_refused_in_one_line(tmp_path):
     db = tmp_path / "cut.sqlite"
     store = Store(f"sqlite:///{db}")
@@ -159,8 +163,7 @@ async def test_a_truncated_database_is_refused_in_one_line(tmp_path):
     await store.transaction(lambda c: c.execute(rows.insert(), [{"id": i, "text": "x" * 90}
                                                                for i in range(5000)]))
     store.dispose()
-    with open(db, "r+b") as f:
-        f.truncate(db.stat().st_size // 3)
+    await anyio.to_thread.run_sync(truncate, db)
     again = Store(f"sqlite:///{db}")
     with pytest.raises(DatabaseUnusable) as err:
         await again.run(again.create, [md])
@@ -173,14 +176,14 @@ async def test_a_read_only_sqlite_file_is_refused_at_start(tmp_path):
     store = Store(f"sqlite:///{db}")
     await store.run(store.create, [md])
     store.dispose()
-    subprocess.run(["chattr", "+i", str(db)], check=True)  # read-only even for root
+    await anyio.run_process(["chattr", "+i", str(db)])  # read-only even for root
     try:
         again = Store(f"sqlite:///{db}")
         with pytest.raises(DatabaseUnusable, match="is read-only"):
             await again.run(again.create, [md])
         again.dispose()
     finally:
-        subprocess.run(["chattr", "-i", str(db)], check=True)
+        await anyio.run_process(["chattr", "-i", str(db)])
 
 
 # -- a database that stops taking writes while the bridge runs -----------------------------
