@@ -24,6 +24,9 @@ from .caller import HookCaller, NoOwner
 from .config import Config, ConfigError, HostConfig
 from .delivery import Hold
 from .errors import ActionRequired, cause, describe
+from .inbox import Inbox
+from .inbox import metadata as inbox_metadata
+from .membership import foldable
 from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
@@ -88,6 +91,7 @@ class Host:
         self.pm = registry.pm
         self.caller = HookCaller(self.pm, timeout=self.settings.hook_timeout)
         self.store = Store(config.database_url(), echo=config.database.echo)
+        self.inbox = Inbox(self.store)
         self.plugs: dict[str, Plug] = {}
         self.hooks: dict[str, Hook] = {}
         self.channels: dict[str, Channel] = {
@@ -195,7 +199,7 @@ class Host:
     async def run(self, *, task_status: anyio.abc.TaskStatus[Host] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; report started once hooks are open and plugs are starting."""
         metadatas = [md for md in self.pm.hook.chanmux_metadata() if md is not None]
-        await self.store.run(self.store.create, metadatas)
+        await self.store.run(self.store.create, [inbox_metadata, *metadatas])
         log.info("database %s ready", self.store.describe())
         try:
             async with anyio.create_task_group() as tg:
@@ -205,6 +209,7 @@ class Host:
                 await tg.start(self.lanes.run)
                 for hook in sorted(self.hooks.values(), key=lambda h: h.priority):
                     await self._open_hook(hook)
+                await self._replay()
                 for plug in self.plugs.values():
                     tg.start_soon(self._supervise, plug, name=f"plug:{plug.name}")
                 self.running = True
@@ -214,6 +219,17 @@ class Host:
             self.running = False
             with anyio.CancelScope(shield=True):
                 await self._shutdown()
+
+    async def _replay(self) -> None:
+        """Hand the hooks again what the inbox kept from the last run (received from a plug
+        without history, not done when the bridge stopped or was killed)."""
+        kept = await self.inbox.load()
+        if not kept:
+            return
+        log.info("%d received messages were not done when the bridge last stopped; handing "
+                 "them to the hooks again", len(kept))
+        for sent in kept:
+            await self.lanes.submit(sent, None, True, self.inbox.done(sent.key))
 
     async def _open_hook(self, hook: Hook) -> None:
         hook.state = State.starting
@@ -424,7 +440,15 @@ class Host:
         whose copies were delivered (see `chanmux.delivery`)."""
         if not self.lanes.running:
             raise HostStopped("the host is not running")
-        await self.lanes.submit(sent, source, primary, on_handled)
+        # what may be the network's copy of something we put is never folded or kept
+        ours = (source is not None or sent.key in self._echoes or sent.channel in self._inflight
+                or (sent.user is not None and sent.user.is_self))
+        membership = foldable(sent)
+        if on_handled is None and not ours and not membership:
+            plug = self.plugs.get(sent.channel.plug)
+            if plug is not None and plug.journal:
+                on_handled = self.inbox.keep(sent)  # a crash before it is done loses nothing
+        await self.lanes.submit(sent, source, primary, on_handled, fold=membership and not ours)
 
     async def _resolve_source(self, sent: SentMessage, source: Message | None) -> Message:
         """The message `sent` is a copy of, if the host put it (waiting for a put under way to

@@ -20,7 +20,7 @@ import anyio
 import pluggy
 
 from . import delivery
-from .membership import Fold, foldable
+from .membership import Fold
 from .model import Channel, Message, SentMessage
 
 log = logging.getLogger("chanmux.host")
@@ -89,9 +89,11 @@ class Lanes:
         self.running = False
 
     async def submit(self, sent: SentMessage, source: Message | None, primary: bool,
-                     on_handled: Callable[[], Any] | None = None) -> None:
+                     on_handled: Callable[[], Any] | None = None, fold: bool = False) -> None:
+        """Queue a received message for its channel's lane; with `fold`, a membership message
+        is folded into one of its channel still waiting there (membership.py)."""
         lane = self.lanes[hash(sent.channel) % len(self.lanes)]
-        if source is None and primary and foldable(sent):
+        if fold and primary:
             waiting = lane.folds.get(sent.channel)
             if waiting is not None and not waiting.started:
                 waiting.fold.add(sent)  # a membership flood costs one message (membership.py)

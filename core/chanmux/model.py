@@ -145,12 +145,19 @@ class Receipt:
 
 @attrs.define(kw_only=True, eq=False)
 class SentMessage(Message):
-    """A message as it exists on a network: a Message plus its Receipt fields."""
+    """A message as it exists on a network: a Message plus its Receipt fields.
+
+    `replayed` is True for a message received again after a restart, which may have been
+    relayed (in part) before: a relay sends it only where no copy of it is known yet. The host
+    sets it for what it kept in its inbox (`chanmux.inbox`); a plug that fetches again what it
+    may have handed over before (a Matrix backlog) sets it too.
+    """
 
     id: str
     channel: Channel
     at: datetime = attrs.field(factory=_now)
     revision: str | None = None
+    replayed: bool = False
 
     key = Receipt.key
     receipt = Receipt.receipt

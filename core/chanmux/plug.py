@@ -83,6 +83,11 @@ class Plug(_Component):
     _kind = "plug"
     capabilities: ClassVar[Capabilities] = Capabilities()
     network_name: ClassVar[str] = "chat"
+    #: True for a network that cannot give a message again (IRC keeps no history): the host
+    #: keeps each message the plug receives in its inbox until it is done, so a crash does not
+    #: lose it (`chanmux.inbox`). A plug that passes `on_handled` to `receive` resumes by
+    #: itself and is never journaled.
+    journal: bool = False
 
     async def open(self) -> None:
         """Connect to the network; return once the plug can put messages."""

@@ -275,6 +275,10 @@ class DeliveryQueue:
                 return True
         return False
 
+    def has(self, match: Callable[[Delivery], bool]) -> bool:
+        """True if a waiting delivery `match`es (a copy of that message is on its way)."""
+        return any(match(item) or any(match(f) for f in item.folded) for item in self.queue)
+
     def discard(self, match: Callable[[Delivery], bool]) -> int:
         """Forget the unstarted deliveries that `match` (their message was deleted); how many."""
         kept: deque[Delivery] = deque()

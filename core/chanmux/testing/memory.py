@@ -48,6 +48,7 @@ class MemoryConfig:
     script: list[ScriptLine] = attrs.field(factory=list)
     stdin_channel: str | None = None
     stdin_user: str = "you"
+    journal: bool = False
 
 
 @attrs.define
@@ -73,6 +74,7 @@ class MemoryPlug(Plug):
         super().__init__(name, config, host)
         self.capabilities = Capabilities(edit=config.edit, delete=config.delete, reply=config.reply)
         self.network_name = config.network
+        self.journal = config.journal  # a network without history: the host keeps what came
         self.events: list[Event] = []
         self.messages: dict[tuple[str, str], SentMessage] = {}
         self.members: dict[str, dict[str, User]] = {}

@@ -219,6 +219,13 @@ class ForwardHook(Hook):
                 return
         if not (sent.text or sent.attachments or sent.is_event):
             return
+        if getattr(sent, "replayed", False):  # received again after a restart
+            entry = self._forwarded.get(key) or await self._fetch(key)
+            if entry is not None:  # forwarded before: only where no copy is known
+                targets = [t for t in targets if not entry.copies.get(t) and not (
+                    t in self.queues.queues and self.queues[t].has(lambda d: d.ref is entry))]
+                if not targets:
+                    return
         await self.send(sent, targets)
 
     # -- sending -----------------------------------------------------------------------------
@@ -230,7 +237,9 @@ class ForwardHook(Hook):
         forward it to. Returns the receipts of each channel reached.
         """
         key = msg.key if isinstance(msg, SentMessage) else None
-        entry = _Forwarded(key)
+        entry = self._forwarded.get(key) if key is not None else None
+        if entry is None:
+            entry = _Forwarded(key)
         parent = msg.reply_to
         if isinstance(parent, (Receipt, SentMessage)) and parent.key not in self._forwarded:
             await self._fetch(parent.key)  # a reply to a message forwarded before a restart

@@ -120,7 +120,10 @@ class Syncer:
                         room.apply(event)
                     skipped += 1
                     continue
-                await self.handle(room_id, event, relay)
+                # sent before this run could hear it: it may have been handed over (and relayed,
+                # in part) by a run that was killed; a relay then sends it only where it is not
+                backlog = backlog_before is not None and sent_at(event) < backlog_before
+                await self.handle(room_id, event, relay, replayed=backlog)
             plug.report_encryption(room_id)
         if skipped:
             self.log.info("catching up: skipped %d events older than max_catchup_age (%ss)",
@@ -172,7 +175,8 @@ class Syncer:
             self.log.info("%s: fetched %d events missed while away", room_id, len(gap))
         return gap + timeline
 
-    async def handle(self, room_id: str, event: dict[str, Any], relay: bool) -> None:
+    async def handle(self, room_id: str, event: dict[str, Any], relay: bool,
+                     replayed: bool = False) -> None:
         """Relay one timeline event when it means a message, then take it into the room state,
         so the conversion sees the room as it was before the event."""
         plug = self.plug
@@ -193,6 +197,7 @@ class Syncer:
         if kind in _STATEFUL and "state_key" in event:
             room.apply(event)
         if sent is not None:
+            sent.replayed = replayed
             await plug.receive(sent, event)
 
     async def convert(self, room_id: str, room: Room, event: dict[str, Any],

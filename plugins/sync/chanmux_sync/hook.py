@@ -251,8 +251,9 @@ class SyncHook(Hook):
             edit_of = sent.edit_of
             key = (edit_of.channel.plug, edit_of.channel.source, edit_of.id)  # type: ignore[union-attr]
             ref = cache.lookup(key) or await cache.fetch(edit_of)  # type: ignore[arg-type]
+        replayed = getattr(sent, "replayed", False)
         if ref is None and cache.may_miss and (
-                sent.edited or sent.deleted or source is not sent
+                sent.edited or sent.deleted or source is not sent or replayed
                 or (sent.user is not None and sent.user.is_self)):
             ref = await cache.fetch(sent)  # type: ignore[arg-type]
         if ref is not None:
@@ -264,6 +265,8 @@ class SyncHook(Hook):
                 if ref.origin is not None and sent.id not in ref.ids.get(channel, ()):
                     cache.record(ref, channel, [Receipt(id=sent.id, channel=channel)])
                 await self.send(label, source, sent, ref, update=True)
+            elif replayed:  # received again after a restart: only where no copy is known
+                await self.send(label, source, sent, ref)
             return
         if sent.deleted:
             return
@@ -317,7 +320,7 @@ class SyncHook(Hook):
                     continue
                 item = Delivery("edit", local, ref, parent, hold=self.host.hold(),
                                 key=f"{ref.key}|edit|{revision}|{channel}")
-            elif not ids:
+            elif not ids and not queue.has(lambda d: d.ref is ref):
                 local = self._render(label, msg, channel, self._policy(label, channel.plug), context,
                                      False)
                 if local is None:

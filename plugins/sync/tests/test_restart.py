@@ -1,10 +1,13 @@
 """Sync state lives in the host database: a new host on the same SQLite file maps edits,
 deletes and replies of messages synced before the restart."""
 
+import types
+
+import anyio
 import pytest
 import sqlalchemy as sa
 
-from chanmux import Receipt
+from chanmux import Hook, Receipt, hookimpl
 from chanmux.testing import make_host, run_host
 
 from helpers import config, settle
@@ -196,3 +199,68 @@ async def test_copies_waiting_for_a_plug_that_is_down_survive_a_stop(tmp_path, c
         b = host.plugs["b"]
         await host.plugs["a"].inject("#a", "third")
         await b.wait_for(lambda: b.texts() == ["third"])
+
+
+async def test_a_message_received_again_after_a_crash_goes_only_where_it_had_not_arrived(tmp_path):
+    """What a bridge killed mid-way leaves: a message kept in the host's inbox (received from
+    a network without history, not done), relayed to b before the kill but not to c. After the
+    restart the host hands it over again (`replayed`), and sync sends it to c only."""
+    cfg = config(plugs={"a": {"journal": True}, "b": {}, "c": {}})
+    path = tmp_path / "x.toml"
+    async with run_host(cfg, path=path) as host:
+        a, c = host.plugs["a"], host.plugs["c"]
+        said = await a.inject("#a", "said before the kill", user=a.user("alice", "Alice"))
+        await c.wait_for(lambda: len(c.sent) == 1)
+        await settle(host)
+        host.inbox.keep(said)                   # as if its "done" never reached the disk
+        await host.inbox.writer.flush()
+        sync = host.hooks["sync"]
+        await sync.cache.writer.flush()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
+    with engine.begin() as conn:                # and as if c's copy had never been made
+        conn.execute(sa.text("delete from sync_backref where plug = 'c'"))
+    engine.dispose()
+    async with run_host(cfg, path=path) as host:
+        b, c = host.plugs["b"], host.plugs["c"]
+        await c.wait_for(lambda: c.texts() == ["said before the kill"])
+        await settle(host)
+        assert b.sent == []                     # b had it: not again
+        assert c.sent[0].msg.user.real_name == "Alice"
+    async with run_host(cfg, path=path) as host:  # done now: not handed over a third time
+        b, c = host.plugs["b"], host.plugs["c"]
+        await host.plugs["a"].inject("#a", "next")
+        await c.wait_for(lambda: c.texts() == ["next"])
+        await settle(host)
+        assert b.texts() == ["next"]
+
+
+class Stuck(Hook):
+    """Keeps the lane busy with every message saying "stuck ..." (until the host stops)."""
+
+    async def on_receive(self, sent, source, primary):
+        if sent.text and sent.text.plain.startswith("stuck"):
+            await anyio.sleep_forever()
+
+
+def stuck_module():
+    mod = types.ModuleType("stuck_hooks")
+    mod.chanmux_hook_types = hookimpl(lambda: {"stuck": Stuck})
+    return mod
+
+
+async def test_messages_not_handled_at_a_stop_are_handed_over_after_the_start(tmp_path):
+    """A network without history (`journal`): what it received and the hooks had not handled
+    when the bridge stopped is in the inbox and reaches the other channels after the start."""
+    cfg = config(plugs={"a": {"journal": True}, "b": {}, "c": {}})
+    path, modules = tmp_path / "x.toml", [("stuck", stuck_module())]
+    stuck_cfg = {**cfg, "hooks": {**cfg["hooks"], "stuck": {"type": "stuck", "priority": 1}}}
+    async with run_host(stuck_cfg, path=path, modules=modules) as host:
+        a = host.plugs["a"]
+        await a.inject("#a", "stuck 1")
+        await a.inject("#a", "stuck 2")
+        await host.inbox.writer.flush()
+    async with run_host(cfg, path=path) as host:
+        b, c = host.plugs["b"], host.plugs["c"]
+        await c.wait_for(lambda: c.texts() == ["stuck 1", "stuck 2"])
+        await b.wait_for(lambda: b.texts() == ["stuck 1", "stuck 2"])
+        await settle(host)
