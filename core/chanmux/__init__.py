@@ -28,12 +28,13 @@ from .plug import Capabilities, Hook, NoConfig, Plug, State  # noqa: E402
 from .plugins import LoadError, Registry, load_registry  # noqa: E402
 from .queue import Delivery, DeliveryQueue, DeliveryQueues  # noqa: E402
 from .richtext import RichText, Segment  # noqa: E402
-from .store import BatchWriter, Store  # noqa: E402
+from .store import BatchWriter, DatabaseUnusable, Store  # noqa: E402
+from . import validators  # noqa: E402
 
 __all__ = [
-    "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "Delivery", "DeliveryQueue",
+    "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "DatabaseUnusable", "Delivery", "DeliveryQueue",
     "DeliveryQueues", "File", "FileKind",
     "Hold", "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NameFormat", "NoConfig", "NoOwner",
     "Plug", "Receipt", "Refused", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
-    "TryLater", "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id",
+    "TryLater", "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id", "validators",
 ]

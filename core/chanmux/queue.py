@@ -525,8 +525,9 @@ class DeliveryQueues:
                 item.unfold()
             rows = [self._dump(channel, item) for channel, item in waiting]
             await self.host.store.set_state(self.owner, self.key, rows)
-        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
-            log.exception("%s: could not keep %d copies not yet delivered", self.owner, len(waiting))
+        except Exception as exc:  # noqa: BLE001 - a database problem must not stop the shutdown
+            log.error("%s: could not keep %s not yet delivered in the database (%s); they are "
+                      "lost", self.owner, _copies(len(waiting)), describe(exc))
             return 0
         for _channel, item in waiting:
             item.finished()
@@ -541,8 +542,9 @@ class DeliveryQueues:
             return 0
         try:
             rows = await self.host.store.get_state(self.owner, self.key, [])
-        except Exception:  # noqa: BLE001 - the bridge starts without them, saying so
-            log.exception("%s: could not read the copies kept from the last run", self.owner)
+        except Exception as exc:  # noqa: BLE001 - the bridge starts without them, saying so
+            log.error("%s: could not read the copies kept from the last run (%s)", self.owner,
+                      describe(exc))
             return 0
         if not rows:
             return 0

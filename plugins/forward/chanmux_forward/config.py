@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 
+from chanmux.validators import non_negative
+
 from chanmux.naming import Overrides
 
 
@@ -39,7 +41,7 @@ class ForwardConfig:
     cache_size: int = 10_000
     persist: bool = True
     retry_limit: int = 10_000
-    retry_max_age: float = 0.0
+    retry_max_age: float = attrs.field(default=0.0, validator=non_negative)
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
 
 

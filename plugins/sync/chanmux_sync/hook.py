@@ -20,6 +20,7 @@ from chanmux import (
 )
 
 from chanmux import codec
+from chanmux.errors import describe
 from chanmux.naming import NameFormat, relayed_fields
 from chanmux.queue import Delivery, DeliveryQueue, DeliveryQueues
 
@@ -194,10 +195,15 @@ class SyncHook(Hook):
 
     async def close(self) -> None:
         if self.cache.writer is not None:
-            rescued = await self.cache.rescue()
-            if rescued:
-                self.log.warning("%s: wrote %d sync rows the batch writer had not written",
-                                 self.name, rescued)
+            try:
+                rescued = await self.cache.rescue()
+            except Exception as exc:  # noqa: BLE001 - the database refuses: keep on closing
+                self.log.error("%s: could not write the sync rows the batch writer had not "
+                               "written (%s)", self.name, describe(exc))
+            else:
+                if rescued:
+                    self.log.warning("%s: wrote %d sync rows the batch writer had not written",
+                                     self.name, rescued)
             await self.queues.save()
 
     # -- copies not delivered at a stop --------------------------------------------------------
