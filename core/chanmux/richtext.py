@@ -191,8 +191,9 @@ class RichText:
         By default a chunk's size is its plain text encoded in `encoding`; a plug whose format
         adds bytes (formatting codes, a link's URL) passes `measure`, which is only ever given
         chunk-sized pieces. Chunks break after white space where a chunk holds any, never
-        inside a character, and never inside a segment for which `keep_whole` is true unless
-        that segment alone is larger than `limit`. Joined back they give exactly this text with
+        inside a character (nor before a word too long for any chunk, which is broken
+        instead), and never inside a segment for which `keep_whole` is true unless that
+        segment alone is larger than `limit`. Joined back they give exactly this text with
         the same formatting (empty segments dropped).
 
         A character that alone measures more than `limit` (any character when `limit` < 1)
@@ -250,6 +251,16 @@ class RichText:
                     return space + 1
                 high = inside[0]
 
+        def longer_than_a_chunk(begin: int, found: int, stop: int) -> bool:
+            """True if the word cut at `stop` (it starts at `found`) would not fit in a chunk
+            of its own either (it runs on for twice this chunk, or measures too much): then
+            breaking before it only wastes a line."""
+            cap = min(total, found + 2 * (stop - begin) + 1)
+            ends = [e for e in (plain.find(" ", stop, cap), plain.find("\t", stop, cap)) if e >= 0]
+            if not ends and cap < total:
+                return True
+            return not fits(found, min(ends) if ends else total)
+
         chunks: list[RichText] = []
         begin = 0
         while begin < total:
@@ -284,7 +295,8 @@ class RichText:
                         stop = inside[0]
                     if words:
                         found = word_stop(begin, stop)
-                        if found is not None and (found == stop or fits(begin, found)):
+                        if found is not None and (found == stop or (
+                                fits(begin, found) and not longer_than_a_chunk(begin, found, stop))):
                             stop = found
             chunks.append(piece(begin, stop))
             begin = stop

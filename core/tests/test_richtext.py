@@ -116,6 +116,16 @@ def test_a_token_longer_than_a_line_is_broken_across_lines():
     assert all(s.bold for c in chunks for s in c)
 
 
+def test_a_word_too_long_for_any_chunk_is_not_moved_to_a_chunk_of_its_own():
+    """Breaking before such a word left a short word alone on a line ("hello 0 ")."""
+    rt = RichText.plain_text("hi " + "x" * 1000 + " short words")
+    chunks = rt.split_bytes(300)
+    assert [len(c) for c in chunks] == [300, 300, 300, 115]
+    assert chunks[-1].plain.endswith(" short words")
+    assert [c.plain for c in RichText.plain_text("one two three").split_bytes(9)] == \
+        ["one two ", "three"]
+
+
 def test_kept_segments_move_whole_to_the_next_chunk():
     rt = RichText([Segment("some words "), Segment("a link text", link="https://x.example/"),
                    Segment(" and more words")])
