@@ -37,19 +37,23 @@ def _segment(text: str, bits: int) -> Segment:
 
 
 def parse(text: str) -> RichText:
-    """Received IRC text (formatting codes and all) as RichText."""
+    """Received IRC text (formatting codes and all) as RichText; linear in the text."""
     if not _CONTROL.search(text):
         return RichText.plain_text(text)
-    runs: list[tuple[str, int]] = []
+    runs: list[tuple[list[str], int]] = []
     bits = 0
     pos = 0
+
+    def add(piece: str) -> None:
+        if runs and runs[-1][1] == bits:
+            runs[-1][0].append(piece)
+        else:
+            runs.append(([piece], bits))
+
     for match in _TOKENS.finditer(text):
         start = match.start()
         if start > pos:
-            if runs and runs[-1][1] == bits:
-                runs[-1] = (runs[-1][0] + text[pos:start], bits)
-            else:
-                runs.append((text[pos:start], bits))
+            add(text[pos:start])
         pos = match.end()
         code = text[start]
         if code in _CODE_BIT:
@@ -57,16 +61,26 @@ def parse(text: str) -> RichText:
         elif code == RESET:
             bits = 0
     if pos < len(text):
-        if runs and runs[-1][1] == bits:
-            runs[-1] = (runs[-1][0] + text[pos:], bits)
-        else:
-            runs.append((text[pos:], bits))
-    return RichText([_segment(t, b) for t, b in runs])
+        add(text[pos:])
+    return RichText([_segment("".join(parts), b) for parts, b in runs])
 
 
 def clean(text: str) -> str:
     """Text with every control character (formatting codes, CR, LF, NUL...) removed; tabs kept."""
     return _CONTROL.sub("", text) if _CONTROL.search(text) else text
+
+
+def shown(seg: Segment, mention: Callable[[Segment], str] | None = None) -> str:
+    """The text IRC shows for one segment, without formatting codes: a mention as `mention`
+    names it, a link as `text <url>` (or the bare URL), control characters dropped."""
+    body = clean(mention(seg) if seg.mention is not None and mention else seg.text)
+    if seg.link:
+        link = clean(seg.link)
+        if body and link not in (body, f"mailto:{body}", f"http://{body}", f"https://{body}"):
+            body = f"{body} <{link}>"
+        elif not body:
+            body = link
+    return body
 
 
 def render(text: RichText, mention: Callable[[Segment], str] | None = None) -> str:
@@ -76,14 +90,7 @@ def render(text: RichText, mention: Callable[[Segment], str] | None = None) -> s
     out: list[str] = []
     state = 0
     for seg in text.segments:
-        body = mention(seg) if seg.mention is not None and mention else seg.text
-        body = clean(body)
-        if seg.link:
-            link = clean(seg.link)
-            if body and link not in (body, f"mailto:{body}", f"http://{body}", f"https://{body}"):
-                body = f"{body} <{link}>"
-            elif not body:
-                body = link
+        body = shown(seg, mention)
         if not body:
             continue
         wanted = (seg.bold | seg.italic << 1 | seg.underline << 2 | seg.strike << 3
@@ -155,4 +162,4 @@ def add_mentions(text: RichText, lookup: Callable[[str], User | None],
 
 
 __all__ = ["add_mentions", "clean", "coloured", "nick_colour", "parse",
-           "render", "render_line"]
+           "render", "render_line", "shown"]

@@ -144,3 +144,46 @@ def test_mentions_prefix_only_mode():
     assert not any(s.mention for s in miss)
     unchanged = RichText.plain_text("nobody here")
     assert add_mentions(unchanged, users.get) is unchanged
+
+
+carried = st.builds(
+    Segment,
+    text=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60),
+    bold=st.booleans(), italic=st.booleans(), underline=st.booleans(), strike=st.booleans(),
+    code=st.booleans(), pre=st.booleans(),
+)
+
+
+def as_carried(rt: RichText) -> RichText:
+    """What IRC can carry of `rt`: preformatted text is monospace, like code."""
+    return RichText(Segment(s.text, s.bold, s.italic, s.underline, s.strike, s.code or s.pre)
+                    for s in rt).normalise()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(carried, max_size=30))
+def test_every_format_irc_carries_round_trips_through_render_line(segments):
+    rt = RichText(segments)
+    assert parse(render_line(rt)) == as_carried(rt)
+
+
+CODES = list("\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f\x00\x01\x07\r\n\x7f,0123456789abcdefABCDEF x✓")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(st.sampled_from(CODES), max_size=400),
+                 st.binary(max_size=400).map(lambda b: b.decode("utf-8", "replace")),
+                 st.binary(max_size=400).map(lambda b: b.decode("latin-1"))))
+def test_parse_takes_any_received_text_with_control_codes(text):
+    rt = parse(text)
+    assert not any(ord(ch) < 32 and ch != "\t" or ch == "\x7f" for ch in rt.plain)
+    assert len(rt.plain) <= len(text)
+    assert all(s.text for s in rt)
+
+
+def test_parse_of_many_codes_keeps_every_character_between_them():
+    """A long run of codes that change nothing is one segment, whole."""
+    text = "a\x07" * 100_000 + "\x02b" * 1000
+    rt = parse(text)
+    assert rt.plain == "a" * 100_000 + "b" * 1000
+    assert rt.segments[0].text == "a" * 100_000 and not rt.segments[0].bold

@@ -147,3 +147,28 @@ async def test_put_to_a_channel_not_configured_joins_it(ircd, tmp_path):
         await host.put(Channel("irc", chan), Message(text="hello, new channel"))
         await sees(a, plug.nick, lambda s: s.plain == "hello, new channel", target=chan)
         assert Channel("irc", chan) in await host.public_channels("irc")
+
+
+async def test_a_long_link_and_a_long_mention_reach_irc_whole(ircd, tmp_path):
+    """A link whose URL is over ~430 bytes made the splitter raise (`character 't' alone is
+    larger than N bytes`): the message never reached IRC. It is shown `text <url>`, broken
+    across lines like a long word; so is a mention whose nick is longer than a line."""
+    from chanmux import Segment
+
+    chan = "#" + unique("link")
+    url = "https://example.org/" + "/".join(["segment"] * 80)
+    async with bridge(ircd, tmp_path, {"room": chan}, wait_ready=None) as host, human(ircd) as a:
+        await a.join(chan)
+        await host.wait_ready()
+        nick = host.plugs["irc"].nick
+        text = RichText([Segment("see "), Segment("the docs", link=url, bold=True),
+                         Segment(" and ask "),
+                         Segment("Dave", mention=User(id="d", plug="irc", username="d" * 500)),
+                         Segment(" end")])
+        receipts = await host.put(host.channels["room"], Message(text=text))
+        await sees(a, nick, lambda s: s.plain.endswith(" end"), target=chan)
+        got = lines_from(a, nick, chan)
+        assert len(got) == len(receipts) >= 3
+        assert all(len(line.raw.encode()) + 2 <= 512 for line in got)
+        shown = "".join(parse(line.text).plain for line in got)
+        assert shown == f"see the docs <{url}> and ask {'d' * 500} end"
