@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import secrets
 import ssl
 from collections import deque
@@ -24,8 +25,20 @@ import anyio
 import attrs
 
 from .flood import TokenBucket
-from .outgoing import OutLine
-from .protocol import Line, ServerInfo, UnsafeLine, format_line, parse
+from .outgoing import MIN_ROOM, OutLine
+from chanmux.errors import describe
+
+from .protocol import (
+    Line,
+    ServerInfo,
+    UnsafeLine,
+    cut_bytes,
+    fit_line,
+    format_line,
+    parse,
+    sanitise,
+    shorten,
+)
 from .split import relay_prefix, split, text_budget
 
 #: Capabilities requested whenever the server offers them.
@@ -38,15 +51,31 @@ WANTED_CAPS = frozenset({
 ACK_EVERY = 5
 #: Seconds a clean close waits for the server to close the connection after our QUIT.
 QUIT_WAIT = 2.0
-#: Longest line read before the rest is treated as a line of its own (bytes).
+#: Longest line read (bytes): a longer one is cut there, and the rest of it dropped.
 MAX_READ_LINE = 65536
+#: Bytes of the user name (ident) sent in USER; servers cut it further (USERLEN).
+MAX_USERNAME = 64
+#: Bytes of the real name sent in USER: servers keep at most about 128 (ngircd cuts there,
+#: inside a character), so it is cut here, on a character boundary.
+MAX_REALNAME = 120
 _NICK_ERRORS = {"431", "432", "433", "436", "437"}
-_FATAL = {"464": "password incorrect", "465": "banned from the server",
-          "466": "will soon be banned"}
+#: Refusals before registration that no retry fixes: what must change.
+_REFUSED = {"464": "password", "465": "ban"}
+_PASSWORD_WORDS = re.compile(r"pass(?:word|wd)?\b", re.IGNORECASE)
+_BAN_WORDS = re.compile(r"\bbanned\b|\b[kgzd]-?lined?\b", re.IGNORECASE)
+_NOT_IDENT = re.compile(r"[\s\x00-\x1f@!:]+")
 
 
 class RegistrationFailed(ConnectionError):
-    """The server refused us (bad password, SASL failure, ban); the message says why."""
+    """The server refused us (bad password, SASL failure, ban); the message says why.
+
+    `needs` names what must change before a retry can pass (`"password"`, `"sasl"`,
+    `"sasl_mechanism"`, `"ban"`), or is None when the refusal may pass by itself."""
+
+    def __init__(self, message: str, needs: str | None = None, said: str = "") -> None:
+        super().__init__(message)
+        self.needs = needs
+        self.said = said
 
 
 class Outbox:
@@ -167,10 +196,11 @@ class Connection:
         self.registered = False
         self.welcomed = False
         self.error: str | None = None
-        self.unacked: list[tuple[int, OutLine]] = []
+        self.unacked: deque[tuple[int, OutLine]] = deque()
         self.sent_lines = 0
         self._stream: Any = None
         self._buffer = b""
+        self._discarding = False
         self._pending: deque[bytes] = deque()
         self._send_lock: anyio.Lock | None = None
         self._ls_buffer: dict[str, str | None] = {}
@@ -223,10 +253,35 @@ class Connection:
             if ident.password:
                 await self.send(format_line("PASS", ident.password))
             await self.send("CAP LS 302")
-            await self.send(format_line("NICK", self.nick))
-            await self.send(format_line("USER", ident.username, "0", "*", ident.realname))
+            await self.send(self.nick_line(self.nick))
+            await self.send(self.user_line())
             while not self.welcomed:
                 await self.dispatch(await self.read_line())
+
+    def user_line(self) -> str:
+        """USER with a valid user name and the real name cut to fit the line."""
+        ident = self.identity
+        username = cut_bytes(_NOT_IDENT.sub("", ident.username), MAX_USERNAME,
+                             self.settings.encoding) or "chanmux"
+        realname = cut_bytes(" ".join(sanitise(ident.realname).split()), MAX_REALNAME,
+                             self.settings.encoding) or username
+        return fit_line("USER", username, "0", "*", realname, limit=self.info.linelen - 2,
+                        encoding=self.settings.encoding, trailing=True)
+
+    def nick_line(self, nick: str) -> str:
+        """NICK, cut to the server's NICKLEN once it told it."""
+        if "NICKLEN" in self.info.tokens and self.info.nicklen > 0:
+            nick = nick[: self.info.nicklen]
+        return fit_line("NICK", nick, limit=self.info.linelen - 2, encoding=self.settings.encoding)
+
+    def relayed_line(self, command: str, *params: str) -> str:
+        """A line the server relays to others with our prefix before it (PRIVMSG, NOTICE,
+        QUIT, PART...): its last parameter cut so that the relayed line fits too."""
+        source = self.prefix("", "").split(" ", 1)[0]  # ":nick!user@host"
+        room = self.info.linelen - 2 - len(source.encode(self.settings.encoding, "replace")) - 1
+        if command == "QUIT":
+            room -= len("Quit: ")  # servers put this before the reason
+        return fit_line(command, *params, limit=room, encoding=self.settings.encoding)
 
     def _candidate_nick(self) -> str:
         """The next nick to try after a collision: alternatives, then underscores, then digits."""
@@ -236,6 +291,7 @@ class Connection:
             return alts[self._nick_attempt - 1]
         extra = self._nick_attempt - len(alts)
         limit = self.info.nicklen if "NICKLEN" in self.info.tokens else max(9, len(self.wanted_nick) + 2)
+        limit = max(limit, 4)
         base = self.wanted_nick
         if extra <= 2:
             return base[: limit - extra] + "_" * extra
@@ -251,10 +307,13 @@ class Connection:
                 self._sasl_started = True
                 await self.send(f"AUTHENTICATE {mech}")
                 return
-            why = ("the server does not offer SASL" if "sasl" not in self.offered else
-                   f"the server does not offer SASL {mech} (offers {offered})")
+            if "sasl" not in self.offered:
+                why, needs = "the server does not offer SASL", None
+            else:
+                why = f"the server does not offer SASL {mech} (offers {shorten(offered or '', 100)})"
+                needs = "sasl_mechanism"
             if self.identity.sasl_required:
-                raise RegistrationFailed(why)
+                raise RegistrationFailed(why, needs)
             self.log.warning("%s; continuing without logging in", why)
         await self._end_cap()
 
@@ -305,7 +364,8 @@ class Connection:
         elif sub == "NAK":
             if len(caps) > 1:
                 for cap in caps:  # ask one by one: the server refuses a request as a whole
-                    await self._req([cap])
+                    if cap in WANTED_CAPS or (cap == "sasl" and self.identity.sasl_mechanism):
+                        await self._req([cap])
             await self._cap_answered()
         elif sub == "DEL":
             for cap in caps:
@@ -333,9 +393,10 @@ class Connection:
             await self.send("AUTHENTICATE +")
 
     async def _sasl_failed(self, line: Line) -> None:
-        why = f"SASL {self.identity.sasl_mechanism} failed: {line.param(-1) or line.command}"
+        said = f"{line.command} {shorten(line.param(-1), 120)}".strip()
+        why = f"SASL {self.identity.sasl_mechanism} failed: {said}"
         if self.identity.sasl_required:
-            raise RegistrationFailed(why)
+            raise RegistrationFailed(why, "sasl" if line.command != "906" else None, said)
         self.log.warning("%s; continuing without logging in", why)
         await self._end_cap()
 
@@ -357,7 +418,7 @@ class Connection:
                 line = parse(self._decode(raw))
                 if line is not None:
                     return line
-                self.log.debug("ignored a line that is not IRC: %r", raw[:200])
+                self.log.debug("ignored a line that is not IRC: %r", raw[:100])
             stream = self._stream
             if stream is None:
                 raise ConnectionError("connection closed")
@@ -371,32 +432,53 @@ class Connection:
                     else f"connection lost ({type(exc).__name__}: {exc})")
                 raise ConnectionError(why) from None
             self.last_rx = anyio.current_time()
-            self._buffer += chunk
-            if b"\n" in chunk:
-                *complete, self._buffer = self._buffer.split(b"\n")
-                self._pending.extend(complete)
-            if len(self._buffer) > MAX_READ_LINE:
-                self._pending.append(self._buffer)
-                self._buffer = b""
+            self._take(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        """Cut received bytes into lines. A line longer than MAX_READ_LINE keeps its first
+        MAX_READ_LINE bytes; the rest of it, up to its end, is dropped."""
+        if self._discarding:
+            end = chunk.find(b"\n")
+            if end < 0:
+                return
+            chunk, self._discarding = chunk[end + 1:], False
+        self._buffer += chunk
+        if b"\n" in chunk:
+            *complete, self._buffer = self._buffer.split(b"\n")
+            self._pending.extend(complete)
+        if len(self._buffer) > MAX_READ_LINE:
+            self.log.info("the server sent a line longer than %d bytes; the rest of it is "
+                          "dropped", MAX_READ_LINE)
+            self._pending.append(self._buffer[:MAX_READ_LINE])
+            self._buffer, self._discarding = b"", True
 
     async def dispatch(self, line: Line) -> None:
         """Handle one line: connection matters here, then the owner's handler. A line that
-        makes the handler fail is logged and skipped; only a refused registration raises."""
+        makes the handler fail is logged (one short line) and skipped; only a refused
+        registration and a lost connection raise."""
         try:
             await self._handle(line)
-        except RegistrationFailed:
+        except (RegistrationFailed, ConnectionError):
             raise
-        except Exception:  # noqa: BLE001 - one odd line never ends the connection
-            self.log.exception("could not handle %s line", line.command)
+        except Exception as exc:  # noqa: BLE001 - one odd line never ends the connection
+            self._odd_line(line, exc)
         try:
             await self.handler(line)
-        except Exception:  # noqa: BLE001
-            self.log.exception("could not handle %s line", line.command)
+        except ConnectionError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._odd_line(line, exc)
+
+    def _odd_line(self, line: Line, exc: Exception) -> None:
+        self.log.warning("skipped a %s line from the server that could not be handled (%s): "
+                         "%s", line.command, shorten(describe(exc), 120),
+                         shorten(" ".join(line.params), 120))
+        self.log.debug("the line that could not be handled", exc_info=True)
 
     async def _handle(self, line: Line) -> None:
         cmd = line.command
         if cmd == "PING":
-            await self.send(format_line("PONG", *(line.params or [""])), count=False)
+            await self.send(self._pong(line), count=False)
         elif cmd == "PONG":
             self._on_pong(line.param(-1))
         elif cmd == "CAP":
@@ -405,7 +487,7 @@ class Connection:
             await self._on_authenticate(line)
         elif cmd == "900":
             self.account = line.param(2) or None
-            self.log.info("logged in as %s", self.account)
+            self.log.info("logged in as %s", shorten(self.account or ""))
         elif cmd == "903":
             self._sasl_ok = True
             await self._end_cap()
@@ -436,17 +518,27 @@ class Connection:
                 taken = self.nick
                 self.nick = self._candidate_nick()
                 self.log.info("nick %s unavailable (%s); trying %s", taken, cmd, self.nick)
-                await self.send(format_line("NICK", self.nick))
-        elif cmd in _FATAL and not self.registered:
-            raise RegistrationFailed(f"{_FATAL[cmd]}: {line.param(-1)}")
+                await self.send(self.nick_line(self.nick))
+        elif cmd in _REFUSED and not self.registered:
+            said = f"{cmd} {shorten(line.param(-1), 120)}".strip()
+            raise RegistrationFailed(f"the server refused us: {said}", _REFUSED[cmd], said)
+        elif cmd == "466":
+            self.log.warning("the server warns that this bridge will soon be banned: %s",
+                             shorten(line.param(-1)))
         elif cmd == "ERROR":
-            self.error = line.param(-1) or "ERROR"
+            self.error = shorten(line.param(-1), 300) or "ERROR"
+            if not self.registered:
+                needs = ("password" if _PASSWORD_WORDS.search(self.error)
+                         else "ban" if _BAN_WORDS.search(self.error) else None)
+                if needs:
+                    raise RegistrationFailed(f"the server refused us: {self.error}", needs,
+                                             f"ERROR {self.error}")
         elif cmd == "396":
             self.host = line.param(1) or self.host
         elif cmd == "NICK" and self.is_me(line.nick):
             self.nick = line.param(0) or self.nick
             if self.fold(self.nick) == self.fold(self.wanted_nick):
-                self.log.info("regained nick %s", self.nick)
+                self.log.info("regained nick %s", shorten(self.nick, 60))
         elif cmd == "JOIN" and self.is_me(line.nick):
             self.user, self.host = line.user or self.user, line.host or self.host
         elif cmd == "CHGHOST" and self.is_me(line.nick):
@@ -456,6 +548,13 @@ class Connection:
         elif cmd == "731" and any(self.fold(t.split("!")[0]) == self.fold(self.wanted_nick)
                                   for t in line.param(-1).split(",")):
             self._regain_now()
+
+    def _pong(self, line: Line) -> str:
+        """The answer to a PING, whatever its token holds (CR, LF and NUL are dropped)."""
+        params = [sanitise(p) for p in line.params] or [""]
+        params = [p for p in params[:-1] if p and not p.startswith(":")] + params[-1:]
+        return fit_line("PONG", *params, limit=self.info.linelen - 2,
+                        encoding=self.settings.encoding)
 
     def _learn_mask(self, mask: str) -> None:
         if "!" in mask and "@" in mask:
@@ -488,7 +587,7 @@ class Connection:
             else:
                 await self._regain_wake.wait()
             if not self.has_wanted_nick:
-                await self.send(format_line("NICK", self.wanted_nick))
+                await self.send(self.nick_line(self.wanted_nick))
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -511,9 +610,6 @@ class Connection:
                 self._broken = True
                 raise ConnectionError(f"connection lost while sending ({type(exc).__name__})") from None
 
-    def _wire(self, item: OutLine) -> str:
-        return format_line(item.command, item.target, item.text(self.mention))
-
     def _fits(self, item: OutLine, wire_text: str) -> bool:
         limit = self.info.linelen - 2
         size = len(self.prefix(item.command, item.target).encode(self.settings.encoding, "replace"))
@@ -528,13 +624,16 @@ class Connection:
             item = self.outbox.first()
             text = item.text(self.mention)
             if not self._fits(item, text):
-                room = self.budget(item.target, item.command, item.action) - len(
-                    item.head.encode(self.settings.encoding, "replace"))
-                pieces = split(item.body, max(room, 16), self.settings.encoding, self.mention)
-                if len(pieces) > 1:  # the last piece carries the message's hold
-                    self.outbox.replace_first([attrs.evolve(item, body=p, hold=None)
+                budget = self.budget(item.target, item.command, item.action)
+                head = item.head
+                room = budget - len(head.encode(self.settings.encoding, "replace"))
+                if room < MIN_ROOM:  # as when the line was made: the text needs the room
+                    head, room = "", budget
+                pieces = split(item.body, room, self.settings.encoding, self.mention)
+                if len(pieces) > 1 or head != item.head:  # the last piece carries the hold
+                    self.outbox.replace_first([attrs.evolve(item, head=head, body=p, hold=None)
                                                for p in pieces[:-1]]
-                                              + [attrs.evolve(item, body=pieces[-1])])
+                                              + [attrs.evolve(item, head=head, body=pieces[-1])])
                     self.bucket.tokens += 1
                     continue
             tags = None
@@ -543,7 +642,7 @@ class Connection:
             try:
                 wire = format_line(item.command, item.target, text, tags=tags)
             except UnsafeLine as exc:
-                self.log.error("not sending a line that cannot be sent safely: %s", exc)
+                self.log.error("not sending a line that cannot be sent safely: %s", shorten(str(exc)))
                 self.outbox.pop().done()
                 continue
             await self._write(wire)
@@ -565,7 +664,7 @@ class Connection:
             except ValueError:
                 return
             while self.unacked and self.unacked[0][0] <= upto:
-                self.unacked.pop(0)[1].done()
+                self.unacked.popleft()[1].done()
 
     def take_unacked(self) -> list[OutLine]:
         """Lines sent but not known to be processed by the server (for re-sending)."""
@@ -663,7 +762,7 @@ class Connection:
         confirms lines); best effort, bounded by QUIT_WAIT."""
         with anyio.move_on_after(QUIT_WAIT):
             try:
-                await self._write(format_line("QUIT", quit_message))
+                await self._write(self.relayed_line("QUIT", sanitise(quit_message)))
                 while True:
                     line = await self.read_line()
                     if line.command == "PONG":

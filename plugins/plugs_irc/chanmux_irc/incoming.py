@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from chanmux import Receipt, RichText, SentMessage, User, unique_id
 
 from .formatting import add_mentions, parse
-from .protocol import Line, split_ctcp
+from .protocol import Line, shorten, split_ctcp
 from .state import ChannelState, NetworkState, Person, Said
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ class Incoming:
         if handler is None:
             return []
         if line.nick and "account" in line.tags and line.from_user:
-            self.state.person(line.nick).account = line.tags["account"] or None
+            person = self.state.known(line.nick)
+            if person is not None:
+                person.account = line.tags["account"] or None
         return handler(line)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -66,7 +68,7 @@ class Incoming:
         return User(id=person.id, plug=self.name, username=person.nick)
 
     def _sender(self, line: Line) -> User:
-        person = self.state.seen(line.nick or "", line.user, line.host)
+        person = self.state.sender(line.nick or "", line.user, line.host)
         return self._user(person)
 
     def _sent(self, line: Line, source: str, **fields: object) -> SentMessage:
@@ -125,7 +127,7 @@ class Incoming:
             action, text = True, arg
         is_channel = info.is_channel(target)
         if not is_channel and notice:
-            self.plug.log.info("notice from %s: %s", nick, text)
+            self.plug.log.info("notice from %s: %s", shorten(nick, 60), shorten(text))
             return []
         if is_channel:
             source = self.plug.source_for(target)
@@ -154,6 +156,7 @@ class Incoming:
             return []
         folded = self.state.fold(name)
         if self.plug.is_main(line.nick):
+            self.state.drop_channel(folded)
             self.state.channels[folded] = ChannelState(name)
             self.plug.joined(name)
             return []
@@ -176,7 +179,7 @@ class Incoming:
             return []
         folded = self.state.fold(name)
         if self.plug.is_main(line.nick):
-            self.state.channels.pop(folded, None)
+            self.state.drop_channel(folded)
             return []
         chan = self.state.channels.get(folded)
         if chan is None or not chan.remove(self.state.fold(line.nick)):
@@ -193,7 +196,7 @@ class Incoming:
             return []
         folded = self.state.fold(name)
         if self.plug.is_main(victim):
-            self.state.channels.pop(folded, None)
+            self.state.drop_channel(folded)
             self.plug.kicked(name, line.nick or "", line.param(2) if len(line.params) > 2 else "")
             return []
         chan = self.state.channels.get(folded)
@@ -229,8 +232,9 @@ class Incoming:
         person = self.state.people.pop(fold(old), None) or Person(old, line.user, line.host)
         before = self._user(person)
         renamed = Person(new, person.user, person.host, person.account, person.realname)
-        self.state.people[fold(new)] = renamed
         shared = list(self.state.shared(old))
+        if shared:  # else a stranger: nothing to remember
+            self.state.people[fold(new)] = renamed
         for chan in shared:
             chan.remove(fold(old))
             chan.add(fold(new), new)
@@ -291,21 +295,24 @@ class Incoming:
         chan = self.state.channel(line.param(1)) if len(line.params) >= 2 else None
         if chan is not None:
             if chan.names_pending is not None:
+                gone = chan.members.keys() - chan.names_pending.keys()
                 chan.members = chan.names_pending
                 chan.names_pending = None
                 chan.version += 1
+                self.state.forget_all_alone(gone)
             self.plug.names_done(chan.name)
         return []
 
     def _chghost(self, line: Line) -> list[SentMessage]:
-        if line.nick and len(line.params) >= 2:
-            person = self.state.person(line.nick)
+        person = self.state.known(line.nick) if line.nick else None
+        if person is not None and len(line.params) >= 2:
             person.user, person.host = line.params[0], line.params[1]
         return []
 
     def _account(self, line: Line) -> list[SentMessage]:
-        if line.nick and line.params:
-            self.state.person(line.nick).account = None if line.params[0] == "*" else line.params[0]
+        person = self.state.known(line.nick) if line.nick else None
+        if person is not None and line.params:
+            person.account = None if line.params[0] == "*" else line.params[0]
         return []
 
 

@@ -17,6 +17,8 @@ from .state import Said
 
 #: Longest author name shown (characters); longer names are cut with an ellipsis.
 MAX_NAME = 48
+#: Fewer bytes than this left for the text after the author's name: the name is left out.
+MIN_ROOM = 32
 ZWSP = "\u200b"
 
 
@@ -200,7 +202,7 @@ class Renderer:
              budget: Budget) -> list[OutLine]:
         encoding = self.config.encoding
         room = budget(command, ctcp) - len(head.encode(encoding, "replace"))
-        if room < 32:
+        if room < MIN_ROOM:
             head = ""
             room = budget(command, ctcp)
         out = [OutLine(target, command, head, chunk, ctcp)
@@ -213,4 +215,4 @@ class Renderer:
         return out
 
 
-__all__ = ["OutLine", "Renderer"]
+__all__ = ["MAX_NAME", "MIN_ROOM", "OutLine", "Renderer"]

@@ -20,15 +20,42 @@ from urllib.parse import quote
 import anyio
 import attrs
 
-from chanmux import Capabilities, Channel, Hold, Message, Plug, Receipt, State, User, unique_id
+from chanmux import (
+    ActionRequired,
+    Capabilities,
+    Channel,
+    Hold,
+    Message,
+    Plug,
+    Receipt,
+    State,
+    User,
+    unique_id,
+)
 
 from .config import IRCConfig
-from .connection import Connection, Identity, Outbox, Settings, make_ssl_context
+from .connection import (
+    Connection,
+    Identity,
+    Outbox,
+    RegistrationFailed,
+    Settings,
+    make_ssl_context,
+)
 from .flood import TokenBucket
 from .formatting import parse, render_line
 from .incoming import Incoming
-from .outgoing import OutLine, Renderer
-from .protocol import Line, ServerInfo, format_line, is_safe_target
+from .outgoing import MIN_ROOM, OutLine, Renderer
+from .protocol import (
+    Line,
+    ServerInfo,
+    ctcp_reply,
+    format_line,
+    is_safe_target,
+    join_lines,
+    sanitise,
+    shorten,
+)
 from .puppets import Puppets
 from .split import relay_prefix, text_budget
 from .state import Bounded, NetworkState, Said
@@ -56,6 +83,8 @@ class IRCPlug(Plug):
 
     Config = IRCConfig
     network_name: ClassVar[str] = "IRC"
+    #: IRC keeps no history: the host keeps what we receive until it is relayed (inbox)
+    journal = True
     capabilities: ClassVar[Capabilities] = Capabilities(
         edit=False, delete=False, reply=False, upload=False, rich_text=True, actions=True,
         joins=True, titles=True, message_ids=True, max_message_bytes=4000)
@@ -160,36 +189,62 @@ class IRCPlug(Plug):
         if not self._restored:
             self._restored = True
             await self._restore_outbox()
-        await conn.connect()
+        try:
+            await conn.connect()
+        except RegistrationFailed as exc:
+            action = self._what_to_change(exc)
+            if action is None:
+                raise
+            raise ActionRequired(action) from None
         self.connections += 1
         self._index()
-        for command in self.config.commands:
-            await conn.send(command.replace("{nick}", conn.nick))
+        limit = conn.info.linelen - 2
+        for index, command in enumerate(self.config.commands):
+            line = sanitise(command.replace("{nick}", conn.nick))
+            if len(line.encode(self.config.encoding, "replace")) > limit:
+                self.log.warning("commands[%d] is longer than a line of the server (%d bytes); "
+                                 "not sent", index, limit)
+                continue
+            await conn.send(line)
         await self._join(list(self._wanted.values()), wait=self.config.join_timeout)
-        self.log.info("registered as %s on %s:%d%s; in %d channels, %d lines queued", conn.nick,
+        self.log.info("registered as %s on %s:%d%s; in %d channels, %d lines queued",
+                      shorten(conn.nick, 60),
                       self.config.server, self.config.effective_port,
-                      f" (logged in as {conn.account})" if conn.account else "",
+                      f" (logged in as {shorten(conn.account, 60)})" if conn.account else "",
                       len(self.network.channels), len(self.outbox))
+
+    def _what_to_change(self, exc: RegistrationFailed) -> str | None:
+        """What the operator must change after a refusal no retry fixes (one line), or None."""
+        c, key = self.config, f"plugs.{self.name}"
+        said = f" ({exc.said})" if exc.said else f" ({exc})"
+        if exc.needs == "password":
+            if c.password:
+                return f"the server refused the password{said}: check {key}.password"
+            return f"the server asks for a password{said}: set {key}.password"
+        if exc.needs == "sasl":
+            if c.sasl_mechanism == "EXTERNAL":
+                return (f"the server refused the SASL EXTERNAL login{said}: check {key}.client_cert "
+                        "(is its fingerprint registered with the account?)")
+            return (f"the server refused the SASL {c.sasl_mechanism} login of "
+                    f"{shorten(c.sasl_username or '', 60)}{said}: check {key}.sasl_username and "
+                    f"{key}.sasl_password")
+        if exc.needs == "sasl_mechanism":
+            return f"{exc}: change {key}.sasl_mechanism"
+        if exc.needs == "ban":
+            return (f"the server has banned this bridge{said}: the ban must be lifted by the "
+                    f"server's operators (or {key}.server changed)")
+        return None
 
     async def _join(self, channels: list[str], wait: float = 0) -> None:
         conn = self.conn
         if conn is None or not channels:
             return
-        keys = self.config.channel_keys
-        keyed = sorted((c for c in channels if keys.get(c)), key=channels.index)
-        plain = [c for c in channels if not keys.get(c)]
-        for group, with_keys in ((keyed, True), (plain, False)):
-            batch: list[str] = []
-            for chan in [*group, None]:
-                if chan is not None and len(",".join([*batch, chan])) < 300:
-                    batch.append(chan)
-                    continue
-                if batch:
-                    params = [",".join(batch)]
-                    if with_keys:
-                        params.append(",".join(keys[c] for c in batch))
-                    await conn.send(format_line("JOIN", *params))
-                batch = [chan] if chan is not None else []
+        lines, too_long = join_lines(channels, self.config.channel_keys, conn.info.linelen - 2,
+                                     self.config.encoding)
+        for chan in too_long:
+            self.log.warning("cannot join %s: its name does not fit in a line", shorten(chan, 60))
+        for join in lines:
+            await conn.send(join)
         if wait:
             self._pending_joins = {self.network.fold(c) for c in channels}
             deadline = anyio.current_time() + wait
@@ -202,7 +257,7 @@ class IRCPlug(Plug):
                 await conn.dispatch(line)  # never cut short: a line is handled whole
             if self._pending_joins:
                 self.log.warning("no answer to JOIN for %s within %ss",
-                                 ", ".join(sorted(self._pending_joins)), wait)
+                                 shorten(", ".join(sorted(self._pending_joins))), wait)
 
     async def run(self) -> None:
         """Live while connected: read, write (flood controlled), keep alive; puppets too.
@@ -225,12 +280,14 @@ class IRCPlug(Plug):
         if quitting:
             self.own_msgids.closing = True  # the host's batch writers have stopped
         try:
+            confirm = CONFIRM_TIMEOUT if quitting else 0.0
             with anyio.move_on_after(CLOSE_BUDGET):
-                if self.puppets is not None:
-                    await self.puppets.close(quit_message, CONFIRM_TIMEOUT if quitting else 0.0)
-                if conn is not None:
-                    self._last_nick = conn.nick
-                    await conn.close(quit_message, confirm=CONFIRM_TIMEOUT if quitting else 0)
+                async with anyio.create_task_group() as tg:  # puppets and main at once
+                    if self.puppets is not None:
+                        tg.start_soon(self.puppets.close, quit_message, confirm)
+                    if conn is not None:
+                        self._last_nick = conn.nick
+                        await conn.close(quit_message, confirm=confirm)
         finally:
             self.conn = None
             if conn is not None:
@@ -314,9 +371,11 @@ class IRCPlug(Plug):
             folded = self.network.fold(line.params[1])
             if folded in self._wanted or folded in self._pending_joins:
                 self._pending_joins.discard(folded)
-                self.log.warning("cannot join %s: %s", line.params[1], line.param(-1))
+                self.log.warning("cannot join %s: %s", shorten(line.params[1], 60),
+                                 shorten(line.param(-1)))
         elif line.command in ("401", "404") and len(line.params) >= 2:
-            self.log.warning("could not deliver to %s: %s", line.params[1], line.param(-1))
+            self.log.warning("could not deliver to %s: %s", shorten(line.params[1], 60),
+                             shorten(line.param(-1)))
         messages = self.incoming.convert(line)
         for sent in messages:
             await self._map_reply(sent)
@@ -328,7 +387,7 @@ class IRCPlug(Plug):
             try:
                 await self.host.receive(sent)
             except RuntimeError:
-                self.log.debug("host not running; dropped %s", sent.id)
+                self.log.debug("host not running; dropped %s", shorten(sent.id, 80))
 
     async def _map_reply(self, sent: Any) -> None:
         """A reply to one of our lines whose msgid memory no longer holds (said before a
@@ -340,7 +399,7 @@ class IRCPlug(Plug):
         try:
             found = await self.own_msgids.fetch(parent.id)
         except Exception:  # noqa: BLE001 - the reply goes on unmapped
-            self.log.exception("could not look up the msgid %s", parent.id)
+            self.log.exception("could not look up the msgid %s", shorten(parent.id, 80))
             return
         if found is not None:
             sent.reply_to = Receipt(id=found, channel=parent.channel)
@@ -356,22 +415,28 @@ class IRCPlug(Plug):
         now, folded = anyio.current_time(), self.network.fold(name)
         if now - self._kicks.get(folded, -REJOIN_GAP) < REJOIN_GAP:
             self.log.warning("kicked from %s by %s (%s) again; rejoining after the next reconnect",
-                             name, by, reason)
+                             shorten(name, 60), shorten(by, 60), shorten(reason))
             return
         self._kicks[folded] = now
-        self.log.warning("kicked from %s by %s (%s); joining again", name, by, reason)
+        self.log.warning("kicked from %s by %s (%s); joining again", shorten(name, 60),
+                         shorten(by, 60), shorten(reason))
+        if not is_safe_target(name):
+            return
         key = self.config.channel_keys.get(self.source_for(name))
         self._replies.append(format_line("JOIN", name, key) if key else format_line("JOIN", name))
 
     def answer_ctcp(self, nick: str, command: str, arg: str) -> None:
+        """Answer CTCP VERSION, PING and CLIENTINFO (at most one every CTCP_GAP seconds),
+        cut to fit the line the server relays."""
         now = anyio.current_time()
         if now - self._last_ctcp < CTCP_GAP or not is_safe_target(nick):
             return
         answer = {"VERSION": self.config.ctcp_version, "PING": arg[:64] or None,
                   "CLIENTINFO": "ACTION CLIENTINFO PING VERSION"}.get(command)
-        if answer:
+        reply = ctcp_reply(command, answer or "", self.budget(nick, "NOTICE"), self.config.encoding)
+        if reply:
             self._last_ctcp = now
-            self._replies.append(format_line("NOTICE", nick, f"\x01{command} {answer}\x01"))
+            self._replies.append(format_line("NOTICE", nick, reply))
 
     def own_echo(self, line: Line) -> None:
         """One of our own lines came back (echo-message): learn its server msgid."""
@@ -399,7 +464,9 @@ class IRCPlug(Plug):
         plug is down right now."""
         target = channel.source
         if not is_safe_target(target):
-            raise ValueError(f"{target!r} is not a valid IRC channel or nick")
+            raise ValueError(f"{shorten(target, 60)!r} is not a valid IRC channel or nick")
+        if self.budget(target) < MIN_ROOM:
+            raise ValueError(f"{shorten(target, 60)!r} is too long to send to on IRC")
         info = self.network.info
         folded = self.network.fold(target)
         if info.is_channel(target):

@@ -2,7 +2,8 @@
 
 Parsing never raises: a line a server should never have sent parses to whatever it holds, or
 to None when it has no command at all. Formatting refuses anything that could smuggle a second
-command onto the wire (CR, LF, NUL anywhere; spaces or a leading colon in a middle parameter).
+command onto the wire (CR, LF, NUL anywhere; spaces or a leading colon in a middle parameter);
+`fit_line` also cuts the last parameter, on a character boundary, so the line fits its length.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ _TAG_UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _COMMAND = re.compile(r"[A-Za-z]+|[0-9]{3}")
 _TAG_KEY = re.compile(r"\+?(?:[A-Za-z0-9.-]+/)?[A-Za-z0-9-]+")
 _UNSAFE = re.compile(r"[\r\n\0]")
+#: Bytes a line may hold without its CRLF when the server announces no LINELEN (RFC 1459).
+LINE_BYTES = 510
+#: Bytes the tags of a line a client sends may take, with their `@` and the space after them.
+CLIENT_TAG_BYTES = 4096
 
 
 class UnsafeLine(ValueError):
@@ -130,9 +135,11 @@ def format_line(command: str, *params: str, tags: dict[str, str] | None = None,
         for key, value in tags.items():
             if not _TAG_KEY.fullmatch(key):
                 raise UnsafeLine(f"not a valid tag name: {key!r}")
+            if "\0" in value:
+                raise UnsafeLine(f"NUL in the value of tag {key}")
             items.append(f"{key}={escape_tag_value(value)}" if value else key)
         parts.append("@" + ";".join(items))
-    parts.append(command)
+    parts.append(command.upper())
     for index, param in enumerate(params):
         if _UNSAFE.search(param):
             raise UnsafeLine(f"CR, LF or NUL in a parameter of {command}: {param!r}")
@@ -146,6 +153,91 @@ def format_line(command: str, *params: str, tags: dict[str, str] | None = None,
         else:
             parts.append(param)
     return " ".join(parts)
+
+
+def cut_bytes(text: str, size: int, encoding: str = "utf-8") -> str:
+    """The longest start of `text` that takes at most `size` bytes in `encoding`, cut on a
+    character boundary."""
+    if len(text.encode(encoding, "replace")) <= size:
+        return text
+    low, high = 0, min(len(text), max(size, 0))
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(text[:mid].encode(encoding, "replace")) <= size:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
+
+
+def sanitise(text: str) -> str:
+    """`text` without CR, LF and NUL, so it can be a parameter (a server's odd token)."""
+    return _UNSAFE.sub("", text) if _UNSAFE.search(text) else text
+
+
+def shorten(text: str, size: int = 200) -> str:
+    """A server's words fit for one log line: at most `size` characters, `…` where cut."""
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def fit_line(command: str, *params: str, limit: int = LINE_BYTES, encoding: str = "utf-8",
+             tags: dict[str, str] | None = None, trailing: bool = False) -> str:
+    """`format_line`, with the last parameter cut on a character boundary so that the line
+    without its tags takes at most `limit` bytes, and its tags at most CLIENT_TAG_BYTES.
+    UnsafeLine if the line cannot fit even with an empty last parameter, or its tags cannot."""
+    line = format_line(command, *params, trailing=trailing)
+    if len(line.encode(encoding, "replace")) > limit:
+        if not params:
+            raise UnsafeLine(f"{command} does not fit in {limit} bytes")
+        head = format_line(command, *params[:-1], "", trailing=True)
+        room = limit - len(head.encode(encoding, "replace"))
+        if room < 0:
+            raise UnsafeLine(f"{command} {params[0][:40]!r}... does not fit in {limit} bytes")
+        line = head + cut_bytes(params[-1], room, encoding)
+    if tags:
+        tag_part = format_line(command, tags=tags).rpartition(" ")[0]
+        if len(tag_part.encode(encoding, "replace")) + 1 > CLIENT_TAG_BYTES:
+            raise UnsafeLine(f"the tags of {command} take more than {CLIENT_TAG_BYTES} bytes")
+        line = f"{tag_part} {line}"
+    return line
+
+
+def join_lines(channels: Iterable[str], keys: dict[str, str] | None = None,
+               limit: int = LINE_BYTES, encoding: str = "utf-8") -> tuple[list[str], list[str]]:
+    """JOIN lines for `channels` (those with a key in `keys` first, as keys pair up with the
+    first channels of a line), each at most `limit` bytes; and the channels that cannot fit
+    in a line of their own."""
+    keys = keys or {}
+    names = list(channels)
+    keyed = [c for c in names if keys.get(c)]
+    plain = [c for c in names if not keys.get(c)]
+    lines: list[str] = []
+    too_long: list[str] = []
+
+    def size(batch: list[str], with_keys: bool) -> int:
+        words = ["JOIN", ",".join(batch)] + ([",".join(keys[c] for c in batch)] if with_keys else [])
+        return len(" ".join(words).encode(encoding, "replace")) + 1  # room for a colon
+
+    for group, with_keys in ((keyed, True), (plain, False)):
+        batch: list[str] = []
+        for chan in group:
+            if size([chan], with_keys) > limit:
+                too_long.append(chan)
+            elif batch and size([*batch, chan], with_keys) > limit:
+                lines.append(_join(batch, keys if with_keys else None))
+                batch = [chan]
+            else:
+                batch.append(chan)
+        if batch:
+            lines.append(_join(batch, keys if with_keys else None))
+    return lines, too_long
+
+
+def _join(batch: list[str], keys: dict[str, str] | None) -> str:
+    params = [",".join(batch)]
+    if keys is not None:
+        params.append(",".join(keys[c] for c in batch))
+    return format_line("JOIN", *params)
 
 
 def is_safe_target(target: str) -> bool:
@@ -189,6 +281,15 @@ def split_ctcp(text: str) -> tuple[str, str] | None:
 
 def ctcp(command: str, arg: str = "") -> str:
     return f"\x01{command} {arg}\x01" if arg else f"\x01{command}\x01"
+
+
+def ctcp_reply(command: str, answer: str, room: int, encoding: str = "utf-8") -> str | None:
+    """The text of a NOTICE answering a CTCP request, `\\x01CMD answer\\x01`, with the answer
+    cleaned (no CR, LF, NUL or \\x01) and cut to fit `room` bytes; None if nothing is left."""
+    answer = sanitise(answer).replace("\x01", "")
+    answer = cut_bytes(answer, room - len(f"\x01{command} \x01".encode(encoding, "replace")),
+                       encoding)
+    return f"\x01{command} {answer}\x01" if answer else None
 
 
 # -- ISUPPORT --------------------------------------------------------------------------------
@@ -270,5 +371,6 @@ class ServerInfo:
         return bool(target) and target[0] in self.chantypes
 
 
-__all__ = ["Line", "ServerInfo", "UnsafeLine", "casefold", "ctcp", "escape_tag_value",
-           "format_line", "is_safe_target", "parse", "split_ctcp", "unescape_tag_value"]
+__all__ = ["CLIENT_TAG_BYTES", "LINE_BYTES", "Line", "ServerInfo", "UnsafeLine", "casefold", "ctcp",
+           "ctcp_reply", "cut_bytes", "escape_tag_value", "fit_line", "format_line", "is_safe_target",
+           "join_lines", "parse", "sanitise", "shorten", "split_ctcp", "unescape_tag_value"]

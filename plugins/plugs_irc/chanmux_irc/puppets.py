@@ -22,23 +22,42 @@ from chanmux import Message, User
 from .connection import Connection, Outbox
 from .flood import TokenBucket
 from .formatting import clean
-from .protocol import Line, format_line
+from .outgoing import MAX_NAME
+from .protocol import Line, cut_bytes, format_line, is_safe_target
 from .split import relay_prefix, text_budget
 
 if TYPE_CHECKING:
     from .plug import IRCPlug
 
 _NOT_NICK = re.compile(r"[^A-Za-z0-9_\-\[\]\\`^{}|]+")
+#: Bytes of a puppet's real name at most: what servers keep whole (ngircd about 127).
+REALNAME_BYTES = 100
+MARK = "(chanmux)"
 
 
 def puppet_nick(name: str, prefix: str, suffix: str, nicklen: int) -> str:
-    """A valid nick for `name`: accents folded, other characters dropped, cut to fit."""
+    """A valid nick for `name`, at most `nicklen` characters (at least 1): accents folded,
+    other characters dropped, the name cut before the suffix; a suffix that leaves no room
+    for the name is cut too."""
+    nicklen = max(1, nicklen)
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     base = _NOT_NICK.sub("", ascii_name.replace(" ", "_")) or "user"
-    nick = (prefix + base)[: max(1, nicklen - len(suffix))] + suffix
+    prefix, suffix = _NOT_NICK.sub("", prefix), _NOT_NICK.sub("", suffix)[: nicklen - 1]
+    nick = (prefix + base)[: nicklen - len(suffix)] + suffix
     if nick[0].isdigit() or nick[0] == "-":
         nick = ("_" + nick)[:nicklen]
     return nick
+
+
+def puppet_realname(display: str | None, encoding: str = "utf-8") -> str:
+    """The real name (gecos) of a puppet: the author's name, cut like shown names and to
+    REALNAME_BYTES in all, marked as ours."""
+    name = " ".join(clean(display or "").split())
+    room = REALNAME_BYTES - len(f"… {MARK}".encode(encoding, "replace"))
+    cut = cut_bytes(name[:MAX_NAME - 1], room, encoding)
+    if cut != name:
+        name = cut + "…"
+    return f"{name} {MARK}" if name else "chanmux"
 
 
 class Puppet:
@@ -90,7 +109,8 @@ class Puppet:
         conn = self.conn
         if conn is None:
             return
-        if line.command == "KICK" and len(line.params) >= 2 and conn.is_me(line.params[1]):
+        if (line.command == "KICK" and len(line.params) >= 2 and conn.is_me(line.params[1])
+                and is_safe_target(line.params[0])):
             await conn.send(format_line("JOIN", line.params[0]))
 
     async def live(self) -> None:
@@ -107,7 +127,7 @@ class Puppet:
                     identity.nick = self.nick
                     identity.alt_nicks = []
                     identity.username = "puppet"
-                    identity.realname = " ".join(clean(f"{self.user.display} (chanmux)").split())
+                    identity.realname = puppet_realname(self.user.display, settings.encoding)
                     identity.sasl_mechanism = None
                     conn = Connection(settings, identity, outbox=self.outbox, bucket=self.bucket,
                                       handler=self._on_line, log=plug.log, mention=plug.renderer.mention)
@@ -273,4 +293,4 @@ class Puppets:
                 tg.start_soon(close_one, puppet)
 
 
-__all__ = ["Puppet", "Puppets", "puppet_nick"]
+__all__ = ["Puppet", "Puppets", "puppet_nick", "puppet_realname"]

@@ -1,5 +1,8 @@
-"""What the plug knows about the network: channels it is in, their members and topics, people
-it has seen, and a bounded memory of message texts (for edits and replies)."""
+"""What the plug knows about the network: channels it is in, their members and topics, the
+people in them, and bounded memories of private conversations and message texts.
+
+Nothing here grows with the number of lines a server sends: a person is remembered only while
+they share a channel with us, and what is kept of the rest is bounded."""
 
 from __future__ import annotations
 
@@ -43,6 +46,9 @@ class Bounded(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def values(self) -> list[V]:
+        return list(self._data.values())
 
 
 @attrs.define
@@ -94,14 +100,18 @@ class ChannelState:
         return found
 
 
+#: Private conversations remembered (the most recent), for `private_channels`.
+PRIVATE_MEMORY = 1000
+
+
 class NetworkState:
-    """Channels joined, people seen, private conversations: everything keyed by folded name."""
+    """Channels joined, people in them, private conversations: keyed by folded name."""
 
     def __init__(self) -> None:
         self.info = ServerInfo()
         self.channels: dict[str, ChannelState] = {}
         self.people: dict[str, Person] = {}
-        self.private: dict[str, str] = {}  # folded nick -> nick
+        self.private: Bounded[str, str] = Bounded(PRIVATE_MEMORY)  # folded nick -> nick
 
     def fold(self, name: str) -> str:
         return name.translate(self.info.table)
@@ -121,14 +131,39 @@ class NetworkState:
             person = self.people[folded] = Person(nick)
         return person
 
+    def known(self, nick: str) -> Person | None:
+        """The person of that nick if they share a channel with us (else None)."""
+        return self.people.get(self.fold(nick))
+
     def seen(self, nick: str, user: str | None, host: str | None) -> Person:
-        person = self.person(nick)
+        """Remember (or update) a member of one of our channels."""
+        return self._update(self.person(nick), nick, user, host)
+
+    def sender(self, nick: str, user: str | None, host: str | None) -> Person:
+        """The person behind a line: updated if known; else made for the line, not kept."""
+        person = self.known(nick) or Person(nick)
+        return self._update(person, nick, user, host)
+
+    @staticmethod
+    def _update(person: Person, nick: str, user: str | None, host: str | None) -> Person:
         person.nick = nick
         if user:
             person.user = user
         if host:
             person.host = host
         return person
+
+    def drop_channel(self, folded: str) -> None:
+        """We left a channel: forget it, and its members who share no other channel."""
+        chan = self.channels.pop(folded, None)
+        if chan is not None:
+            self.forget_all_alone(chan.members)
+
+    def forget_all_alone(self, folded_nicks: object) -> None:
+        """Forget each of these (folded) nicks that is in none of our channels."""
+        for folded in list(folded_nicks):  # type: ignore[call-overload]
+            if not any(folded in c.members for c in self.channels.values()):
+                self.people.pop(folded, None)
 
     def shared(self, nick: str) -> Iterator[ChannelState]:
         """Channels `nick` is in with us."""

@@ -5,6 +5,8 @@ messages queued."""
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 
 import anyio
 import pytest
@@ -12,7 +14,7 @@ from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.tls import TLSAttribute
 
 from chanmux import Message, User
-from chanmux_testservers.irc import start_ngircd
+from chanmux_testservers.irc import NgircdServer, _SyncClient, start_ngircd
 
 from conftest import bridge, human, humans, lines_from, sees, unique
 
@@ -21,6 +23,59 @@ pytestmark = pytest.mark.anyio
 
 def failures(host) -> list[str]:
     return [reason or "" for name, state, reason in host.hooks["rec"].states if state == "failed"]
+
+
+def refusal(reason: str) -> str:
+    """The message of an ActionRequired, as the host reports it."""
+    return reason.removeprefix("ActionRequired: ")
+
+
+class PasswordNgircd(NgircdServer):
+    """An ngircd that asks every client for a server password (`Password` in [Global])."""
+
+    password = "letmein-" + secrets.token_hex(4)
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        conf = self.directory / "ngircd.conf"
+        conf.write_text(conf.read_text().replace(
+            "[Limits]", f"\tPassword = {self.password}\n[Limits]", 1))
+
+    def _wait_ready(self, deadline: float) -> None:
+        """The harness's probe registers without a password: this one gives it."""
+        while True:
+            assert self.process is not None
+            if not self.process.running:
+                raise self._fail(f"process exited with status {self.process.returncode}")
+            try:
+                with _SyncClient(self.host, self.port, timeout=2.0) as probe:
+                    probe.send(f"PASS {self.password}")
+                    probe.register("probe", deadline)
+                return
+            except (OSError, ConnectionError):
+                if time.monotonic() >= deadline:
+                    raise self._fail("no 001 with the password") from None
+                time.sleep(0.05)  # backoff between connect attempts while it starts
+
+
+async def test_a_wrong_server_password_says_what_to_change(tmp_path):
+    """ngircd answers a wrong or missing password with `ERROR :Access denied: Bad password?`
+    and closes: retrying cannot help, so the plug raises ActionRequired saying what to set."""
+    server = await anyio.to_thread.run_sync(lambda: PasswordNgircd(tmp_path / "pw").start())
+    said = "(ERROR Access denied: Bad password?)"
+    try:
+        async with bridge(server, tmp_path, password="wrong", wait_ready=None) as host:
+            await host.hooks["rec"].wait_until(lambda: failures(host))
+            assert refusal(failures(host)[0]) == \
+                f"the server refused the password {said}: check plugs.irc.password"
+        async with bridge(server, tmp_path, wait_ready=None) as host:
+            await host.hooks["rec"].wait_until(lambda: failures(host))
+            assert refusal(failures(host)[0]) == \
+                f"the server asks for a password {said}: set plugs.irc.password"
+        async with bridge(server, tmp_path, password=server.password) as host:
+            assert host.plugs["irc"].connections == 1 and not failures(host)
+    finally:
+        await anyio.to_thread.run_sync(server.close)
 
 
 async def test_tls_with_the_test_ca(ircd, tmp_path):
@@ -59,7 +114,11 @@ async def test_sasl_plain(inspircd, tmp_path):
     async with bridge(inspircd, tmp_path, sasl_mechanism="PLAIN", sasl_username=account,
                       sasl_password="wrong password", wait_ready=None) as host:
         await host.hooks["rec"].wait_until(lambda: failures(host))
-        assert "SASL PLAIN failed" in failures(host)[0]
+        # no retry fixes it: the plug says what to change (chanmux.ActionRequired)
+        assert refusal(failures(host)[0]) == (
+            f"the server refused the SASL PLAIN login of {account} (904 SASL authentication "
+            f"failed): check plugs.irc.sasl_username and plugs.irc.sasl_password")
+        assert host.plugs["irc"].connections == 0
 
 
 async def test_sasl_external_with_a_client_certificate(inspircd, tmp_path):

@@ -167,3 +167,29 @@ def test_incoming_never_raises_on_any_line(offline_plug, source, command, params
         for sent in offline_plug.incoming.convert(line):
             assert sent.id and sent.channel.plug == "irc"
         offline_plug._replies.clear()
+
+
+any_command = st.one_of(st.from_regex(r"[A-Za-z]{1,12}|[0-9]{3}", fullmatch=True), st.text(max_size=8))
+any_param = st.one_of(safe_middle, safe_trailing, st.text(max_size=20))
+any_tags = st.dictionaries(st.one_of(st.from_regex(r"\+?(?:[A-Za-z0-9.-]{1,8}/)?[A-Za-z0-9-]{1,10}",
+                                                   fullmatch=True), st.text(max_size=5)),
+                           st.text(max_size=30), max_size=4)
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_command, st.lists(any_param, max_size=6), any_tags, st.booleans())
+def test_every_line_format_line_accepts_parses_back_to_the_same(command, params, tags, trailing):
+    try:
+        raw = format_line(command, *params, tags=tags, trailing=trailing)
+    except UnsafeLine:
+        return
+    assert not any(ch in raw for ch in "\r\n\0")
+    line = parse(raw)
+    assert line is not None
+    assert (line.command, line.params, line.tags, line.source) == (command.upper(), params, tags, None)
+
+
+def test_format_line_refuses_nul_in_a_tag_value_and_writes_commands_in_capitals():
+    with pytest.raises(UnsafeLine):
+        format_line("PRIVMSG", "#c", "x", tags={"k": "a\0b"})
+    assert format_line("privmsg", "#c", "x") == "PRIVMSG #c x"

@@ -87,3 +87,32 @@ async def test_a_clean_restart_repeats_no_puppet_line(ngircd, tmp_path):
     said = [l.text for l in a.lines if l.command == "PRIVMSG" and l.params[0] == chan]
     # a puppet line is bare; the main connection shows the author ("<Name> text")
     assert [t.split("> ", 1)[-1] for t in said] == ["line 0", "line 1", "line 2", "after"], said
+
+
+async def test_puppets_with_200_character_cjk_names_connect_and_speak(ngircd, tmp_path):
+    """A puppet's realname was the display name + " (chanmux)" uncut: 200 CJK characters
+    made a 629-byte USER line and ngircd closed the connection; the puppet never spoke."""
+    chan = "#" + unique("cjk")
+    names = ["漢字仮名交じり文" * 25, "ひらがなカタカナ" * 25]
+    authors = [User(id=f"@cjk{i}:mx", plug="mx", username=f"@cjk{i}:mx", real_name=name)
+               for i, name in enumerate(names)]
+    async with bridge(ngircd, tmp_path, {"room": chan}, puppets=True, wait_ready=None) as host, \
+            human(ngircd) as a:
+        await a.join(chan)
+        await host.wait_ready()
+        room = host.channels["room"]
+        for i, author in enumerate(authors):
+            await host.put(room, Message(text=f"hello {i} " + "字" * 300, user=author))
+        said = {}
+        for i in range(2):
+            line = await a.wait_for(lambda l, i=i: l.command == "PRIVMSG" and l.target == chan
+                                    and l.text.startswith(f"hello {i} 字"), timeout=30, since=0)
+            said[i] = line.nick
+        assert said[0] != said[1] and all(n.startswith("user") for n in said.values())
+        puppets = host.plugs["irc"].puppets.by_key.values()
+        assert all(p.conn is not None and p.conn.welcomed for p in puppets)
+        await a.send_raw(f"WHOIS {said[0]}")
+        whois = await a.wait_for(lambda l: l.command == "311" and l.params[1] == said[0])
+        assert whois.params[-1].startswith(names[0][:20]) and whois.params[-1].endswith("… (chanmux)")
+        for line in a.lines:
+            assert len(line.raw.encode()) + 2 <= 512
