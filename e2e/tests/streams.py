@@ -1,0 +1,114 @@
+"""A numbered two-way stream between a Matrix room and an IRC channel, and its tallies: what
+the failure and chaos tests send through a bridge and count on the other side."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from chanmux_testservers.ircclient import HumanIRC
+from chanmux_testservers.matrixclient import HumanMatrix
+
+from helpers import (FAST_HOST, Tally, body, irc_plug, irc_until, matrix_plug, matrix_until,
+                     privmsgs, room_history, sync_hook, uid)
+
+BATCH = 20
+
+
+def numbers(texts: list[str], tag: str) -> list[int]:
+    found = []
+    for text in texts:
+        hit = re.search(rf"{tag} (\d{{4}})(\D|$)", text)
+        if hit:
+            found.append(int(hit.group(1)))
+    return found
+
+
+def irc_numbers(person: HumanIRC, channel: str, nick: str, tag: str) -> list[int]:
+    return numbers([l.text for l in privmsgs(person, channel, 0, nick)], tag)
+
+
+async def matrix_numbers(mx: HumanMatrix, room: str, sender: str, tag: str) -> list[int]:
+    return numbers([body(e) for e in await room_history(mx, room) if e.get("sender") == sender], tag)
+
+
+def report(name: str, **tallies: Tally) -> None:
+    print(f"\n{name}: " + json.dumps({k: v.summary() for k, v in tallies.items()}))
+
+
+def assert_lossless(tally: Tally, what: str) -> None:
+    assert not tally.missing, f"{what}: lost {tally.missing}"
+    assert not tally.duplicates, f"{what}: twice {tally.duplicates}"
+    assert tally.received == tally.sent, f"{what}: order {tally.received}"
+
+
+class Stream:
+    """Numbered messages both ways between a Matrix room and an IRC channel."""
+
+    def __init__(self, mx: HumanMatrix, room: str, channel: str, nick: str, bridge_user: str) -> None:
+        self.mx, self.room, self.channel, self.nick, self.bridge_user = mx, room, channel, nick, bridge_user
+        self.t = uid()
+        self.m = 0  # next number said on Matrix
+        self.i = 0  # next number said on IRC
+        self.irc: HumanIRC | None = None
+        self.also: list[str] = []  # other rooms the Matrix messages are copied to
+
+    def m_text(self, n: int) -> str:
+        return f"m2i {self.t} {n:04d}"
+
+    def i_text(self, n: int) -> str:
+        return f"i2m {self.t} {n:04d}"
+
+    async def say_matrix(self, count: int) -> None:
+        for _ in range(count):
+            await self.mx.send_text(self.room, self.m_text(self.m))
+            self.m += 1
+
+    async def say_irc(self, count: int) -> None:
+        assert self.irc is not None
+        for _ in range(count):
+            await self.irc.privmsg(self.channel, self.i_text(self.i))
+            self.i += 1
+
+    async def batch(self, wait: bool = True, irc: bool = True, timeout: float = 60) -> None:
+        """BATCH messages each way, in turn; if `wait`, until both have arrived."""
+        for _ in range(BATCH):
+            await self.say_matrix(1)
+            if irc:
+                await self.say_irc(1)
+        if wait:
+            await self.arrived(irc=irc, timeout=timeout)
+
+    async def arrived(self, irc: bool = True, timeout: float = 60) -> None:
+        """Until the last Matrix message said has reached IRC and the last IRC line Matrix."""
+        assert self.irc is not None
+        last_m = self.m - 1
+        await irc_until(self.irc, lambda: last_m in irc_numbers(self.irc, self.channel, self.nick,
+                                                                f"m2i {self.t}"),
+                        timeout=timeout, what=f"Matrix message {last_m}")
+        if irc and self.i:
+            last = self.i_text(self.i - 1)
+            await matrix_until(self.mx, lambda: any(last in body(e) for e in self.mx.events),
+                               timeout=timeout, what=f"IRC line {self.i - 1}")
+        for room in self.also:
+            last = self.m_text(self.m - 1)
+            await matrix_until(self.mx, lambda: any(
+                last in body(e) and e.get("room_id") == room and e.get("sender") == self.bridge_user
+                for e in self.mx.events), timeout=timeout, what=f"Matrix message {last_m} in {room}")
+
+    def on_irc(self, person: HumanIRC) -> list[int]:
+        return irc_numbers(person, self.channel, self.nick, f"m2i {self.t}")
+
+    async def on_matrix(self) -> list[int]:
+        return await matrix_numbers(self.mx, self.room, self.bridge_user, f"i2m {self.t}")
+
+
+def two_way_config(ircd, nick: str, hs, account, channel: str, alias: str) -> dict:
+    return {
+        "logging": {"level": "INFO"},
+        "host": FAST_HOST,
+        "plugs": {"irc": irc_plug(ircd, nick), "matrix": matrix_plug(hs, account)},
+        "channels": {"i": {"plug": "irc", "source": channel},
+                     "m": {"plug": "matrix", "source": alias}},
+        "hooks": {"sync": sync_hook({"chat": ["i", "m"]})},
+    }
