@@ -29,7 +29,6 @@ import string
 from collections import defaultdict
 from collections.abc import Callable
 from html.entities import html5 as _ENTITIES
-from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
 from chanmux import RichText, Segment, User
@@ -85,6 +84,7 @@ MentionLookup = Callable[[str], "User | None"]
 # -- the tokenizer's patterns (HTML's white space is \t \n \f and space once \r is gone) ------
 
 _WS = re.compile(r"[\t\n\f ]+")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
 _SPACES = re.compile(r"[\t\n\f ]*+")
 #: A whole tag in one pass: (slash of an end tag, name, attributes, self-closing slash). An
 #: attribute name that starts with "=", a quoted value that never closes or a tag that never
@@ -97,7 +97,8 @@ _TAG = (
 #: The next tag (groups 1-4 as in `_TAG`) or any other "<" that opens markup (group 5: read by
 #: `_Reader._markup`), then the text up to the next markup (group 6).
 _TOKEN = re.compile(
-    r"(?:" + _TAG + r"|(<(?=[A-Za-z/!?]))|)((?:[^<]|<(?![A-Za-z/!?]))[^<]*+(?:<(?![A-Za-z/!?])[^<]*+)*+)?")
+    r"(?:" + _TAG + r"|(<(?=[A-Za-z/!?]))|)"
+    r"((?:[^<]|<(?![A-Za-z/!?]))[^<]*+(?:<(?![A-Za-z/!?])[^<]*+)*+)?")
 #: One attribute among those `_TAG` matched (the search skips the separators).
 _ATTR = re.compile(
     r"([^\t\n\f />=][^\t\n\f />=]*+)"
@@ -115,13 +116,13 @@ _LONGEST_ENTITY = max(len(name) for name in _ENTITIES)
 _RAW_END: dict[str, re.Pattern[str]] = {}
 #: Script data: "<!--" escapes, "<script" inside an escape nests, "-->" ends the escape.
 _SCRIPT_STATES = (
-    re.compile(r"<!--|</script(?=[\t\n\f />])", re.I | re.A),
-    re.compile(r"-->|<(/?)script(?=[\t\n\f />])", re.I | re.A),
-    re.compile(r"-->|</script(?=[\t\n\f />])", re.I | re.A),
+    re.compile(r"<!--|</script(?=[\t\n\f />])", re.IGNORECASE | re.ASCII),
+    re.compile(r"-->|<(/?)script(?=[\t\n\f />])", re.IGNORECASE | re.ASCII),
+    re.compile(r"-->|</script(?=[\t\n\f />])", re.IGNORECASE | re.ASCII),
 )
 
 #: Attributes as the tokenizer found them: a dict, or where `_TAG` matched them in the text.
-_Attrs = Union[dict[str, str], tuple[str, int, int]]
+_Attrs = dict[str, str] | tuple[str, int, int]
 _NO_ATTRS: dict[str, str] = {}
 #: A run's formatting: bold, italic, underline, strike, code, pre, link, mention.
 _Format = tuple[bool, bool, bool, bool, bool, bool, "str | None", "User | None"]
@@ -135,7 +136,7 @@ def safe_link(url: str | None) -> str | None:
     """`url` if its scheme is one a link may carry (http, https, mailto), else None."""
     if not url:
         return None
-    cleaned = "".join(ch for ch in url if ch >= " " and ch != "\x7f").strip()
+    cleaned = _CONTROLS.sub("", url).strip()
     try:
         scheme = urlsplit(cleaned).scheme.lower()
     except ValueError:
@@ -212,7 +213,7 @@ def _raw_text_end(src: str, name: str, pos: int) -> int:
                 return match.start()
     pattern = _RAW_END.get(name)
     if pattern is None:
-        pattern = _RAW_END[name] = re.compile(rf"</{name}(?=[\t\n\f />])", re.I | re.A)
+        pattern = _RAW_END[name] = re.compile(rf"</{name}(?=[\t\n\f />])", re.IGNORECASE | re.ASCII)
     match = pattern.search(src, pos)
     return match.start() if match else len(src)
 
@@ -306,7 +307,6 @@ class _Reader:
     def __init__(self, mention: MentionLookup | None) -> None:
         self.mention = mention
         self.runs: list[tuple[_Format, list[str]]] = []
-        self.count = 0  # pieces of text put so far
         self.flags = [0, 0, 0, 0, 0, 0]
         self.links: list[tuple[str | None, User | None]] = [(None, None)]
         self.format: _Format | None = _PLAIN
@@ -317,7 +317,6 @@ class _Reader:
         self.foreign = 0
         self.lists: list[list[int]] = []
         self.quote = 0
-        self.pre_marks: list[int] = []
         self.pending: _Format | None = None  # a line break is due before what comes next
         self.line_start = True
         self.gap: _Format | None = None  # a space is due before more text on this line
@@ -341,7 +340,6 @@ class _Reader:
 
     def _put(self, text: str, fmt: _Format) -> None:
         runs = self.runs
-        self.count += 1
         if runs:
             last = runs[-1]
             if last[0] is fmt or last[0] == fmt:
@@ -397,19 +395,16 @@ class _Reader:
                 self.gap = fmt
 
     def _pre_text(self, data: str) -> None:
-        body = data.rstrip("\n")
         fmt = self._format()
-        if self.quote:
-            for i, line in enumerate(body.split("\n")):
-                if i:
-                    self._pre_newline(fmt)
-                if line:
-                    self._content(line, fmt)
-        elif body:
-            self._content(body, fmt)
-        # each final newline on its own, so that closing the block can drop the last in O(1)
-        for _ in range(len(data) - len(body)):
-            self._pre_newline(fmt)
+        if not self.quote:
+            self._content(data, fmt)
+            self.line_start = data.endswith("\n")
+            return
+        for i, line in enumerate(data.split("\n")):
+            if i:
+                self._pre_newline(fmt)
+            if line:
+                self._content(line, fmt)
 
     def _pre_newline(self, fmt: _Format) -> None:
         if self.pending is not None:
@@ -418,17 +413,6 @@ class _Reader:
         self.line_start = True
         self.marker = False
         self.gap = None
-
-    def _end_pre(self) -> None:
-        """A browser shows no empty line for the line break that ends a ``<pre>``."""
-        mark = self.pre_marks.pop()
-        if self.count > mark and self.runs:
-            parts = self.runs[-1][1]
-            if parts[-1] == "\n":
-                parts.pop()
-                if not parts:
-                    self.runs.pop()
-                self.line_start = not self.runs or self.runs[-1][1][-1].endswith("\n")
 
     def _item(self) -> None:
         """A list item's marker, on a line of its own: "• ", or its number in an ``<ol>``."""
@@ -455,7 +439,6 @@ class _Reader:
         last = runs[-1] if runs else None
         if last is not None and (last[0] is fmt or last[0] == fmt):
             last[1].append(marker)
-            self.count += 1
         else:
             self._put(marker, fmt)
         self.gap = fmt  # "• item"
@@ -505,8 +488,7 @@ class _Reader:
             self._block()
             first = 0
             if name == "ol":
-                first = 1 if attrs == _NO_ATTRS or isinstance(attrs, tuple) and attrs[1] == attrs[2] \
-                    else _list_start(_attribute(attrs, "start"))
+                first = _list_start(_attribute(attrs, "start"))
             self.lists.append([name == "ol", first])
         elif kind is _BLOCK:
             self._block(name)
@@ -518,7 +500,6 @@ class _Reader:
             self._block()
             self.flags[_PRE] += 1
             self.format = None
-            self.pre_marks.append(self.count)
         elif kind is _LINK:
             self.links.append(self._link(attrs))
             self.format = None
@@ -584,8 +565,7 @@ class _Reader:
         elif kind is _PRE_TAG:
             self.flags[_PRE] -= 1
             self.format = None
-            self._end_pre()
-            self._block()
+            self._block()  # after a final line break, as after a <br>, no empty line
         elif kind is _LINK:
             self.links.pop()
             self.format = None
@@ -710,7 +690,6 @@ class _Reader:
                     last[1].append(data)
                 else:
                     runs.append((fmt, [data]))
-                self.count += 1
                 self.marker = False
                 self.gap = fmt if trail else None
             else:
@@ -744,8 +723,8 @@ class _Reader:
                 return i + 5
             if src.startswith("->", i + 4):
                 return i + 6
-            close = _COMMENT_END.search(src, i + 4)
-            return close.end() if close else len(src)  # an unclosed comment hides the rest
+            comment_end = _COMMENT_END.search(src, i + 4)
+            return comment_end.end() if comment_end else len(src)  # unclosed: hides the rest
         if self.foreign and src.startswith("<![CDATA[", i):
             close = src.find("]]>", i + 9)
             return close + 3 if close >= 0 else len(src)
@@ -788,8 +767,11 @@ def strip_reply_fallback_text(body: str) -> str:
 
 # -- rendering -------------------------------------------------------------------------------
 
-_OPEN = (("bold", "<b>", "</b>"), ("italic", "<i>", "</i>"), ("underline", "<u>", "</u>"),
-         ("strike", "<del>", "</del>"), ("code", "<code>", "</code>"))
+_TAGS = (("<b>", "</b>"), ("<i>", "</i>"), ("<u>", "</u>"), ("<del>", "</del>"),
+         ("<code>", "</code>"))
+#: (opening tags, closing tags) for each combination of the five inline flags (code is implied
+#: inside <pre>).
+_WRAP: dict[tuple[bool, ...], tuple[str, str]] = {}
 
 
 def mention_href(user_id: str) -> str:
@@ -800,28 +782,35 @@ def _escape(text: str) -> str:
     return _html.escape(text, quote=False)
 
 
-def _runs(text: RichText) -> list[Segment]:
-    """The segments of `text` with neighbours of the same formatting merged, in one pass
+def _runs(text: RichText) -> list[tuple[_Format, str]]:
+    """The text of `text` in runs of one formatting each, merged in one pass
     (``RichText.normalise`` copies the text merged so far at every merge)."""
-    out: list[Segment] = []
+    out: list[tuple[_Format, str]] = []
     texts: list[str] = []
-    current: Segment | None = None
+    current: _Format | None = None
     for seg in text.segments:
         if not seg.text:
             continue
-        if current is not None and current.same_format(seg):
+        fmt = (seg.bold, seg.italic, seg.underline, seg.strike, seg.code, seg.pre, seg.link,
+               seg.mention)
+        if fmt == current:
             texts.append(seg.text)
             continue
         if current is not None:
-            out.append(current if len(texts) == 1 else current.with_text("".join(texts)))
-        current, texts = seg, [seg.text]
+            out.append((current, texts[0] if len(texts) == 1 else "".join(texts)))
+        current, texts = fmt, [seg.text]
     if current is not None:
-        out.append(current if len(texts) == 1 else current.with_text("".join(texts)))
+        out.append((current, texts[0] if len(texts) == 1 else "".join(texts)))
     return out
 
 
-def _is_plain(seg: Segment) -> bool:
-    return not (seg.flags or seg.link or seg.mention)
+def _wrap(fmt: _Format) -> tuple[str, str]:
+    flags = fmt[:5] if not fmt[_PRE] else (*fmt[:4], False)
+    tags = _WRAP.get(flags)
+    if tags is None:
+        used = [pair for pair, on in zip(_TAGS, flags) if on]
+        tags = _WRAP[flags] = ("".join(o for o, _ in used), "".join(c for _, c in reversed(used)))
+    return tags
 
 
 def render_html(text: RichText, mention_id: Callable[[User], str | None] | None = None) -> str:
@@ -831,60 +820,66 @@ def render_html(text: RichText, mention_id: Callable[[User], str | None] | None 
 
     `mention_id(user)` gives the Matrix id to link a mention to (None renders its text only).
     """
-    segments = _runs(text)
+    runs = _runs(text)
     parts: list[str] = []
-    after_block = False
-    i = 0
-    while i < len(segments):
-        seg = segments[i]
-        if seg.pre:
-            block: list[str] = []
-            while i < len(segments) and segments[i].pre:
-                block.append(_inline(segments[i], segments[i].text, mention_id, pre=True))
-                i += 1
-            # the reader drops the newline that ends a block, and starts a line after one
-            ends_line = segments[i - 1].text.endswith("\n")
-            parts.append("<pre><code>" + "".join(block) + ("\n" if ends_line else "") + "</code></pre>")
+    anchors: dict[object, str] = {}  # the <a href="..."> of each link and mention, once each
+    in_block = after_block = ends_line = False
+    for fmt, body in runs:
+        pre = bool(fmt[_PRE])
+        if pre and not in_block:
+            parts.append("<pre><code>")
+        elif in_block and not pre:
+            # the reader starts a new line after a block, unless the block ended one
+            parts.append("</code></pre>")
             after_block = not ends_line
-            continue
-        body = seg.text
-        if after_block and body.startswith("\n") and _is_plain(seg):
-            body = body[1:]
-        after_block = False
-        if body:
-            parts.append(_inline(seg, body, mention_id, pre=False))
-        i += 1
+        in_block = pre
+        if "\r" in body:
+            body = body.replace("\r\n", "\n").replace("\r", "\n")
+        ends_line = body.endswith("\n")
+        if after_block:
+            after_block = False
+            if body.startswith("\n") and fmt == _PLAIN:
+                body = body[1:]
+                if not body:
+                    continue
+        body = _escape(body)
+        if not pre:
+            body = body.replace("\n", "<br>")
+        opening, closing = _wrap(fmt)
+        link, mention = fmt[6], fmt[7]
+        anchor = None
+        if mention is not None and mention_id is not None:
+            anchor = anchors.get(id(mention))
+            if anchor is None:
+                target = mention_id(mention)
+                href = _html.escape(mention_href(target)) if target is not None else None
+                anchor = anchors[id(mention)] = f'<a href="{href}">' if href else ""
+        if not anchor and link:
+            anchor = anchors.get(link)
+            if anchor is None:
+                safe = safe_link(link)
+                anchor = anchors[link] = f'<a href="{_html.escape(safe)}">' if safe else ""
+        if anchor:
+            parts.append(f"{anchor}{opening}{body}{closing}</a>")
+        else:
+            parts.append(f"{opening}{body}{closing}" if opening else body)
+    if in_block:
+        parts.append("</code></pre>")
     return "".join(parts)
-
-
-def _inline(seg: Segment, text: str, mention_id: Callable[[User], str | None] | None,
-            pre: bool) -> str:
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    body = _escape(text)
-    if not pre:
-        body = body.replace("\n", "<br>")
-    for flag, open_tag, close_tag in reversed(_OPEN):
-        if getattr(seg, flag) and not (pre and flag == "code"):
-            body = f"{open_tag}{body}{close_tag}"
-    target = None
-    if seg.mention is not None and mention_id is not None:
-        target = mention_id(seg.mention)
-    if target is not None:
-        return f'<a href="{_html.escape(mention_href(target))}">{body}</a>'
-    link = safe_link(seg.link)
-    if link:
-        return f'<a href="{_html.escape(link)}">{body}</a>'
-    return body
 
 
 def render_plain(text: RichText) -> str:
     """The plain ``body``: the text itself, with links that differ from their text appended."""
     parts: list[str] = []
-    for seg in _runs(text):
-        parts.append(seg.text)
-        link = safe_link(seg.link) if seg.mention is None else None
-        if link and link != seg.text and link.removeprefix("mailto:") != seg.text:
+    links: dict[str, str | None] = {}
+    for fmt, body in _runs(text):
+        parts.append(body)
+        if fmt[6] is None or fmt[7] is not None:
+            continue
+        if fmt[6] not in links:
+            links[fmt[6]] = safe_link(fmt[6])
+        link = links[fmt[6]]
+        if link and link != body and link.removeprefix("mailto:") != body:
             parts.append(f" <{link}>")
     return "".join(parts)
 

@@ -56,7 +56,7 @@ def test_pre_keeps_white_space():
     rt = parse_html("<pre><code>def f():\n    return  1\n</code></pre>then")
     assert rt.plain == "def f():\n    return  1\nthen"
     code = [s for s in rt if s.pre]
-    assert code and code[0].text == "def f():\n    return  1" and not code[0].code
+    assert code and code[0].text == "def f():\n    return  1\n" and not code[0].code
 
 
 def test_white_space_collapses_outside_pre():
@@ -350,3 +350,16 @@ def test_rendering_work_grows_in_proportion_to_the_text():
     small, large = work(render_html, text(200)), work(render_html, text(800))
     assert large <= 5 * small
     assert render_html(RichText([Segment("y")] * 3000)) == "y" * 3000
+
+
+def test_pre_blocks_keep_their_formatting_and_line_breaks():
+    rt = parse_html("<pre><b>bold\n\n</b><a href='https://e.org/'>link\n</a></pre>after")
+    assert rt == RichText([Segment("bold\n\n", bold=True, pre=True),
+                           Segment("link\n", link="https://e.org/", pre=True), Segment("after")])
+    html = render_html(rt)
+    assert html == '<pre><code><b>bold\n\n</b><a href="https://e.org/">link\n</a></code></pre>after'
+    assert parse_html(html) == rt
+    # a browser shows no empty line for the line break that ends a block
+    assert parse_html("<pre>a\n</pre>b").plain == "a\nb"
+    assert parse_html("<pre>a\n\n</pre>b").plain == "a\n\nb"
+    assert parse_html("a<br><p>b</p>").plain == "a\nb"
