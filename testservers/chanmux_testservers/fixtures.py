@@ -8,7 +8,9 @@ defines a fixture of the same name in its conftest, which takes precedence.
 - ``synapse``: one Synapse with rate limits lifted; ``synapse_rate_limited`` a second one
   whose ``rc_message`` is low (0.5/s, burst 2), started on first use;
 - ``ngircd``: one ngircd on loopback (plaintext and TLS); ``inspircd``: one InspIRCd with its
-  IRCv3 modules and Anope services (SASL); ``ircd``: each of the two in turn.
+  IRCv3 modules and Anope services (SASL); ``ircd``: each of the two in turn;
+- ``synapse_faults``: a ``FaultProxy`` (``chanmux_testservers.faults``) in front of
+  ``synapse``, for one test: answers, cut replies, dropped connections and held requests.
 """
 
 from __future__ import annotations

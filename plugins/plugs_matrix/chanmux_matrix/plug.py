@@ -281,6 +281,14 @@ class MatrixPlug(Plug):
             else:
                 self._check_user(who.get("user_id"))
                 self.device_id = who.get("device_id")
+                if self.config.password and isinstance(self.device_id, str):
+                    # a later login with the password takes this device again, so the
+                    # homeserver still knows the transaction ids of what was sent on it
+                    kept = await self.host.store.get_state(self.name, "device")
+                    if kept != {"user_id": self.user_id, "device_id": self.device_id}:
+                        await self.host.store.set_state(
+                            self.name, "device", {"user_id": self.user_id,
+                                                  "device_id": self.device_id})
                 return
         if not self.config.password:
             raise ActionRequired(f"no usable credentials: set {where}.access_token or "
