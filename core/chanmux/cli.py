@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from .errors import describe
 from .host import Host
 from .plug import Plug
 from .plugins import LoadError, Registry, load_registry
+from . import store as store_mod
 from .store import DatabaseUnusable, check_database
 
 log = logging.getLogger("chanmux")
@@ -97,13 +97,7 @@ def _file_problem(name: str) -> str | None:
         return f"folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
     if path.exists():
         return None if os.access(path, os.W_OK) else f"{path} is not writable"
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".chanmux-check-")
-    except OSError as exc:
-        return f"folder {folder} is not writable ({exc.strerror or exc})"
-    os.close(fd)
-    os.unlink(probe)
-    return None
+    return store_mod.folder_problem(folder)
 
 
 def load_checked(path: str, registry: Registry) -> tuple[config_mod.Config, Host]:

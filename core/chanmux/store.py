@@ -103,7 +103,7 @@ def sqlite_file(url: str) -> Path | None:
     return Path(name)
 
 
-def _folder_problem(folder: Path) -> str | None:
+def folder_problem(folder: Path) -> str | None:
     """Why SQLite cannot create files in `folder` (the database, its -wal and -shm), if it can't."""
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".chanmux-check-")
@@ -136,7 +136,7 @@ def check_database(url: str) -> str | None:
     if path.is_dir():
         return f"{path} is a folder, not a SQLite database file"
     if not path.exists():
-        return _folder_problem(folder)
+        return folder_problem(folder)
     return _probe_sqlite(path)
 
 
@@ -171,7 +171,7 @@ def _sqlite_problem(path: Path, exc: BaseException) -> str:
     if "readonly" in text or "read-only" in text:
         return f"{path} is read-only ({text}); chanmux must write to its database"
     if "unable to open" in text:
-        folder = _folder_problem(path.parent)
+        folder = folder_problem(path.parent)
         if folder:
             return f"cannot open {path}: {folder}; SQLite keeps {path.name}-wal and -shm there"
         return f"cannot open {path} ({text})"
