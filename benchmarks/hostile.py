@@ -154,7 +154,7 @@ def run_case(converter: str, case: str, fn: Callable[[Any], Any], make: Callable
             wall, cpu = measure(fn, data, runs)
         except Exception as exc:  # noqa: BLE001 - a converter that raises is a finding, not a stop
             yield {"converter": converter, "case": case, "kib": kib,
-                   "raises": f"{type(exc).__name__}: {str(exc)[:120]}"}
+                   "raises": f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"}
             continue
         points.append((kib, cpu))
         row = {"converter": converter, "case": case, "kib": kib,

@@ -778,10 +778,6 @@ def mention_href(user_id: str) -> str:
     return f"https://matrix.to/#/{user_id}"
 
 
-def _escape(text: str) -> str:
-    return _html.escape(text, quote=False)
-
-
 def _runs(text: RichText) -> list[tuple[_Format, str]]:
     """The text of `text` in runs of one formatting each, merged in one pass
     (``RichText.normalise`` copies the text merged so far at every merge)."""
@@ -804,11 +800,12 @@ def _runs(text: RichText) -> list[tuple[_Format, str]]:
     return out
 
 
-def _wrap(fmt: _Format) -> tuple[str, str]:
-    flags = fmt[:5] if not fmt[_PRE] else (*fmt[:4], False)
+def _wrap(flags: tuple[bool, ...]) -> tuple[str, str]:
+    """The opening and closing tags for the six flags of a run."""
     tags = _WRAP.get(flags)
     if tags is None:
-        used = [pair for pair, on in zip(_TAGS, flags) if on]
+        on = flags[:5] if not flags[_PRE] else (*flags[:4], False)  # <code> is implied in <pre>
+        used = [pair for pair, wanted in zip(_TAGS, on) if wanted]
         tags = _WRAP[flags] = ("".join(o for o, _ in used), "".join(c for _, c in reversed(used)))
     return tags
 
@@ -822,6 +819,7 @@ def render_html(text: RichText, mention_id: Callable[[User], str | None] | None 
     """
     runs = _runs(text)
     parts: list[str] = []
+    wrap = _WRAP
     anchors: dict[object, str] = {}  # the <a href="..."> of each link and mention, once each
     in_block = after_block = ends_line = False
     for fmt, body in runs:
@@ -842,11 +840,15 @@ def render_html(text: RichText, mention_id: Callable[[User], str | None] | None 
                 body = body[1:]
                 if not body:
                     continue
-        body = _escape(body)
-        if not pre:
+        if "&" in body or "<" in body or ">" in body:
+            body = body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        if not pre and "\n" in body:
             body = body.replace("\n", "<br>")
-        opening, closing = _wrap(fmt)
+        opening, closing = wrap.get(fmt[:6]) or _wrap(fmt[:6])
         link, mention = fmt[6], fmt[7]
+        if link is None and mention is None:
+            parts.append(f"{opening}{body}{closing}" if opening else body)
+            continue
         anchor = None
         if mention is not None and mention_id is not None:
             anchor = anchors.get(id(mention))
