@@ -25,7 +25,7 @@ from .config import Config, ConfigError, HostConfig
 from .delivery import Hold
 from .errors import ActionRequired, cause, describe
 from .inbox import Inbox
-from .inbox import metadata as inbox_metadata
+from .journal import metadata as journal_metadata
 from .membership import foldable
 from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
@@ -199,7 +199,7 @@ class Host:
     async def run(self, *, task_status: anyio.abc.TaskStatus[Host] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; report started once hooks are open and plugs are starting."""
         metadatas = [md for md in self.pm.hook.chanmux_metadata() if md is not None]
-        await self.store.run(self.store.create, [inbox_metadata, *metadatas])
+        await self.store.run(self.store.create, [journal_metadata, *metadatas])
         log.info("database %s ready", self.store.describe())
         try:
             async with anyio.create_task_group() as tg:

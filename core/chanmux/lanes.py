@@ -25,6 +25,9 @@ from .model import Channel, Message, SentMessage
 
 log = logging.getLogger("chanmux.host")
 
+#: Messages waiting in a lane beyond which membership messages fold (below, hooks see each).
+FOLD_BACKLOG = 100
+
 #: The lane running in the current task, if any (puts made by hooks run under its watchdog).
 current_lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("chanmux_lane", default=None)
 
@@ -91,9 +94,12 @@ class Lanes:
     async def submit(self, sent: SentMessage, source: Message | None, primary: bool,
                      on_handled: Callable[[], Any] | None = None, fold: bool = False) -> None:
         """Queue a received message for its channel's lane; with `fold`, a membership message
-        is folded into one of its channel still waiting there (membership.py)."""
+        is folded into one of its channel still waiting there (membership.py) once the lane is
+        behind (`FOLD_BACKLOG` messages waiting): hooks see every join and leave while they
+        keep up, and a flood costs one message when they do not."""
         lane = self.lanes[hash(sent.channel) % len(self.lanes)]
-        if fold and primary:
+        if fold and primary and (sent.channel in lane.folds
+                                 or lane.send.statistics().current_buffer_used >= FOLD_BACKLOG):
             waiting = lane.folds.get(sent.channel)
             if waiting is not None and not waiting.started:
                 waiting.fold.add(sent)  # a membership flood costs one message (membership.py)

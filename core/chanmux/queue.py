@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chanmux.delivery")
 
+#: Copies waiting beyond which (or while the target is not ready) a join or leave folds
+#: into the membership copy waiting last; below, each is shown.
+FOLD_BACKLOG = 10
+
 #: Seconds between two tries of a delivery that failed while its plug stayed up (doubling).
 RETRY_MIN = 1.0
 RETRY_MAX = 30.0
@@ -225,7 +229,8 @@ class DeliveryQueue:
         """Queue a delivery without waiting (past `limit` while the plug is not ready, the
         oldest waiting one is dropped)."""
         queue = self.queue
-        if queue and queue[-1].absorb(item):  # a membership flood: one copy
+        if (queue and (len(queue) >= FOLD_BACKLOG or self.down or not self.ready)
+                and queue[-1].absorb(item)):  # a membership flood (or an outage): one copy
             return
         if self.limit and len(queue) >= self.limit and (self.down or not self.ready):
             self._drop(queue.popleft(), f"more than {self.limit} copies wait (limit)")

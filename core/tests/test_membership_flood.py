@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from chanmux.lanes import FOLD_BACKLOG
 from chanmux.membership import SHOWN
 from chanmux.testing import run_host
 
@@ -64,8 +65,9 @@ async def test_a_flood_waiting_for_a_target_folds_into_one_notice(tmp_path):
 
 
 async def test_a_flood_behind_a_busy_lane_is_one_message_for_the_hooks(tmp_path):
-    """While the lane is busy, the flood is folded before any hook sees it: the hooks get one
-    membership message and then the message said after it."""
+    """Once the lane is behind (FOLD_BACKLOG messages waiting), the flood is folded before any
+    hook sees it: the hooks get the first FOLD_BACKLOG events one by one, then one membership
+    message for the rest, then the message said after it."""
     cfg = config(gate={"type": "gate", "priority": 1})
     async with run_host(cfg, path=tmp_path / "x.toml", modules=MODULES) as host:
         a, b, rec = host.plugs["a"], host.plugs["b"], host.hooks["rec"]
@@ -76,11 +78,14 @@ async def test_a_flood_behind_a_busy_lane_is_one_message_for_the_hooks(tmp_path)
         await a.inject("#in", "hello after the flood")
         gate.gate.set()
         await b.wait_for(lambda: "hello after the flood" in b.texts(), timeout=30)
+        await rec.wait_for(lambda r: r.sent.text is not None
+                           and r.sent.text.plain == "hello after the flood")
         from_a = [r.sent for r in rec.received if r.sent.channel.plug == "a"]
         assert [s.text.plain if s.text else "members" for s in from_a] == [
-            "gate", "members", "hello after the flood"]
-        assert len(from_a[1].joined) == SHOWN + 1 and not from_a[1].left
-        assert from_a[1].joined[-1].display == f"{FLOOD // 4 - SHOWN:,} others"
+            "gate", *["members"] * (FOLD_BACKLOG + 1), "hello after the flood"]
+        folded = from_a[-2]       # the first 100 events were p0..p49 joining and leaving
+        assert len(folded.joined) == SHOWN + 1 and not folded.left
+        assert folded.joined[-1].display == f"{FLOOD // 4 - SHOWN:,} others"
 
 
 async def test_a_join_then_a_leave_folded_together_show_nothing(tmp_path):

@@ -631,7 +631,8 @@ class Connection:
                     head, room = "", budget
                 pieces = split(item.body, room, self.settings.encoding, self.mention)
                 if len(pieces) > 1 or head != item.head:  # the last piece carries the hold
-                    self.outbox.replace_first([attrs.evolve(item, head=head, body=p, hold=None)
+                    self.outbox.replace_first([attrs.evolve(item, head=head, body=p, hold=None,
+                                                             forget=None)
                                                for p in pieces[:-1]]
                                               + [attrs.evolve(item, head=head, body=pieces[-1])])
                     self.bucket.tokens += 1

@@ -36,10 +36,22 @@ class OutLine:
     #: On the last line of a message: released once the server confirmed the line (or it was
     #: kept in the database at a stop), so the plug the message came from knows it is done.
     hold: Hold | None = attrs.field(default=None, eq=False, repr=False)
+    #: Forgets the line in the plug's journal of unsent lines (once the server confirmed it);
+    #: on the last piece of a line split at send time only.
+    forget: Callable[[], None] | None = attrs.field(default=None, eq=False, repr=False)
+
+    def release(self) -> None:
+        """Its message no longer waits for it (it is kept for the next start)."""
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            hold.release()
 
     def done(self) -> None:
-        if self.hold is not None:
-            self.hold.release()
+        """The server confirmed it (or it was given up): nothing more to do for it."""
+        self.release()
+        forget, self.forget = self.forget, None
+        if forget is not None:
+            forget()
 
     def text(self, mention: Callable[[Segment], str] | None = None) -> str:
         line = self.head + render_line(self.body, mention)

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import anyio
-import attrs
 
 from chanmux import (
     ActionRequired,
@@ -32,6 +31,9 @@ from chanmux import (
     User,
     unique_id,
 )
+from chanmux.delivery import Tracker
+from chanmux.errors import describe
+from chanmux.journal import Journal
 
 from .config import IRCConfig
 from .connection import (
@@ -99,6 +101,8 @@ class IRCPlug(Plug):
         self.outbox = Outbox()
         self.bucket = TokenBucket(config.flood_burst, config.flood_rate)
         self.said: Bounded[str, Said] = Bounded(config.text_cache)
+        #: lines put and not yet confirmed by the server, kept in the host database
+        self.unsent = Journal(host.store, f"{name}:unsent")
         self.own_msgids = OwnMsgids(name, config.text_cache, host.store)
         self.renderer = Renderer(name, config, self.said.get)
         self.incoming = Incoming(self)
@@ -306,36 +310,69 @@ class IRCPlug(Plug):
         except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
             self.log.exception("could not keep the msgids of our last lines")
 
-    def _pending_lines(self) -> list[OutLine]:
-        """Every line not yet sent: the main outbox, then puppets' (with their author shown)."""
-        lines = list(self.outbox)
+    def _author_head(self, user: Any) -> str:
+        """How a puppet's line shows its author when the main connection sends it instead."""
+        name = self.renderer.name(user)
+        return self.config.author_format.format(name=name) if name else ""
+
+    def _row(self, line: OutLine, author: str = "") -> dict[str, Any]:
+        return {"target": line.target, "command": line.command, "action": line.action,
+                "receipt": line.receipt,
+                "text": author + line.head + render_line(line.body, self.renderer.mention)}
+
+    def _pending_lines(self) -> list[tuple[OutLine, str]]:
+        """Every line not yet sent, with the author head it needs on the main connection: the
+        main outbox, then puppets'."""
+        lines = [(line, "") for line in self.outbox]
         for puppet in self.puppets.by_key.values() if self.puppets is not None else ():
-            name = self.renderer.name(puppet.user)
-            head = self.config.author_format.format(name=name) if name else ""
-            lines += [attrs.evolve(line, head=head + line.head) for line in puppet.outbox]
+            head = self._author_head(puppet.user)
+            lines += [(line, head) for line in puppet.outbox]
         return lines
 
     async def _save_outbox(self) -> None:
-        """Keep unsent lines in the host's database, to be sent after the next start."""
-        mention = self.renderer.mention
+        """At a stop: every unsent line is in the journal of unsent lines (from its put on),
+        to be sent after the next start; their messages are done with here."""
         pending = self._pending_lines()
-        rows = [{"target": l.target, "command": l.command, "action": l.action,
-                 "receipt": l.receipt, "text": l.head + render_line(l.body, mention)}
-                for l in pending]
-        try:
-            await self.host.store.set_state(self.name, OUTBOX_STATE, rows)
-        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
-            self.log.exception("could not keep %d unsent lines", len(rows))
-            return
-        for line in pending:  # kept for the next start: their messages are done with here
-            line.done()
-        if rows:
-            self.log.info("kept %d unsent lines for the next start", len(rows))
+        for line, author in pending:
+            if line.forget is None:  # from an older version's kept list: journal it now
+                line.forget = self.unsent.keep(line.receipt or unique_id(f"{self.name}:"),
+                                               self._row(line, author))
+            line.release()
+        if pending:
+            self.log.info("kept %d unsent lines for the next start", len(pending))
 
     async def _restore_outbox(self) -> None:
-        """Queue the lines kept at the last stop. The kept list is cleared once the server has
-        confirmed them all, not before: killed before that, the bridge sends them after the
-        next start (at least once)."""
+        """Queue the lines not confirmed by the server when the bridge last stopped or was
+        killed (the journal of unsent lines), then those an older version kept at its stop.
+        A line is forgotten once the server has confirmed it, not before: killed before that,
+        the bridge sends it after the next start (at least once)."""
+        try:
+            kept = await self.unsent.load()
+        except Exception as exc:  # noqa: BLE001 - the plug starts without them, saying so
+            self.log.error("could not read the lines kept from the last run (%s)", describe(exc))
+            kept = []
+        restored = []
+        for key, row in kept:
+            try:
+                line = OutLine(row["target"], row["command"], "", parse(row["text"]),
+                               bool(row["action"]), row.get("receipt"))
+            except (KeyError, TypeError, ValueError):
+                row = None
+            if row is None or not is_safe_target(line.target):
+                self.log.warning("a line kept from the last run cannot be read; dropped")
+                self.unsent.forget(key)
+                continue
+            line.forget = (lambda key=key: self.unsent.forget(key))
+            restored.append(line)
+        if restored:
+            self.kept_sent = anyio.Event()  # set once they are all confirmed (tests, logs)
+            tracker = Tracker(self._kept_sent, f"{self.name}: lines kept from the last run")
+            for line in restored:
+                line.hold = Hold(tracker)
+            tracker.done()
+            self.outbox.requeue(restored)
+            self.log.info("%d lines not confirmed by the server before the last stop will be "
+                          "sent", len(restored))
         try:
             rows = await self.host.store.get_state(self.name, OUTBOX_STATE, [])
         except Exception:  # noqa: BLE001
@@ -496,6 +533,9 @@ class IRCPlug(Plug):
         if msg.edited and isinstance(msg.edit_of, Receipt) and msg.edit_of.id in self.said:
             self.said[msg.edit_of.id] = said
         lines[-1].hold = self.host.hold()  # released once the server confirmed the last line
+        author = self._author_head(puppet.user) if puppet is not None else ""
+        for line in lines:  # killed before the server confirms it, it is sent after the start
+            line.forget = self.unsent.keep(line.receipt or "", self._row(line, author))
         outbox = puppet.outbox if puppet is not None else self.outbox
         before = len(outbox)
         outbox.extend(lines)

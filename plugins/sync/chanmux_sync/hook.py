@@ -309,6 +309,11 @@ class SyncHook(Hook):
         parent = context if context.parent is not None else None
         inline: list[tuple[DeliveryQueue, Delivery]] = []
         revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
+        # delivery keys name the original message, not this run's SyncRef: a message handed
+        # over again after a crash gets the same keys (and Matrix the same transaction ids)
+        named = ref.origin or origin
+        base = self.name + "|" + (f"{named.channel}|{named.id}"
+                                  if isinstance(named, (Receipt, SentMessage)) else ref.key)
         for channel in members:
             if channel == origin_channel or (seen is not None and channel in seen):
                 continue
@@ -325,7 +330,7 @@ class SyncHook(Hook):
                 if not ids and queue.replace(lambda d: d.ref is ref and d.kind == "put", local):
                     continue
                 item = Delivery("edit", local, ref, parent, hold=self.host.hold(),
-                                key=f"{ref.key}|edit|{revision}|{channel}")
+                                key=f"{base}|edit|{revision}|{channel}")
             elif not ids and not queue.has(lambda d: d.ref is ref):
                 local = self._render(label, msg, channel, self._policy(label, channel.plug), context,
                                      False)
@@ -333,7 +338,7 @@ class SyncHook(Hook):
                     continue
                 _lineage[local] = lineage
                 item = Delivery("put", local, ref, parent, hold=self.host.hold(),
-                                key=f"{ref.key}|put|{channel}")
+                                key=f"{base}|put|{channel}")
             else:
                 continue
             if queue.quick:

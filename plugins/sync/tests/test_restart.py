@@ -213,7 +213,7 @@ async def test_a_message_received_again_after_a_crash_goes_only_where_it_had_not
         await c.wait_for(lambda: len(c.sent) == 1)
         await settle(host)
         host.inbox.keep(said)                   # as if its "done" never reached the disk
-        await host.inbox.writer.flush()
+        await host.inbox.journal.writer.flush()
         sync = host.hooks["sync"]
         await sync.cache.writer.flush()
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
@@ -258,7 +258,7 @@ async def test_messages_not_handled_at_a_stop_are_handed_over_after_the_start(tm
         a = host.plugs["a"]
         await a.inject("#a", "stuck 1")
         await a.inject("#a", "stuck 2")
-        await host.inbox.writer.flush()
+        await host.inbox.journal.writer.flush()
     async with run_host(cfg, path=path) as host:
         b, c = host.plugs["b"], host.plugs["c"]
         await c.wait_for(lambda: c.texts() == ["stuck 1", "stuck 2"])
