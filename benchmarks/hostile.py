@@ -52,6 +52,24 @@ def pairs(opening: str, closing: str, size: int) -> str:
     return opening * count + closing * count
 
 
+def counted(template: str, size: int) -> str:
+    """`template` filled with 0, 1, 2, ... in base 36 (so no two texts are alike), to `size`."""
+    out: list[str] = []
+    total = i = 0
+    while total < size:
+        digits, number = "", i
+        while True:
+            number, digit = divmod(number, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+            if not number:
+                break
+        piece = template.replace("{}", digits)
+        out.append(piece)
+        total += len(piece)
+        i += 1
+    return "".join(out)[:size]
+
+
 def segments(size: int, make: Callable[[int], Segment], width: int) -> RichText:
     return RichText([make(i) for i in range(size // width)])
 
@@ -66,6 +84,9 @@ def cases() -> dict[str, tuple[Callable[[Any], Any], dict[str, Callable[[int], A
             "nested lists with text": lambda n: repeat("<ul><li>item ", n),
             "nested inline tags": lambda n: repeat("<b><i><u><s><code>", n),
             "inline tags and text": lambda n: repeat("<i>x", n),
+            "alternating formats": lambda n: repeat("<b>x</b>y", n),
+            "alternating formats, every text new": lambda n: counted("<b>{}</b>{}", n),
+            "blocks between formats": lambda n: repeat("<b>#<p>", n),
             "many end tags": lambda n: pairs("<i>", "</p>", n),
             "unclosed tags": lambda n: repeat("<a ", n),
             "many attributes": lambda n: "<a " + repeat("b=c ", n - 5) + ">x",

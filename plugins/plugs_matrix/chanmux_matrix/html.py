@@ -307,9 +307,12 @@ class _Reader:
     def __init__(self, mention: MentionLookup | None) -> None:
         self.mention = mention
         self.runs: list[tuple[_Format, list[str]]] = []
-        self.flags = [0, 0, 0, 0, 0, 0]
-        self.links: list[tuple[str | None, User | None]] = [(None, None)]
-        self.format: _Format | None = _PLAIN
+        self.flags = [0, 0, 0, 0, 0, 0]  # open elements setting each flag
+        self.mask = 0  # the flags set, one bit each
+        self.links: list[tuple[str | None, User | None, int]] = [(None, None, 0)]
+        self.format: _Format | None = None
+        self.formats: dict[tuple[int, int], _Format] = {(0, 0): _PLAIN}
+        self.serial = 0  # the last number given to a link
         self.stack: list[str] = []  # names; a dropped element's with _HIDDEN in front
         self.frames: list[defaultdict[str, int]] = [defaultdict(int)]
         self.owners: list[str | None] = [None]
@@ -326,13 +329,30 @@ class _Reader:
     # -- output --------------------------------------------------------------------------------
 
     def _format(self) -> _Format:
+        """The formatting of text here, one tuple for each (flags, link) met."""
         if self.format is None:
-            f = self.flags
-            link, mention = self.links[-1]
-            pre = f[_PRE] > 0
-            self.format = (f[0] > 0, f[1] > 0, f[2] > 0, f[3] > 0, f[_CODE] > 0 and not pre, pre,
-                           link, mention)
+            link, mention, serial = self.links[-1]
+            key = (self.mask, serial)
+            fmt = self.formats.get(key)
+            if fmt is None:
+                m = self.mask
+                pre = bool(m & 1 << _PRE)
+                fmt = self.formats[key] = (bool(m & 1), bool(m & 2), bool(m & 4), bool(m & 8),
+                                           bool(m & 1 << _CODE) and not pre, pre, link, mention)
+            self.format = fmt
         return self.format
+
+    def _flag_up(self, flag: int) -> None:
+        if not self.flags[flag]:
+            self.mask |= 1 << flag
+            self.format = None
+        self.flags[flag] += 1
+
+    def _flag_down(self, flag: int) -> None:
+        self.flags[flag] -= 1
+        if not self.flags[flag]:
+            self.mask &= ~(1 << flag)
+            self.format = None
 
     def _structure(self) -> _Format:
         """The formatting of what the reader adds itself: markers, quotes, line breaks."""
@@ -480,8 +500,7 @@ class _Reader:
         if self.drop or kind is _OTHER:
             return
         if kind is _FLAG:
-            self.flags[_FLAG_TAGS[name]] += 1
-            self.format = None
+            self._flag_up(_FLAG_TAGS[name])
         elif kind is _LI:
             self._item()
         elif kind is _LIST:
@@ -494,12 +513,10 @@ class _Reader:
             self._block(name)
         elif kind is _HEADING:
             self._block()
-            self.flags[_BOLD] += 1
-            self.format = None
+            self._flag_up(_BOLD)
         elif kind is _PRE_TAG:
             self._block()
-            self.flags[_PRE] += 1
-            self.format = None
+            self._flag_up(_PRE)
         elif kind is _LINK:
             self.links.append(self._link(attrs))
             self.format = None
@@ -507,16 +524,19 @@ class _Reader:
             self._block()
             self.quote += 1
 
-    def _link(self, attrs: _Attrs) -> tuple[str | None, User | None]:
+    def _link(self, attrs: _Attrs) -> tuple[str | None, User | None, int]:
         """What an ``<a>`` makes of the text inside: a mention, a link, or what the ``<a>``
-        around it made."""
+        around it made (with a number of its own, for `_format`)."""
         href = _attribute(attrs, "href")
         target = user_of_link(href)
         user = self.mention(target) if (target and self.mention) else None
         if target and user is None:
             user = User(id=target, username=target)
         link = safe_link(href) if user is None else None
-        return (link, user) if (link or user) else self.links[-1]
+        if not (link or user):
+            return self.links[-1]
+        self.serial += 1
+        return link, user, self.serial
 
     def end(self, name: str) -> None:
         if name == "br":
@@ -544,10 +564,7 @@ class _Reader:
         if not self.drop:
             kind = _KINDS.get(name, _OTHER)
             if kind is _FLAG:
-                flag = _FLAG_TAGS[name]
-                self.flags[flag] -= 1
-                if not self.flags[flag]:
-                    self.format = None
+                self._flag_down(_FLAG_TAGS[name])
             elif kind is not _OTHER:
                 self._close(name, kind)
         return name
@@ -559,12 +576,10 @@ class _Reader:
         elif kind is _BLOCK or kind is _LI:
             self._block(name)
         elif kind is _HEADING:
-            self.flags[_BOLD] -= 1
-            self.format = None
+            self._flag_down(_BOLD)
             self._block()
         elif kind is _PRE_TAG:
-            self.flags[_PRE] -= 1
-            self.format = None
+            self._flag_down(_PRE)
             self._block()  # after a final line break, as after a <br>, no empty line
         elif kind is _LINK:
             self.links.pop()
@@ -604,6 +619,7 @@ class _Reader:
                                 flag = flag_tags[name]
                                 flags[flag] -= 1
                                 if not flags[flag]:
+                                    self.mask &= ~(1 << flag)
                                     self.format = None
                             elif kind is _BLOCK:
                                 if self.pending is None and runs and not self.line_start and not (
@@ -619,6 +635,7 @@ class _Reader:
                         elif kind is _FLAG:
                             flag = flag_tags[name]
                             if not flags[flag]:
+                                self.mask |= 1 << flag
                                 self.format = None
                             flags[flag] += 1
                         elif kind is _LI:
@@ -654,7 +671,8 @@ class _Reader:
                     self._chars(data, match.start(6))
                     continue
                 # text outside <pre> and quotes: what _chars does, written out
-                data = ws_sub(" ", data)
+                if not data.isalnum():
+                    data = ws_sub(" ", data)
                 fmt = self.format or self._format()
                 newline = self.pending
                 if newline is not None or self.line_start:
@@ -694,8 +712,17 @@ class _Reader:
                 self.gap = fmt if trail else None
             else:
                 break
-        # what is still open closes at the end: that adds no text, and the end is stripped
-        return RichText([Segment("".join(parts), *fmt) for fmt, parts in runs]).strip()
+        # What is still open closes at the end: that adds no text, and the end is stripped.
+        # Segments are immutable, so runs alike share one (a Segment costs microseconds).
+        made: dict[tuple[int, str], Segment] = {}
+        segments = []
+        for fmt, parts in runs:
+            text = parts[0] if len(parts) == 1 else "".join(parts)
+            segment = made.get((id(fmt), text))
+            if segment is None:
+                segment = made[id(fmt), text] = Segment(text, *fmt)
+            segments.append(segment)
+        return RichText(segments).strip()
 
     def _markup(self, src: str, i: int) -> int:
         """Read the markup at ``src[i]`` that `_TAG` does not: a tag `_slow_tag` reads, a

@@ -363,3 +363,11 @@ def test_pre_blocks_keep_their_formatting_and_line_breaks():
     assert parse_html("<pre>a\n</pre>b").plain == "a\nb"
     assert parse_html("<pre>a\n\n</pre>b").plain == "a\n\nb"
     assert parse_html("a<br><p>b</p>").plain == "a\nb"
+
+
+def test_nested_and_neighbouring_links_keep_their_own_targets():
+    rt = parse_html('<a href="https://a.org/"><a href="https://b.org/">b</a>a</a>'
+                    '<a href="https://c.org/">c</a><a href="javascript:x">c2</a><i>d</i>')
+    assert [(s.text, s.link) for s in rt] == [
+        ("b", "https://b.org/"), ("a", "https://a.org/"), ("c", "https://c.org/"),
+        ("c2", None), ("d", None)]
