@@ -400,7 +400,8 @@ class _Reader:
         if self.flags[_PRE]:
             if at == self.pre_text_at and data.startswith("\n"):
                 data = data[1:]  # the line break right after <pre> is not shown
-            self._pre_text(data)
+            if data:
+                self._pre_text(data)
             return
         data = _WS.sub(" ", data)
         fmt = self._format()

@@ -275,6 +275,8 @@ def test_line_breaks_around_blocks_are_the_ones_a_browser_shows():
     assert parse_html("a<br><p>b</p>").plain == "a\nb"
     assert parse_html("<p>a</p><br>b").plain == "a\n\nb"
     assert parse_html("<pre>\ncode</pre>").plain == "code"
+    assert parse_html("a<pre>\n</pre>b").segments == (Segment("a\nb"),)
+    assert parse_html("a<pre>\n\n</pre>b").plain == "a\n\nb"
     assert parse_html("<blockquote>q<pre>a\n\nb</pre></blockquote>").plain == "> q\n> a\n\n> b"
 
 
