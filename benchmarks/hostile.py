@@ -15,7 +15,8 @@ log(CPU time) against log(size) over the sizes from 4 KiB (about 1.0 when the ti
 the input, 2.0 when quadratic), the same slope over the last step alone (a converter that
 changes strategy at some size, such as a splitter that starts to split, shows it there), and
 the worst time. A case whose run takes longer than --budget seconds stops growing there.
-Last, the worst case of each converter.
+Last, the worst case of each converter. A calibration line (the CPU time of a fixed piece of
+pure Python) comes first and last, to compare figures taken on other machines or under load.
 
 Usage: python benchmarks/hostile.py [--quick] [--budget SECONDS] [--only CONVERTER[,...]]
 """
@@ -197,6 +198,17 @@ def run_case(converter: str, case: str, fn: Callable[[Any], Any], make: Callable
            "at_kib": worst["kib"] if worst else None}
 
 
+def calibration() -> dict:
+    """CPU time of a fixed piece of pure Python, to compare figures taken on other machines
+    (or on this one while something else runs)."""
+    best = math.inf
+    for _ in range(5):
+        cpu = time.process_time()
+        sum(range(1_000_000))
+        best = min(best, time.process_time() - cpu)
+    return {"calibration": "sum(range(1_000_000))", "cpu_ms": round(best * 1000, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="sizes 4, 16 and 64 KiB, one run each")
@@ -208,6 +220,7 @@ def main() -> None:
     sizes = QUICK_SIZES if args.quick else SIZES
     runs = 1 if args.quick else args.runs
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    print(json.dumps(calibration()), flush=True)
     for converter, (fn, inputs) in cases().items():
         if wanted and not any(w in converter for w in wanted):
             continue
@@ -222,6 +235,7 @@ def main() -> None:
             print(json.dumps({"converter": converter, "worst_case": worst["case"],
                               "worst_cpu_ms": worst["worst_cpu_ms"], "at_kib": worst["at_kib"],
                               "exponent": worst["exponent"]}), flush=True)
+    print(json.dumps(calibration()), flush=True)
 
 
 if __name__ == "__main__":
