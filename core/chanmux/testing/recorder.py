@@ -45,9 +45,13 @@ class RecorderHook(Hook):
 
     async def wait_for(self, predicate: Callable[[Received], Any], timeout: float = 10.0) -> Received:
         """The first recorded message matching `predicate`, waiting up to `timeout` for it."""
+        seen = 0  # each message is looked at once, however many arrive meanwhile
         with anyio.fail_after(timeout):
             while True:
-                for item in self.received:
+                received = self.received
+                while seen < len(received):
+                    item = received[seen]
+                    seen += 1
                     if predicate(item):
                         return item
                 await self._changed.wait()

@@ -346,9 +346,10 @@ async def test_lines_kept_at_a_stop_stay_kept_until_the_server_confirmed_them(tm
         plug = host.plugs["irc"]
         await client.wait_for(lambda l: l.startswith("PRIVMSG #kept two"))
         ping = await client.wait_for(lambda l: l.startswith("PING :chanmux-ack-"))
-        kept = await host.store.get_state("irc", "outbox", [])
-        assert [row["text"] for row in kept] == ["one", "two"]  # sent, not yet confirmed
+        kept = await plug.unsent.load()
+        assert [row["text"] for _key, row in kept] == ["one", "two"]  # sent, not yet confirmed
         await client.send(f":raw.test PONG raw.test :{ping.split(':', 1)[1]}")
         with anyio.fail_after(10):
             await plug.kept_sent.wait()
-        assert await host.store.get_state("irc", "outbox", []) == []
+        await plug.unsent.writer.flush()
+        assert await plug.unsent.load() == []
