@@ -233,9 +233,14 @@ class MatrixPlug(Plug):
             self._position_changed.set()
 
     async def _keep_position(self) -> None:
-        """Save the resume point whenever it (or what is done beyond it) changes."""
+        """Save the resume point whenever it (or what is done beyond it) changes, once what
+        the done messages wrote in batches is written (an IRC line forgotten in its journal
+        once the server confirmed it): killed just after, that line is not sent again."""
         while True:
             self._position_changed = anyio.Event()
+            for writer in list(self.host.store.writers):
+                with anyio.move_on_after(5):  # a database that refuses writes: save anyway
+                    await writer.flush()
             await self._save_position()
             await self._position_changed.wait()
 
