@@ -22,7 +22,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import pytest
@@ -31,8 +34,8 @@ from chanmux_testservers.irc import start_ngircd
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from helpers import (Bridge, Tally, _cs, alias_of, create_room, irc_until, register, uid,
-                     write_config)
+from helpers import (Account, Bridge, Tally, _cs, alias_of, create_room, irc_until, register,
+                     uid, write_config)
 from streams import Stream, assert_lossless, report, two_way_config
 
 pytestmark = pytest.mark.anyio
@@ -57,11 +60,52 @@ async def outage(length: float, say, count: int) -> None:
     await anyio.sleep(length / 2)
 
 
-def accounts(hs, tag: str):
+@dataclass
+class Run:
+    """One test's bridge between an IRC channel and a Matrix room, with a person on each side
+    (`stream.irc` and `stream.mx`), its config (`path`, rewritten by `rewrite`) and accounts."""
+
+    bridge: Bridge
+    stream: Stream
+    bot: Account
+    config: dict
+    path: Path
+    stack: AsyncExitStack
+
+    def rewrite(self) -> None:
+        write_config(self.path, self.config)
+
+
+@asynccontextmanager
+async def two_way(hs, ircd, tmp_path: Path, tag: str, edit: Callable[[dict, Account], None] | None = None,
+                  allow: tuple = ()) -> AsyncIterator[Run]:
+    """Start the bridge (asyncio), both people, one warm-up batch; at the end stop it and
+    check it logged no problem (but those `allow`ed) and exited 0."""
     alice = register(hs, f"{tag}a", "Alice M")
     bot = register(hs, f"{tag}bridge")
     room = create_room(hs, alice, tag)
-    return alice, bot, room
+    channel = f"#{tag}"
+    config = two_way_config(ircd, tag, hs, bot, channel, alias_of(hs, tag))
+    if edit is not None:
+        edit(config, bot)
+    path = write_config(tmp_path / "bridge.toml", config)
+    bridge = Bridge(path, plugs=["irc", "matrix"], secrets=[bot.token, bot.password])
+    try:
+        bridge.start()
+        await bridge.ready()
+        async with AsyncExitStack() as stack:
+            mx = await stack.enter_async_context(
+                HumanMatrix(hs.base_url, alice.user_id, alice.token, timeline_limit=1000))
+            s = Stream(mx, room, channel, tag, bot.user_id)
+            s.irc = await stack.enter_async_context(
+                HumanIRC.connect(ircd.host, ircd.port, f"p{uid(7)}"))
+            await s.irc.join(channel)
+            await mx.catch_up()
+            await s.batch()
+            yield Run(bridge, s, bot, config, path, stack)
+    finally:
+        bridge.stop()
+    bridge.check_clean(allow=allow)
 
 
 @pytest.mark.parametrize("length", LENGTHS, ids=[f"{x:g}s" for x in LENGTHS])
@@ -71,45 +115,29 @@ async def test_chaos_homeserver_down(synapse, ngircd, tmp_path, length):
     every line, so everything arrives, once, in order, once Synapse is back; past the Matrix
     plug's retry window the plug reconnects and logs in again first, and nothing is tried
     before that (the lines were given up with 401 M_MISSING_TOKEN before)."""
-    hs, tag = synapse, f"ch{uid()}"
-    alice, bot, room = accounts(hs, tag)
-    channel, nick = f"#{tag}", tag
-    bridge = Bridge(write_config(tmp_path / "bridge.toml", two_way_config(
-        ngircd, nick, hs, bot, channel, alias_of(hs, tag))), plugs=["irc", "matrix"],
-        secrets=[bot.token])
-    try:
-        bridge.start()
-        await bridge.ready()
-        async with HumanMatrix(hs.base_url, alice.user_id, alice.token, timeline_limit=1000) as mx, \
-                HumanIRC.connect(ngircd.host, ngircd.port, f"p{uid(7)}") as h:
-            s = Stream(mx, room, channel, nick, bot.user_id)
-            s.irc = h
-            await h.join(channel)
-            await mx.catch_up()
-            await s.batch()
-            await s.batch(wait=False)
-            mark = bridge.mark()
-            try:
-                await hs.async_stop(kill=True)
-                down_from = s.i
-                await outage(length, s.say_irc, DURING)
-                down_to = s.i
-            finally:
-                if not hs.running:
-                    await hs.async_start()
-            for _ in range(3):
-                await s.batch(timeout=120)
-            to_irc = Tally(list(range(s.m)), s.on_irc(h))
-            to_matrix = Tally(list(range(s.i)), await s.on_matrix())
+    hs = synapse
+    async with two_way(hs, ngircd, tmp_path, f"ch{uid()}") as run:
+        s, bridge = run.stream, run.bridge
+        await s.batch(wait=False)
+        mark = bridge.mark()
+        try:
+            await hs.async_stop(kill=True)
+            down_from = s.i
+            await outage(length, s.say_irc, DURING)
+            down_to = s.i
+        finally:
+            if not hs.running:
+                await hs.async_start()
+        for _ in range(3):
+            await s.batch(timeout=120)
+        to_irc = Tally(list(range(s.m)), s.on_irc(s.irc))
+        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
         report(f"chaos: Synapse down {length:g}s", to_irc=to_irc, to_matrix=to_matrix)
         print(f"   IRC lines said while Synapse was down: {down_to - down_from}")
         assert_lossless(to_irc, "Matrix -> IRC")
         assert_lossless(to_matrix, "IRC -> Matrix")
         if length > 20:  # past send_retry_for: the plug reconnected, then delivered
             assert bridge.find("matrix: disconnected", mark) is not None
-    finally:
-        bridge.stop()
-    bridge.check_clean()
 
 
 @pytest.mark.parametrize("length", LENGTHS, ids=[f"{x:g}s" for x in LENGTHS])
@@ -119,25 +147,11 @@ async def test_chaos_irc_server_down(synapse, tmp_path, length):
     same port. Everything said on Matrix reaches IRC once, in order. Lost by the nature of
     IRC: lines the dying server had not passed on (the last ones before the kill, at most the
     batch in flight). The bridge is paused while the IRC person rejoins (see test_failures)."""
-    hs, tag = synapse, f"ci{uid()}"
-    alice, bot, room = accounts(hs, tag)
-    channel, nick = f"#{tag}", tag
     ircd = await anyio.to_thread.run_sync(start_ngircd, tmp_path)
-    bridge = Bridge(write_config(tmp_path / "bridge.toml", two_way_config(
-        ircd, nick, hs, bot, channel, alias_of(hs, tag))), plugs=["irc", "matrix"],
-        secrets=[bot.token])
     try:
-        bridge.start()
-        await bridge.ready()
-        async with AsyncExitStack() as stack:
-            mx = await stack.enter_async_context(
-                HumanMatrix(hs.base_url, alice.user_id, alice.token, timeline_limit=1000))
-            s = Stream(mx, room, channel, nick, bot.user_id)
-            h1 = s.irc = await stack.enter_async_context(
-                HumanIRC.connect(ircd.host, ircd.port, f"p{uid(7)}"))
-            await h1.join(channel)
-            await mx.catch_up()
-            await s.batch()
+        async with two_way(synapse, ircd, tmp_path, f"ci{uid()}") as run:
+            s, bridge = run.stream, run.bridge
+            h1 = s.irc
             await s.batch(wait=False)
             mark, i_before = bridge.mark(), s.i
             await anyio.to_thread.run_sync(lambda: ircd.stop(kill=True))
@@ -148,9 +162,9 @@ async def test_chaos_irc_server_down(synapse, tmp_path, length):
             os.kill(bridge.pid, signal.SIGSTOP)
             try:
                 await anyio.to_thread.run_sync(ircd.start)
-                h2 = s.irc = await stack.enter_async_context(
+                h2 = s.irc = await run.stack.enter_async_context(
                     HumanIRC.connect(ircd.host, ircd.port, f"q{uid(7)}"))
-                await h2.join(channel)
+                await h2.join(s.channel)
             finally:
                 os.kill(bridge.pid, signal.SIGCONT)
             await bridge.wait_log("chanmux.host: irc: connected", since=mark, timeout=60)
@@ -158,112 +172,88 @@ async def test_chaos_irc_server_down(synapse, tmp_path, length):
                 await s.batch(timeout=120)
             to_irc = Tally(list(range(s.m)), s.on_irc(h1) + s.on_irc(h2))
             to_matrix = Tally(list(range(s.i)), await s.on_matrix())
-        report(f"chaos: IRC server down {length:g}s", to_irc=to_irc, to_matrix=to_matrix)
-        lost = to_matrix.missing
-        print(f"   Matrix messages said while IRC was down: {down_to - down_from}; IRC lines "
-              f"lost in the dying server: {len(lost)}")
-        assert_lossless(to_irc, "Matrix -> IRC")
-        assert lost == list(range(i_before - len(lost), i_before)), f"more lost than in flight: {lost}"
-        assert not to_matrix.duplicates and to_matrix.in_order
+            report(f"chaos: IRC server down {length:g}s", to_irc=to_irc, to_matrix=to_matrix)
+            lost = to_matrix.missing
+            print(f"   Matrix messages said while IRC was down: {down_to - down_from}; IRC lines "
+                  f"lost in the dying server: {len(lost)}")
+            assert_lossless(to_irc, "Matrix -> IRC")
+            assert lost == list(range(i_before - len(lost), i_before)), f"more lost than in flight: {lost}"
+            assert not to_matrix.duplicates and to_matrix.in_order
     finally:
-        bridge.stop()
         await anyio.to_thread.run_sync(ircd.close)
-    bridge.check_clean()
+
+
+def with_password(config: dict, bot: Account) -> None:
+    del config["plugs"]["matrix"]["access_token"]
+    config["plugs"]["matrix"]["password"] = bot.password
 
 
 async def test_chaos_matrix_login_revoked_with_a_password(synapse, ngircd, tmp_path):
     """Every access token of the bridge account is revoked while it runs (`logout/all`), with a
     password configured: the plug logs in again by itself, and the lines said on IRC meanwhile
     arrive once, in order."""
-    hs, tag = synapse, f"cp{uid()}"
-    alice, bot, room = accounts(hs, tag)
-    channel, nick = f"#{tag}", tag
-    config = two_way_config(ngircd, nick, hs, bot, channel, alias_of(hs, tag))
-    del config["plugs"]["matrix"]["access_token"]
-    config["plugs"]["matrix"]["password"] = bot.password
-    bridge = Bridge(write_config(tmp_path / "bridge.toml", config), plugs=["irc", "matrix"],
-                    secrets=[bot.token, bot.password])
-    try:
-        bridge.start()
-        await bridge.ready()
-        async with HumanMatrix(hs.base_url, alice.user_id, alice.token, timeline_limit=1000) as mx, \
-                HumanIRC.connect(ngircd.host, ngircd.port, f"p{uid(7)}") as h:
-            s = Stream(mx, room, channel, nick, bot.user_id)
-            s.irc = h
-            await h.join(channel)
-            await mx.catch_up()
-            await s.batch()
-            mark = bridge.mark()
-            await anyio.to_thread.run_sync(lambda: _cs(hs, bot.token, "POST", "/logout/all", {}))
-            await s.say_irc(100)
-            await bridge.wait_log("logging in with the password", since=mark, timeout=60)
-            for _ in range(2):
-                await s.batch(timeout=60)
-            to_irc = Tally(list(range(s.m)), s.on_irc(h))
-            to_matrix = Tally(list(range(s.i)), await s.on_matrix())
+    hs = synapse
+    async with two_way(hs, ngircd, tmp_path, f"cp{uid()}", edit=with_password) as run:
+        s, bridge, bot = run.stream, run.bridge, run.bot
+        mark = bridge.mark()
+        await anyio.to_thread.run_sync(lambda: _cs(hs, bot.token, "POST", "/logout/all", {}))
+        await s.say_irc(100)
+        await bridge.wait_log("logging in with the password", since=mark, timeout=60)
+        for _ in range(2):
+            await s.batch(timeout=60)
+        to_irc = Tally(list(range(s.m)), s.on_irc(s.irc))
+        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
         report("chaos: Matrix login revoked, password configured", to_irc=to_irc,
                to_matrix=to_matrix)
         assert_lossless(to_irc, "Matrix -> IRC")
         assert_lossless(to_matrix, "IRC -> Matrix")
-    finally:
-        bridge.stop()
-    bridge.check_clean()
+
+
+REFUSED_TOKEN = re.compile(r"ERROR .*matrix: the homeserver refuses the access token "
+                           r"\(M_UNKNOWN_TOKEN.*\): set a new plugs\.matrix\.access_token")
 
 
 async def test_chaos_matrix_token_revoked_without_a_password(synapse, ngircd, tmp_path):
     """The bridge's only credential, its access token, is revoked while it runs. It says once,
     as an error, which key to change; the lines said on IRC meanwhile are kept (also at a
     stop); with a new token in the config they arrive after the restart, once, in order."""
-    hs, tag = synapse, f"ct{uid()}"
-    alice, bot, room = accounts(hs, tag)
-    channel, nick = f"#{tag}", tag
-    _user, token, _device = await anyio.to_thread.run_sync(
-        lambda: hs.login(bot.user_id.split(":")[0][1:], bot.password))
-    config = two_way_config(ngircd, nick, hs, bot, channel, alias_of(hs, tag))
-    config["plugs"]["matrix"]["access_token"] = token
-    config["host"] = {"reconnect_min": 0.2, "reconnect_max": 2.0}
-    path = tmp_path / "bridge.toml"
-    bridge = Bridge(write_config(path, config), plugs=["irc", "matrix"], secrets=[token, bot.token])
-    expected_error = re.compile(r"ERROR .*matrix: the homeserver refuses the access token "
-                                r"\(M_UNKNOWN_TOKEN.*\): set a new plugs\.matrix\.access_token")
-    try:
+    hs = synapse
+    tokens: list[str] = []
+
+    def own_token(config: dict, bot: Account) -> None:
+        tokens.append(hs.login(bot.user_id.split(":")[0][1:], bot.password)[1])
+        config["plugs"]["matrix"]["access_token"] = tokens[-1]
+        config["host"] = {"reconnect_min": 0.2, "reconnect_max": 2.0}
+
+    async with two_way(hs, ngircd, tmp_path, f"ct{uid()}", edit=own_token,
+                       allow=(REFUSED_TOKEN,)) as run:
+        s, bridge, bot = run.stream, run.bridge, run.bot
+        bridge.secrets.append(tokens[0])
+        mark = bridge.mark()
+        await anyio.to_thread.run_sync(lambda: _cs(hs, tokens[0], "POST", "/logout", {}))
+        await s.say_irc(50)
+        await bridge.wait_log(REFUSED_TOKEN, since=mark, timeout=60)
+        await bridge.wait_log("still failing (the homeserver refuses the access token",
+                              since=mark, timeout=60)
+        bridge.stop()
+        assert len([l for l in bridge.lines[mark:] if REFUSED_TOKEN.search(l)]) == 1
+        assert bridge.find(re.compile(r"sync: kept \d+ copies not yet delivered"), mark) \
+            is not None
+        _user, fresh, _device = await anyio.to_thread.run_sync(
+            lambda: hs.login(bot.user_id.split(":")[0][1:], bot.password))
+        run.config["plugs"]["matrix"]["access_token"] = fresh
+        run.rewrite()
+        bridge.secrets.append(fresh)
         bridge.start()
         await bridge.ready()
-        async with HumanMatrix(hs.base_url, alice.user_id, alice.token, timeline_limit=1000) as mx, \
-                HumanIRC.connect(ngircd.host, ngircd.port, f"p{uid(7)}") as h:
-            s = Stream(mx, room, channel, nick, bot.user_id)
-            s.irc = h
-            await h.join(channel)
-            await mx.catch_up()
-            await s.batch()
-            mark = bridge.mark()
-            await anyio.to_thread.run_sync(lambda: _cs(hs, token, "POST", "/logout", {}))
-            await s.say_irc(50)
-            await bridge.wait_log(expected_error, since=mark, timeout=60)
-            await bridge.wait_log("still failing (the homeserver refuses the access token",
-                                  since=mark, timeout=60)
-            bridge.stop()
-            assert len([l for l in bridge.lines[mark:] if expected_error.search(l)]) == 1
-            assert bridge.find(re.compile(r"sync: kept \d+ copies not yet delivered"), mark) \
-                is not None
-            _user, fresh, _device = await anyio.to_thread.run_sync(
-                lambda: hs.login(bot.user_id.split(":")[0][1:], bot.password))
-            config["plugs"]["matrix"]["access_token"] = fresh
-            write_config(path, config)
-            bridge.secrets.append(fresh)
-            bridge.start()
-            await bridge.ready()
-            await s.arrived(timeout=60)
-            await s.batch(timeout=60)
-            to_irc = Tally(list(range(s.m)), s.on_irc(h))
-            to_matrix = Tally(list(range(s.i)), await s.on_matrix())
+        await s.arrived(timeout=60)
+        await s.batch(timeout=60)
+        to_irc = Tally(list(range(s.m)), s.on_irc(s.irc))
+        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
         report("chaos: Matrix token revoked, no password", to_irc=to_irc, to_matrix=to_matrix)
         print("   IRC lines said while the token was refused: 50 (kept, delivered after the restart)")
         assert_lossless(to_irc, "Matrix -> IRC")
         assert_lossless(to_matrix, "IRC -> Matrix")
-    finally:
-        bridge.stop()
-    bridge.check_clean(allow=[expected_error])
 
 
 @pytest.mark.parametrize("at", [0.1, 0.5, 0.9], ids=["10%", "50%", "90%"])
@@ -276,47 +266,29 @@ async def test_chaos_bridge_killed_during_a_burst(synapse, ngircd, tmp_path, at)
     relayed after the restart (they were lost: 18 to 180 per kill); what IRC cannot give is
     only a line still on its way to the bridge at the kill (the last ones said before it),
     counted."""
-    hs, tag = synapse, f"ck{uid()}"
-    alice, bot, room = accounts(hs, tag)
-    channel, nick = f"#{tag}", tag
-    bridge = Bridge(write_config(tmp_path / "bridge.toml", two_way_config(
-        ngircd, nick, hs, bot, channel, alias_of(hs, tag))), plugs=["irc", "matrix"],
-        secrets=[bot.token])
-    try:
+    async with two_way(synapse, ngircd, tmp_path, f"ck{uid()}") as run:
+        s, bridge, h = run.stream, run.bridge, run.stream.irc
+        burst = 200
+        threshold = s.m + int(burst * at)
+
+        async def irc_side() -> None:
+            for _ in range(burst):
+                await s.say_irc(1)
+                await anyio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(s.say_matrix, burst)
+            tg.start_soon(irc_side)
+            await irc_until(h, lambda: len(set(s.on_irc(h))) >= threshold, timeout=120,
+                            what=f"{threshold} Matrix messages on IRC")
+            bridge.kill()
+            killed_m, killed_i = s.m, s.i
+        restart_i = s.i
         bridge.start()
         await bridge.ready()
-        async with HumanMatrix(hs.base_url, alice.user_id, alice.token, timeline_limit=1000) as mx, \
-                HumanIRC.connect(ngircd.host, ngircd.port, f"p{uid(7)}") as h:
-            s = Stream(mx, room, channel, nick, bot.user_id)
-            s.irc = h
-            await h.join(channel)
-            await mx.catch_up()
-            await s.batch()
-            start_m = s.m
-            burst = 200
-            threshold = start_m + int(burst * at)
-
-            async def matrix_side() -> None:
-                await s.say_matrix(burst)
-
-            async def irc_side() -> None:
-                for _ in range(burst):
-                    await s.say_irc(1)
-                    await anyio.sleep(0)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(matrix_side)
-                tg.start_soon(irc_side)
-                await irc_until(h, lambda: len(set(s.on_irc(h))) >= threshold, timeout=120,
-                                what=f"{threshold} Matrix messages on IRC")
-                bridge.kill()
-                killed_m, killed_i = s.m, s.i
-            restart_i = s.i
-            bridge.start()
-            await bridge.ready()
-            await s.batch(timeout=120)
-            to_irc = Tally(list(range(s.m)), s.on_irc(h))
-            to_matrix = Tally(list(range(s.i)), await s.on_matrix())
+        await s.batch(timeout=120)
+        to_irc = Tally(list(range(s.m)), s.on_irc(h))
+        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
         report(f"chaos: bridge killed at {at:.0%} of a burst", to_irc=to_irc, to_matrix=to_matrix)
         lost = to_matrix.missing
         in_flight = [n for n in lost if n < killed_i]
@@ -330,6 +302,3 @@ async def test_chaos_bridge_killed_during_a_burst(synapse, ngircd, tmp_path, at)
         assert in_flight == list(range(killed_i - len(in_flight), killed_i)), (
             f"lost more than the lines on their way at the kill: {in_flight}")
         assert not to_matrix.duplicates and to_matrix.in_order
-    finally:
-        bridge.stop()
-    bridge.check_clean()
