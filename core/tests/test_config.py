@@ -200,26 +200,3 @@ def test_logger_levels_and_database_urls_are_checked(registry):
 def test_control_characters_in_a_bad_value_stay_on_one_line(registry):
     issues = problems({"plugs": {"a": {"type": "memory", "echo": "y\r\nes"}}}, registry)
     assert issues == [("plugs.a.echo", 'expected true or false, got "y\\r\\nes"')]
-
-
-def test_check_reports_a_hooks_unknown_channel_beside_other_errors(tmp_path, capsys):
-    from chanmux.cli import main
-
-    path = tmp_path / "bridge.toml"
-    path.write_text('[plugs.mem]\ntype = "memory"\nedit = "yes"\n\n'
-                    '[plugs.other]\ntype = "memory"\n\n'
-                    '[channels.a]\nplug = "mem"\nsource = "#a"\n\n'
-                    '[channels.b]\nplug = "other"\nsource = 5\n\n'
-                    '[hooks.sync]\ntype = "sync"\nname_format = "{nick}"\n'
-                    '[hooks.sync.channels]\nx = ["a", "b", "nope"]\n'
-                    '[hooks.sync.plugs.mem]\njoins = false\n')
-    assert main(["check", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert err.splitlines() == [
-        f"error: {path}: 4 problems",
-        "  channels.b.source: expected a string, got 5",
-        '  plugs.mem.edit: expected true or false, got "yes"',
-        '  hooks.sync.channels.x[2]: unknown channel "nope" (channels: a, b)',
-        ('  hooks.sync.name_format: unknown template variable "{nick}" (variables: channel, id, '
-         "label, name, network, plug, real_name, username)"),
-    ]

@@ -70,3 +70,29 @@ def test_a_good_config_loads(tmp_path):
     sync = host.hooks["sync"]
     assert [str(c) for c in sync.channels["main"]] == ["a:#a", "b:#b", "c:#c"]
     assert host.channels["together:main"].plug == "together"
+
+
+def test_check_reports_a_hooks_unknown_channel_beside_other_errors(tmp_path, capsys):
+    """`chanmux check` reports the sync's own problems (an unknown channel, a bad template)
+    in the same run as the plug and channel errors (core builds the hook on a partial config;
+    here, where chanmux-sync is installed)."""
+    from chanmux.cli import main
+
+    path = tmp_path / "bridge.toml"
+    path.write_text('[plugs.mem]\ntype = "memory"\nedit = "yes"\n\n'
+                    '[plugs.other]\ntype = "memory"\n\n'
+                    '[channels.a]\nplug = "mem"\nsource = "#a"\n\n'
+                    '[channels.b]\nplug = "other"\nsource = 5\n\n'
+                    '[hooks.sync]\ntype = "sync"\nname_format = "{nick}"\n'
+                    '[hooks.sync.channels]\nx = ["a", "b", "nope"]\n'
+                    '[hooks.sync.plugs.mem]\njoins = false\n')
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {path}: 4 problems",
+        "  channels.b.source: expected a string, got 5",
+        '  plugs.mem.edit: expected true or false, got "yes"',
+        '  hooks.sync.channels.x[2]: unknown channel "nope" (channels: a, b)',
+        ('  hooks.sync.name_format: unknown template variable "{nick}" (variables: channel, id, '
+         "label, name, network, plug, real_name, username)"),
+    ]
