@@ -43,6 +43,7 @@ class Relay(Hook):
         self.out = self.host.channel("out")
         self.copies: dict[str, list[Any]] = {}
         self.edits: dict[str, list[Any]] = {}
+        self._stored: anyio.Event | None = None
         self.queues = DeliveryQueues(self.host, self.name, self._execute,
                                      retry_min=self.config.retry_min,
                                      retry_max=self.config.retry_max,
@@ -70,6 +71,24 @@ class Relay(Hook):
             self.edits[item.ref] = await self.host.edit(self.copies[item.ref][0], item.msg)
         else:
             self.copies[item.ref] = await self.host.put(channel, item.msg)
+        if self._stored is not None:
+            self._stored.set()
+            self._stored = None
+
+    async def copy_of(self, ref: str) -> list[Any]:
+        """The receipts of the copy of `ref`, once its put has returned (a Matrix client can
+        see the event before that: the homeserver has it while the plug still waits for the
+        reply, or asks again after a reply cut short)."""
+        try:
+            with anyio.fail_after(30):
+                while ref not in self.copies:
+                    if self._stored is None:
+                        self._stored = anyio.Event()
+                    await self._stored.wait()
+        except TimeoutError:
+            raise AssertionError(f"relay: the put of the copy of {ref} did not return in 30 s; "
+                                 f"copies so far: {sorted(self.copies)}") from None
+        return self.copies[ref]
 
     def _dump(self, channel, item: Delivery) -> dict[str, Any]:
         return {"kind": item.kind, "ref": item.ref, "msg": codec.dump(item.msg),
@@ -182,7 +201,7 @@ async def test_a_send_whose_reply_is_cut_short_arrives_once_with_its_real_id(
         first = await a.inject("#in", "cut short")
         (seen,) = await bridge_says(human, room, bot, "cut short")
         assert cut.hits == 1
-        assert relay.copies[first.id][0].id == seen["event_id"]
+        assert (await relay.copy_of(first.id))[0].id == seen["event_id"]
         await a.inject("#in", "cut short, then edited", id=first.id, edited=True, revision="r1")
         (edit,) = await bridge_says(human, room, bot, "cut short, then edited", edits=True)
         assert edit["content"]["m.relates_to"]["event_id"] == seen["event_id"]
