@@ -1,18 +1,21 @@
 """chanmux: a host that bridges chat networks through plugins.
 
-The public API: the message model, the Plug and Hook base classes, the hook specification
-markers, config errors, the Host and its Store. Plugins import only what is exported here.
+The public API: what a plug or hook package may use, and nothing else. `__all__` lists it and
+`API.md` (shipped with core) says what each name is and since which version; a test fails when
+a first-party plugin imports anything else from chanmux or reaches a private attribute of a
+core object. Everything not exported here (the plugin registry, the hook caller, the lanes,
+the config parser, ...) is the host's own and may change in any release.
 """
 
-__version__ = "0.1.0"
-
-from .caller import HookCaller, NoOwner  # noqa: E402
-from .config import Config, ConfigError  # noqa: E402
-from .delivery import Hold  # noqa: E402
-from .errors import ActionRequired, Refused, TryLater  # noqa: E402
-from .hookspecs import hookimpl, hookspec  # noqa: E402
-from .host import Host, HostStopped  # noqa: E402
-from .model import (  # noqa: E402
+from . import codec, validators
+from ._version import __version__
+from .config import Config, ConfigError
+from .delivery import Hold, Tracker
+from .errors import ActionRequired, Refused, TryLater, describe
+from .hookspecs import hookimpl, hookspec
+from .host import Host, HostStopped
+from .journal import Journal
+from .model import (
     Channel,
     File,
     FileKind,
@@ -23,18 +26,18 @@ from .model import (  # noqa: E402
     User,
     unique_id,
 )
-from .naming import NameFormat  # noqa: E402
-from .plug import Capabilities, Hook, NoConfig, Plug, State  # noqa: E402
-from .plugins import LoadError, Registry, load_registry  # noqa: E402
-from .queue import Delivery, DeliveryQueue, DeliveryQueues  # noqa: E402
-from .richtext import RichText, Segment  # noqa: E402
-from .store import BatchWriter, DatabaseUnusable, Store  # noqa: E402
-from . import validators  # noqa: E402
+from .naming import NameFormat, Overrides, relayed_fields
+from .plug import Capabilities, Hook, NoConfig, Plug, State
+from .plugins import LoadError
+from .queue import Delivery, DeliveryQueue, DeliveryQueues, current_key
+from .richtext import RichText, Segment
+from .store import BatchWriter, Store, insert_new
 
 __all__ = [
-    "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError", "DatabaseUnusable", "Delivery", "DeliveryQueue",
-    "DeliveryQueues", "File", "FileKind",
-    "Hold", "Hook", "HookCaller", "Host", "HostStopped", "LoadError", "Location", "Message", "NameFormat", "NoConfig", "NoOwner",
-    "Plug", "Receipt", "Refused", "Registry", "RichText", "Segment", "SentMessage", "State", "Store",
-    "TryLater", "User", "__version__", "hookimpl", "hookspec", "load_registry", "unique_id", "validators",
+    "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError",
+    "Delivery", "DeliveryQueue", "DeliveryQueues", "File", "FileKind", "Hold", "Hook", "Host",
+    "HostStopped", "Journal", "LoadError", "Location", "Message", "NameFormat", "NoConfig",
+    "Overrides", "Plug", "Receipt", "Refused", "RichText", "Segment", "SentMessage", "State",
+    "Store", "Tracker", "TryLater", "User", "__version__", "codec", "current_key", "describe",
+    "hookimpl", "hookspec", "insert_new", "relayed_fields", "unique_id", "validators",
 ]
