@@ -78,6 +78,8 @@ class MemoryPlug(Plug):
         self.events: list[Event] = []
         self.messages: dict[tuple[str, str], SentMessage] = {}
         self.members: dict[str, dict[str, User]] = {}
+        #: each channel's title: the configured one, or the last a human set (`title=`)
+        self.titles: dict[str, str] = dict(config.titles)
         self.bot = User(id=f"{name}:{config.bot_name}", plug=name, username=config.bot_name,
                         is_self=True)
         self._changed = anyio.Event()
@@ -123,7 +125,10 @@ class MemoryPlug(Plug):
                      **fields: Any) -> SentMessage:
         """A human says something in `source`; returns the message as the plug received it,
         once the host has queued it (so `host.wait_idle()` afterwards waits for its handling).
-        `on_handled` is passed to `Host.receive` (called once the message is done)."""
+        `on_handled` is passed to `Host.receive` (called once the message is done). An edit
+        is `inject(source, text, id=<the original's id>, edited=True, revision=...)`, a delete
+        `inject(source, id=..., deleted=True)`, a rename `renamed=(before, after)` and a new
+        channel title `title=...` (which `channel_title` answers from then on)."""
         if isinstance(user, str):
             user = self.user(user)
         sent = SentMessage(id=id or self._next_id(), channel=self.channel(source), text=text,
@@ -132,6 +137,8 @@ class MemoryPlug(Plug):
             self.members.setdefault(source, {})[u.id or ""] = u
         for u in sent.left:
             self.members.get(source, {}).pop(u.id or "", None)
+        if sent.title is not None:
+            self.titles[source] = sent.title
         if self.state is not State.active or self._incoming is None:
             raise ConnectionError(f"{self.name} is not connected")
         queued = anyio.Event()
@@ -297,7 +304,7 @@ class MemoryPlug(Plug):
         return True
 
     async def channel_title(self, channel: Channel) -> str | None:
-        return self.config.titles.get(channel.source, channel.source)
+        return self.titles.get(channel.source, channel.source)
 
     async def channel_members(self, channel: Channel) -> list[User] | None:
         return [self.bot, *self.members.get(channel.source, {}).values()]
