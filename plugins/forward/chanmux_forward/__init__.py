@@ -9,6 +9,6 @@ __version__ = "0.1.0"
 
 from .config import ForwardConfig, Group, Overrides  # noqa: E402
 from .hook import ForwardHook  # noqa: E402
-from chanmux.naming import NameFormat  # noqa: E402
+from chanmux import NameFormat  # noqa: E402
 
 __all__ = ["ForwardConfig", "ForwardHook", "Group", "NameFormat", "Overrides", "__version__"]

@@ -6,9 +6,7 @@ from typing import Any
 
 import attrs
 
-from chanmux.validators import non_negative
-
-from chanmux.naming import Overrides
+from chanmux import Overrides, validators
 
 
 
@@ -41,7 +39,7 @@ class ForwardConfig:
     cache_size: int = 10_000
     persist: bool = True
     retry_limit: int = 10_000
-    retry_max_age: float = attrs.field(default=0.0, validator=non_negative)
+    retry_max_age: float = attrs.field(default=0.0, validator=validators.non_negative)
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
 
 

@@ -12,17 +12,18 @@ from chanmux import (
     BatchWriter,
     Channel,
     ConfigError,
+    Delivery,
+    DeliveryQueues,
     Hook,
     Host,
     Message,
+    NameFormat,
     Receipt,
     RichText,
     SentMessage,
+    codec,
+    relayed_fields,
 )
-
-from chanmux import codec
-from chanmux.naming import NameFormat, relayed_fields
-from chanmux.queue import Delivery, DeliveryQueues
 
 from . import store as store_mod
 from .config import ForwardConfig, resolve

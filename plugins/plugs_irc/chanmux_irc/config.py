@@ -10,7 +10,7 @@ from typing import Literal
 import attrs
 from attrs.validators import optional
 
-from chanmux.validators import hostname, non_empty, non_negative, port, positive
+from chanmux import validators
 
 _BAD_NICK = re.compile(r"[\s\x00-\x1f,*?!@:#&]")
 _LINE_BREAK = re.compile(r"[\r\n\0]")
@@ -66,20 +66,20 @@ def _at_least_two(_inst: object, attr: attrs.Attribute, value: int) -> None:
 class IRCConfig:
     """Keys of a `type = "irc"` plug (seconds for every time). README.md documents each."""
 
-    server: str = attrs.field(validator=hostname)
+    server: str = attrs.field(validator=validators.hostname)
     nick: str = attrs.field(validator=_nick)
-    port: int | None = attrs.field(default=None, validator=optional(port))
+    port: int | None = attrs.field(default=None, validator=optional(validators.port))
     tls: bool = True
     tls_verify: bool = True
-    ca_file: str | None = attrs.field(default=None, validator=optional(non_empty))
-    client_cert: str | None = attrs.field(default=None, validator=optional(non_empty))
-    client_key: str | None = attrs.field(default=None, validator=optional(non_empty))
+    ca_file: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
+    client_cert: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
+    client_key: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
     password: str | None = attrs.field(default=None, validator=_one_line)
     alt_nicks: list[str] = attrs.field(factory=list, validator=_nick)
-    username: str | None = attrs.field(default=None, validator=[optional(non_empty), _one_line])
-    realname: str = attrs.field(default="chanmux bridge", validator=[non_empty, _one_line])
+    username: str | None = attrs.field(default=None, validator=[optional(validators.non_empty), _one_line])
+    realname: str = attrs.field(default="chanmux bridge", validator=[validators.non_empty, _one_line])
     sasl_mechanism: Literal["PLAIN", "EXTERNAL"] | None = None
-    sasl_username: str | None = attrs.field(default=None, validator=[optional(non_empty), _one_line])
+    sasl_username: str | None = attrs.field(default=None, validator=[optional(validators.non_empty), _one_line])
     sasl_password: str | None = attrs.field(default=None, validator=_one_line)
     sasl_required: bool = True
     commands: list[str] = attrs.field(factory=list, validator=_one_line)
@@ -87,13 +87,13 @@ class IRCConfig:
     channel_keys: dict[str, str] = attrs.field(factory=dict, validator=[_channels, _one_line])
     encoding: str = attrs.field(default="utf-8", validator=_encoding)
     fallback_encoding: str = attrs.field(default="latin-1", validator=_encoding)
-    flood_burst: int = attrs.field(default=4, validator=positive)
-    flood_rate: float = attrs.field(default=0.5, validator=non_negative)
-    ping_interval: float = attrs.field(default=60.0, validator=positive)
-    ping_timeout: float = attrs.field(default=60.0, validator=positive)
-    connect_timeout: float = attrs.field(default=30.0, validator=positive)
-    join_timeout: float = attrs.field(default=10.0, validator=non_negative)
-    nick_regain_interval: float = attrs.field(default=60.0, validator=non_negative)
+    flood_burst: int = attrs.field(default=4, validator=validators.positive)
+    flood_rate: float = attrs.field(default=0.5, validator=validators.non_negative)
+    ping_interval: float = attrs.field(default=60.0, validator=validators.positive)
+    ping_timeout: float = attrs.field(default=60.0, validator=validators.positive)
+    connect_timeout: float = attrs.field(default=30.0, validator=validators.positive)
+    join_timeout: float = attrs.field(default=10.0, validator=validators.non_negative)
+    nick_regain_interval: float = attrs.field(default=60.0, validator=validators.non_negative)
     quit_message: str = attrs.field(default="chanmux", validator=_one_line)
     ctcp_version: str | None = attrs.field(default="chanmux IRC bridge", validator=_one_line)
     author_format: str = attrs.field(default="<{name}> ", validator=_template)
@@ -104,16 +104,16 @@ class IRCConfig:
     max_lines: int = attrs.field(default=10, validator=_at_least_two)
     edits: Literal["auto", "full", "none"] = "auto"
     edit_marker: str = attrs.field(default="* correction: ", validator=_one_line)
-    reply_quote: int = attrs.field(default=40, validator=non_negative)
+    reply_quote: int = attrs.field(default=40, validator=validators.non_negative)
     mentions: Literal["all", "prefix", "off"] = "all"
-    text_cache: int = attrs.field(default=5000, validator=non_negative)
+    text_cache: int = attrs.field(default=5000, validator=validators.non_negative)
     puppets: bool = False
     puppet_prefix: str = attrs.field(default="", validator=_one_line)
     puppet_suffix: str = attrs.field(default="[b]", validator=_one_line)
-    puppet_max: int = attrs.field(default=20, validator=positive)
-    puppet_idle: float = attrs.field(default=3600.0, validator=positive)
-    puppet_flood_burst: int = attrs.field(default=4, validator=positive)
-    puppet_flood_rate: float = attrs.field(default=0.5, validator=non_negative)
+    puppet_max: int = attrs.field(default=20, validator=validators.positive)
+    puppet_idle: float = attrs.field(default=3600.0, validator=validators.positive)
+    puppet_flood_burst: int = attrs.field(default=4, validator=validators.positive)
+    puppet_flood_rate: float = attrs.field(default=0.5, validator=validators.non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.sasl_mechanism == "PLAIN" and not (self.sasl_username and self.sasl_password):

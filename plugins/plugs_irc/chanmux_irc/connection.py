@@ -26,7 +26,7 @@ import attrs
 
 from .flood import TokenBucket
 from .outgoing import MIN_ROOM, OutLine
-from chanmux.errors import describe
+from chanmux import describe
 
 from .protocol import (
     Line,

@@ -27,13 +27,13 @@ from chanmux import (
     Message,
     Plug,
     Receipt,
+    Journal,
     State,
+    Tracker,
     User,
+    describe,
     unique_id,
 )
-from chanmux.delivery import Tracker
-from chanmux.errors import describe
-from chanmux.journal import Journal
 
 from .config import IRCConfig
 from .connection import (

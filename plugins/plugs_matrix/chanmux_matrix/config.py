@@ -7,13 +7,13 @@ import string
 import attrs
 from attrs.validators import optional
 
-from chanmux.validators import non_empty, non_negative, positive, url
+from chanmux import validators
 
 #: Variables a name template may use.
 NAME_VARIABLES = ("name",)
 
 
-_check_homeserver = url("http", "https", example="https://matrix.example.org")
+_check_homeserver = validators.url("http", "https", example="https://matrix.example.org")
 
 
 def _check_user_id(_inst: object, _attr: attrs.Attribute, value: str) -> None:
@@ -46,20 +46,20 @@ class MatrixConfig:
 
     homeserver: str = attrs.field(validator=_check_homeserver)
     user_id: str = attrs.field(validator=_check_user_id)
-    access_token: str | None = attrs.field(default=None, validator=optional(non_empty))
-    password: str | None = attrs.field(default=None, validator=optional(non_empty))
-    device_name: str = attrs.field(default="chanmux", validator=non_empty)
+    access_token: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
+    password: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
+    device_name: str = attrs.field(default="chanmux", validator=validators.non_empty)
     display_name: str | None = None
     rooms: list[str] = attrs.field(factory=list, validator=_check_rooms)
     accept_invites: bool = False
-    max_catchup_age: float = attrs.field(default=3600.0, validator=non_negative)
+    max_catchup_age: float = attrs.field(default=3600.0, validator=validators.non_negative)
     name_format: str = attrs.field(default="{name}: ", validator=_check_template)
     action_name_format: str = attrs.field(default="{name} ", validator=_check_template)
-    request_timeout: float = attrs.field(default=30.0, validator=positive)
-    sync_timeout: float = attrs.field(default=30.0, validator=positive)
-    send_retry_for: float = attrs.field(default=20.0, validator=positive)
-    retry_max_delay: float = attrs.field(default=10.0, validator=positive)
-    timeline_limit: int = attrs.field(default=50, validator=positive)
+    request_timeout: float = attrs.field(default=30.0, validator=validators.positive)
+    sync_timeout: float = attrs.field(default=30.0, validator=validators.positive)
+    send_retry_for: float = attrs.field(default=20.0, validator=validators.positive)
+    retry_max_delay: float = attrs.field(default=10.0, validator=validators.positive)
+    timeline_limit: int = attrs.field(default=50, validator=validators.positive)
 
     def __attrs_post_init__(self) -> None:
         if not self.access_token and not self.password:

@@ -8,8 +8,7 @@ from urllib.parse import quote, urlsplit
 
 import anyio
 from chanmux import (ActionRequired, Capabilities, Channel, File, Message, Plug, Receipt,
-                     SentMessage, State, TryLater, User)
-from chanmux.queue import current_key
+                     SentMessage, State, TryLater, User, current_key)
 
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 from .cache import SyncCache, SyncRef  # noqa: E402
 from .config import Overrides, SyncConfig  # noqa: E402
 from .hook import SyncHook  # noqa: E402
-from chanmux.naming import NameFormat  # noqa: E402
+from chanmux import NameFormat  # noqa: E402
 from .plug import SyncPlug  # noqa: E402
 from .store import SyncBackRef  # noqa: E402
 

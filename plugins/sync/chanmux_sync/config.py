@@ -6,11 +6,7 @@ from typing import Any
 
 import attrs
 
-from chanmux.validators import non_negative
-
-from chanmux.naming import Overrides
-
-from chanmux.naming import NameFormat
+from chanmux import NameFormat, Overrides, validators
 
 
 
@@ -31,7 +27,7 @@ class SyncConfig:
     cache_size: int = 10_000
     persist: bool = True
     retry_limit: int = 10_000
-    retry_max_age: float = attrs.field(default=0.0, validator=non_negative)
+    retry_max_age: float = attrs.field(default=0.0, validator=validators.non_negative)
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
     labels: dict[str, Overrides] = attrs.field(factory=dict)
 

@@ -9,20 +9,22 @@ from typing import Any
 from chanmux import (
     Channel,
     ConfigError,
+    Delivery,
+    DeliveryQueue,
+    DeliveryQueues,
     Hook,
     Host,
     Message,
+    NameFormat,
     Receipt,
     RichText,
     Segment,
     SentMessage,
     User,
+    codec,
+    describe,
+    relayed_fields,
 )
-
-from chanmux import codec
-from chanmux.errors import describe
-from chanmux.naming import NameFormat, relayed_fields
-from chanmux.queue import Delivery, DeliveryQueue, DeliveryQueues
 
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
