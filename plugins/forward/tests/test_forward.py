@@ -9,9 +9,11 @@ import pytest
 from chanmux import Channel, ConfigError, Receipt, State
 from chanmux.testing import make_host, run_host
 from chanmux_forward import ForwardConfig, ForwardHook
-from chanmux.naming import ZWSP
 
 from helpers import config, settle
+
+#: the zero-width space a highlight-safe NameFormat puts after a name's first letter
+ZWSP = "\u200b"
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,6 @@ import attrs
 import pytest
 
 from chanmux import ConfigError
-from chanmux.config import parse
 from chanmux.testing import make_host, make_registry
 from chanmux_irc import IRCConfig, IRCPlug, __version__
 
@@ -22,7 +21,7 @@ def config(**keys):
 
 def problems(**keys) -> list[tuple[str, str]]:
     with pytest.raises(ConfigError) as failure:
-        parse(config(**keys), make_registry(), env={})
+        make_host(config(**keys))
     return failure.value.issues
 
 

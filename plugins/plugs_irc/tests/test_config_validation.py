@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 
 from chanmux import ConfigError
-from chanmux.config import parse
-from chanmux.testing import make_registry
+from chanmux.testing import make_host
 
 
 def problems(**keys) -> list[tuple[str, str]]:
     cfg = {"plugs": {"libera": {"type": "irc", "server": "irc.example.org", "nick": "bridge", **keys}}}
     with pytest.raises(ConfigError) as failure:
-        parse(cfg, make_registry(), env={})
+        make_host(cfg)
     return failure.value.issues
 
 
@@ -61,8 +60,6 @@ def test_every_problem_of_the_table_at_once():
 
 
 def test_ip_addresses_and_the_default_port_are_accepted():
-    from chanmux.testing import make_host
-
     for server in ("127.0.0.1", "::1", "irc.libera.chat"):
         host = make_host({"plugs": {"libera": {"type": "irc", "server": server, "nick": "bridge",
                                                "port": 6697}}})

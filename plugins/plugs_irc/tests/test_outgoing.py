@@ -7,8 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chanmux import File, Location, Message, Receipt, RichText, Segment, SentMessage, User
-from chanmux.model import Channel
+from chanmux import Channel, File, Location, Message, Receipt, RichText, Segment, SentMessage, User
 from chanmux_irc.config import IRCConfig
 from chanmux_irc.edits import compact_correction
 from chanmux_irc.flood import TokenBucket

@@ -269,19 +269,18 @@ async def test_a_message_is_done_only_once_the_server_confirmed_its_line(tmp_pat
     """The plug a message came from learns it is done (and may move its resume point past
     it) only when the server answered a PING sent after the line: written to the socket is
     not enough."""
-    from chanmux import Message, delivery
+    from chanmux import Hold, Message, Tracker
 
     async with raw_bridge(tmp_path, "#held") as (host, server):
         client = await server.client(0)
         await register(client, "#held")
         await host.wait_ready()
         done = anyio.Event()
-        tracker = delivery.Tracker(done.set)
-        token = delivery.current.set(tracker)   # as in a lane handling a tracked message
-        try:
+        tracker = Tracker(done.set)
+        handling = Hold(tracker)                # as a lane handling a tracked message
+        with handling.active():
             await host.put(host.channels["room"], Message(text="confirm me"))
-        finally:
-            delivery.current.reset(token)
+        handling.release()
         tracker.done()                          # the hooks are done; the line is not yet
         await client.wait_for(lambda l: l.startswith("PRIVMSG #held :confirm me"))
         ping = await client.wait_for(lambda l: l.startswith("PING :chanmux-ack-"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from chanmux import ConfigError
-from chanmux.cli import main as chanmux_main
 from chanmux.testing import make_host, make_registry
+from chanmux.testing import run_cli as chanmux_main
 from chanmux_matrix import MatrixConfig, MatrixPlug
 
 BASE = {"type": "matrix", "homeserver": "https://matrix.example.org",

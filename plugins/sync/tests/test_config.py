@@ -76,7 +76,7 @@ def test_check_reports_a_hooks_unknown_channel_beside_other_errors(tmp_path, cap
     """`chanmux check` reports the sync's own problems (an unknown channel, a bad template)
     in the same run as the plug and channel errors (core builds the hook on a partial config;
     here, where chanmux-sync is installed)."""
-    from chanmux.cli import main
+    from chanmux.testing import run_cli as main
 
     path = tmp_path / "bridge.toml"
     path.write_text('[plugs.mem]\ntype = "memory"\nedit = "yes"\n\n'

@@ -3,11 +3,13 @@ highlight-safe; the formatted name is the copy's `user.real_name`."""
 
 import pytest
 
-from chanmux import User
-from chanmux.naming import ZWSP, NameFormat
+from chanmux import NameFormat, User
 from chanmux.testing import run_host
 
 from helpers import config, settle
+
+#: the zero-width space a highlight-safe NameFormat puts after a name's first letter
+ZWSP = "\u200b"
 
 pytestmark = pytest.mark.anyio
 
