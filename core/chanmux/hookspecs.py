@@ -74,8 +74,12 @@ def chanmux_hook_types() -> dict[str, type[Hook]]:
 def chanmux_metadata() -> MetaData | None:
     """The SQLAlchemy ``MetaData`` holding this distribution's tables, or None.
 
-    The host creates the tables in its database at start (existing ones are left alone).
-    Sync; every distribution may answer. Since 0.1.
+    With ``MetaData(info={"migrations": "mypackage.migrations"})`` (a package name or a folder
+    of Alembic revision scripts, the first with ``branch_labels = ("<distribution name>",)``;
+    since 0.2.0), the host upgrades the tables through them at start, keeps their revision in
+    the table ``chanmux_schema_<name>``, and refuses, in one line, a database at a revision the
+    installed package does not know. Without it the host creates the missing tables (existing
+    ones are left alone) and versions nothing. Sync; every distribution may answer. Since 0.1.
     """
 
 
@@ -201,7 +205,36 @@ async def on_plug_state(plug: Plug, state: str, reason: str | None) -> None:
     """
 
 
-REGISTRATION_SPECS = ("chanmux_plug_types", "chanmux_hook_types", "chanmux_metadata")
+# -- the command line (synchronous, implemented by distributions) ----------------------------
+
+
+@_spec("register", since="0.2.0")
+def chanmux_starter(channels: list[str]) -> str | None:
+    """This distribution's section of the starter config ``chanmux init`` writes, or None.
+
+    Returns: TOML text with comments saying what to change, e.g. a ``[plugs.NAME]`` table and
+    the ``[channels.NAME]`` it joins. ``channels``: empty when called for a distribution that
+    provides plug types (these are called first); for the others, the names of every channel
+    those sections define, so that a relay hook can link them. The sections are written in that
+    order, and the file must pass ``chanmux check`` once its ``${VARIABLES}`` are set. Sync;
+    every distribution may answer. Since 0.2.0.
+    """
+
+
+@_spec("register", since="0.2.0")
+def chanmux_examples() -> dict[str, Any] | None:
+    """Example configs this distribution ships, by name, for ``chanmux init --example NAME``.
+
+    Returns: ``{"irc-matrix": importlib.resources.files(__package__) / "examples/irc-matrix.toml"}``
+    (any object with ``read_text()``: a ``Path`` or a package resource); the file's first comment
+    line describes it in ``chanmux init --example``. Each must pass ``chanmux check`` with the
+    plugins it names installed. A name given by two distributions is reported. Sync; every
+    distribution may answer. Since 0.2.0.
+    """
+
+
+REGISTRATION_SPECS = ("chanmux_plug_types", "chanmux_hook_types", "chanmux_metadata",
+                      "chanmux_starter", "chanmux_examples")
 
 
 def spec_functions() -> dict[str, Callable[..., Any]]:

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import sqlalchemy as sa
 from anyio.abc import TaskGroup
 
 from . import delivery
@@ -196,10 +197,20 @@ class Host:
             finally:
                 tg.cancel_scope.cancel()
 
+    def metadatas(self) -> list[sa.MetaData]:
+        """The tables of every loaded package (core's first), as `chanmux_metadata` gives them."""
+        found = [md for md in self.pm.hook.chanmux_metadata() if md is not None]
+        return [journal_metadata, *found]
+
+    def check_schema(self) -> str | None:
+        """Why the loaded packages cannot use the database as it is, found without changing
+        it (a newer release of one wrote it); None if nothing. Blocking; connects to a
+        database server (a SQLite file that does not exist yet is fine)."""
+        return self.store.check_schema(self.metadatas())
+
     async def run(self, *, task_status: anyio.abc.TaskStatus[Host] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; report started once hooks are open and plugs are starting."""
-        metadatas = [md for md in self.pm.hook.chanmux_metadata() if md is not None]
-        await self.store.run(self.store.create, [journal_metadata, *metadatas])
+        await self.store.run(self.store.create, self.metadatas())
         log.info("database %s ready", self.store.describe())
         try:
             async with anyio.create_task_group() as tg:

@@ -5,7 +5,8 @@ not yet relayed (IRC keeps no history), a line queued behind IRC flood control. 
 moment (SIGKILL, a crash, the power), the bridge would lose it. A `Journal` writes each such
 item to the table `chanmux_journal` as it is made (batched with the other writes: an item kept
 and done within one batch costs nothing) and deletes it when it is done; what is still there at
-the next start was not done, and its owner takes it up again (at least once, never lost).
+the next start was not done, and its owner takes it up again (at least once, never lost). The
+table is one of core's, on `chanmux.store.metadata` (schema history: chanmux.migrations).
 
 The host keeps one for what plugs without history receive (its inbox, `Plug.journal`); a plug
 keeps its own for work of its own (chanmux-irc's unconfirmed lines).
@@ -21,9 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .store import BatchWriter, Store, insert_new
-
-metadata = sa.MetaData()
+from .store import BatchWriter, Store, insert_new, metadata
 
 journal_table = sa.Table(
     "chanmux_journal",

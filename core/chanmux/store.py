@@ -15,7 +15,8 @@ import re
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from . import migrations
 from .errors import ActionRequired, describe
 
 log = logging.getLogger("chanmux.store")
@@ -38,7 +40,9 @@ class DatabaseUnusable(ActionRequired):
     """The database cannot be used as it is (not a database, damaged, read-only, missing
     folder); the message is one line naming it and the problem."""
 
-metadata = sa.MetaData()
+#: Core's tables (chanmux_state here, chanmux_journal in journal.py); their schema history is
+#: in chanmux.migrations.versions.
+metadata = sa.MetaData(info={"migrations": "chanmux.migrations.versions"})
 
 state_table = sa.Table(
     "chanmux_state",
@@ -238,6 +242,41 @@ def insert_new(conn: Connection, table: sa.Table, columns: tuple[str, ...],
             pass
 
 
+#: The PostgreSQL advisory lock two hosts starting on one database take while they migrate it.
+_SCHEMA_LOCK = 0x63686D78
+
+
+@contextmanager
+def _schema_transaction(conn: Connection) -> Iterator[None]:
+    """One transaction around schema changes, committed at the end, rolled back on error.
+
+    pysqlite commits before DDL unless told otherwise; here it runs in autocommit mode while
+    the transaction is its own BEGIN IMMEDIATE, so CREATE and ALTER roll back with the rest
+    (and a second host waits instead of migrating at the same time). PostgreSQL takes an
+    advisory lock for the same reason."""
+    raw = conn.connection.dbapi_connection
+    sqlite = conn.dialect.name == "sqlite"
+    level = raw.isolation_level if sqlite else None  # type: ignore[union-attr]
+    if sqlite:
+        raw.isolation_level = None  # type: ignore[union-attr]
+    try:
+        if sqlite:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    finally:
+        if sqlite:
+            raw.isolation_level = level  # type: ignore[union-attr]
+
+
 class Store:
     """The host database. Plugins declare tables on their own MetaData; `create` makes them."""
 
@@ -258,23 +297,63 @@ class Store:
         return sa.make_url(self.url).render_as_string(hide_password=True)
 
     def create(self, metadatas: Iterable[sa.MetaData]) -> None:
-        """Create every table not yet in the database and check that it can be written
-        (blocking; run it in a thread). DatabaseUnusable (one line) if it cannot be used."""
+        """Bring every package's tables to its installed schema and check that the database
+        can be written (blocking; run it in a thread). DatabaseUnusable (one line) if it
+        cannot be used: among others a database newer than an installed package, or a
+        migration that failed (the database is then left as it was).
+
+        A MetaData whose ``info["migrations"]`` names Alembic revisions is upgraded through
+        them (see chanmux.migrations); the tables of one that names none are created if
+        missing, as in 0.1.0. All of it runs in one transaction."""
         problem = check_database(self.url)
         if problem:
             raise DatabaseUnusable(problem)
         try:
-            for md in [metadata, *metadatas]:
-                md.create_all(self.engine)
+            histories, plain = migrations.histories([metadata, *metadatas])
+        except migrations.MigrationProblem as exc:
+            raise DatabaseUnusable(str(exc)) from None
+        try:
             with self.engine.connect() as conn:
+                with _schema_transaction(conn):
+                    for history in histories:
+                        migrations.upgrade(conn, history, self._name())
+                    for md in plain:
+                        md.create_all(conn)
                 trans = conn.begin()
                 try:
                     conn.execute(state_table.insert().values(
                         owner="chanmux", key=f"write-check-{uuid.uuid4().hex}", value="null"))
                 finally:
                     trans.rollback()
+        except migrations.MigrationProblem as exc:
+            raise DatabaseUnusable(f"{self._name()}: {exc}") from None
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseUnusable(self._problem(exc)) from None
+
+    def check_schema(self, metadatas: Iterable[sa.MetaData]) -> str | None:
+        """Why the installed packages cannot use this database as it is, found without
+        changing it (a package's tables at a revision it does not know, written by a newer
+        release); None if nothing. A SQLite file that does not exist yet is fine. Blocking."""
+        path = sqlite_file(self.url)
+        if path is not None and not path.exists():
+            return None
+        try:
+            histories, _ = migrations.histories([metadata, *metadatas])
+        except migrations.MigrationProblem as exc:
+            return str(exc)
+        try:
+            with self.engine.connect() as conn:
+                for history in histories:
+                    problem = migrations.newer_problem(conn, history)
+                    if problem:
+                        return f"{self._name()}: {problem}"
+        except sa.exc.SQLAlchemyError as exc:
+            return self._problem(exc)
+        return None
+
+    def _name(self) -> str:
+        path = sqlite_file(self.url)
+        return str(path) if path is not None else self.describe()
 
     def _problem(self, exc: BaseException) -> str:
         path = sqlite_file(self.url)

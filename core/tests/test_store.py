@@ -22,13 +22,19 @@ rows = sa.Table("test_rows", md, sa.Column("id", sa.Integer, primary_key=True),
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    url = request.getfixturevalue("postgres_url")
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        for table in ("test_rows", "chanmux_state"):
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-    engine.dispose()
-    return url
+    server = request.getfixturevalue("postgres_url")
+    name = f"store_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    request.addfinalizer(lambda: drop_database(admin, name))
+    return sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin, name):
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
 
 
 def count(conn):

@@ -1,0 +1,1 @@
+"""chanmux's own schema history (Alembic revisions of the branch "chanmux")."""
