@@ -10,10 +10,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from chanmux import Channel
-from chanmux.store import insert_new
+from chanmux import Channel, insert_new
 
-metadata = sa.MetaData()
+#: The tables; their schema history is in chanmux_forward.migrations (run by the host at start).
+metadata = sa.MetaData(info={"migrations": "chanmux_forward.migrations"})
 
 copies = sa.Table(
     "forward_copy",

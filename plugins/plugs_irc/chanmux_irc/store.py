@@ -13,12 +13,12 @@ from collections import deque
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from chanmux import BatchWriter, Store
-from chanmux.store import insert_new
+from chanmux import BatchWriter, Store, insert_new
 
 from .state import Bounded
 
-metadata = sa.MetaData()
+#: The tables; their schema history is in chanmux_irc.migrations (run by the host at start).
+metadata = sa.MetaData(info={"migrations": "chanmux_irc.migrations"})
 
 own_msgids = sa.Table(
     "irc_own_msgid",

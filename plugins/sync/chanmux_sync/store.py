@@ -14,13 +14,13 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from chanmux import Receipt
-from chanmux.store import insert_new
+from chanmux import Receipt, insert_new
 
 if TYPE_CHECKING:
     from .hook import SyncHook
 
-metadata = sa.MetaData()
+#: The tables; their schema history is in chanmux_sync.migrations (run by the host at start).
+metadata = sa.MetaData(info={"migrations": "chanmux_sync.migrations"})
 
 backrefs = sa.Table(
     "sync_backref",

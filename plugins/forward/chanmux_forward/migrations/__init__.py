@@ -1,0 +1,1 @@
+"""chanmux-forward's schema history (Alembic revisions of the branch "chanmux-forward")."""

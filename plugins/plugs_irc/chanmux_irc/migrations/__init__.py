@@ -1,0 +1,1 @@
+"""chanmux-irc's schema history (Alembic revisions of the branch "chanmux-irc")."""

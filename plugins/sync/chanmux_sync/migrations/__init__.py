@@ -1,0 +1,1 @@
+"""chanmux-sync's schema history (Alembic revisions of the branch "chanmux-sync")."""
