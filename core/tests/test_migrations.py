@@ -291,8 +291,8 @@ async def test_revisions_without_a_branch_label_are_refused_naming_the_folder(db
 
 def test_run_refuses_a_newer_database_in_one_line(tmp_path):
     path = tmp_path / "bridge.toml"
+    path.write_text('[plugs.a]\ntype = "memory"\n\n[channels.a]\nplug = "a"\nsource = "#a"\n')
     chanmux = [sys.executable, "-m", "chanmux.cli"]
-    assert subprocess.run([*chanmux, "init", str(path)], capture_output=True).returncode == 0
     db = tmp_path / "bridge.sqlite"
     create(f"sqlite:///{db}")
     execute(f"sqlite:///{db}", "UPDATE chanmux_schema_chanmux SET version_num = 'chanmux_0099'")
