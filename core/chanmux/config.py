@@ -109,6 +109,14 @@ class HostConfig:
 
 
 @attrs.frozen
+class PluginsConfig:
+    """Which installed plugin packages not to load (as pytest's ``-p no:NAME``); the
+    environment variable ``CHANMUX_DISABLE_PLUGINS`` adds to it."""
+
+    disable: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen
 class ChannelConfig:
     plug: str
     source: str
@@ -139,6 +147,7 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     logging: LoggingConfig = LoggingConfig()
     host: HostConfig = HostConfig()
+    plugins: PluginsConfig = PluginsConfig()
     path: Path | None = None
 
     def database_url(self) -> str:
@@ -460,7 +469,7 @@ def expand_env(data: Any, env: Mapping[str, str], path: str = "",
 
 # -- the whole file --------------------------------------------------------------------------
 
-_TOP = {"plugs", "channels", "hooks", "database", "logging", "host"}
+_TOP = {"plugs", "channels", "hooks", "database", "logging", "host", "plugins"}
 
 
 def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = None,
@@ -491,6 +500,8 @@ def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = No
     database = section("database", DatabaseConfig)
     logging_cfg = section("logging", LoggingConfig)
     host = section("host", HostConfig)
+    plugins = section("plugins", PluginsConfig)
+    issues.extend(_disable_issues(plugins, registry))
 
     channels: dict[str, ChannelConfig] = {}
     partial_channels: dict[str, ChannelConfig] = {}
@@ -525,10 +536,38 @@ def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = No
                            f'unknown plug "{chan_plug}" (plugs: {known})'))
     if issues:
         partial = Config(plugs=partial_plugs, channels=partial_channels, hooks=partial_hooks,
-                         database=database, logging=logging_cfg, host=host, path=path)
+                         database=database, logging=logging_cfg, host=host, plugins=plugins,
+                         path=path)
         raise ConfigError(issues, str(path) if path else None, partial=partial)
     return Config(plugs=plugs, channels=channels, hooks=hooks, database=database,
-                  logging=logging_cfg, host=host, path=path)
+                  logging=logging_cfg, host=host, plugins=plugins, path=path)
+
+
+def _disable_issues(plugins: PluginsConfig, registry: Registry) -> Iterator[tuple[str, str]]:
+    """A name in ``plugins.disable`` that no installed plugin package has (a misspelt name
+    would leave the plugin loaded)."""
+    installed = sorted({d.name for d in registry.distributions if not d.test_kit}
+                       | {d.ep_name for d in registry.distributions if d.test_kit and d.ep_name})
+    for index, name in enumerate(plugins.disable):
+        if registry.find(name) is None:
+            hint = difflib.get_close_matches(name, installed, n=1)
+            more = f'did you mean "{hint[0]}"?' if hint else f"installed: {', '.join(installed) or 'none'}"
+            yield (f"plugins.disable[{index}]", f'no plugin package "{name}" is installed ({more})')
+
+
+def disabled_in(path: str | Path) -> list[str]:
+    """The ``plugins.disable`` names of a config file, read before the plugins load (so a
+    disabled plugin is never imported); [] when the file or the key is unreadable (its
+    problems are reported when the file is checked)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    section = data.get("plugins")
+    names = section.get("disable") if isinstance(section, dict) else None
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str)]
 
 
 def registry_names(data: Mapping[str, Any], section: str) -> set[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata as md
 import inspect
 import logging
+import os
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -17,6 +19,13 @@ from . import __version__, hookspecs
 from .plug import Hook, Plug
 
 ENTRY_POINT_GROUP = "chanmux.plugins"
+#: Comma-separated plugin package names not to load, like pytest's `-p no:NAME`.
+DISABLE_ENV = "CHANMUX_DISABLE_PLUGINS"
+#: The distribution whose entry point is the test kit (the memory plug and recorder hook).
+TEST_KIT = "chanmux-testing"
+#: The first-party packages and the types they provide, for hints when a type is missing.
+KNOWN_TYPES = {"plug": {"irc": "chanmux-irc", "matrix": "chanmux-matrix"},
+               "hook": {"sync": "chanmux-sync", "forward": "chanmux-forward"}}
 log = logging.getLogger("chanmux.plugins")
 _ASYNC_SPECS = {n for n, f in hookspecs.spec_functions().items() if f.chanmux_call != "register"}
 
@@ -56,6 +65,22 @@ class Distribution:
     hook_types: dict[str, type] = attrs.field(factory=dict)
     specs: list[str] = attrs.field(factory=list)
     error: str | None = None
+    #: Why it was not loaded on purpose (``CHANMUX_DISABLE_PLUGINS``, ``plugins.disable``).
+    disabled: str | None = None
+    #: True when its required chanmux range excludes the installed core (see `error`).
+    refused: bool = False
+    #: The entry point's name (a distribution may be disabled by it as by its own name).
+    ep_name: str = ""
+
+    @property
+    def test_kit(self) -> bool:
+        """The test kit's memory plug and recorder: for tests and trying chanmux out."""
+        return self.entry_point.startswith("chanmux.testing")
+
+    def matches(self, name: str) -> bool:
+        """True if `name` is this distribution's name (in any spelling) or its entry point's."""
+        wanted = canonicalize_name(name)
+        return wanted in {canonicalize_name(self.name), canonicalize_name(self.ep_name or self.name)}
 
 
 def _core_requirement(dist: md.Distribution | None) -> Requirement | None:
@@ -84,6 +109,10 @@ class Registry:
     @property
     def errors(self) -> list[str]:
         return [f"{d.name}: {d.error}" for d in self.distributions if d.error]
+
+    def find(self, name: str) -> Distribution | None:
+        """The distribution named `name` (its package or entry-point name), loaded or not."""
+        return next((d for d in self.distributions if d.matches(name)), None)
 
     def add_module(self, module: Any, name: str, version: str = "", entry_point: str = "") -> Distribution:
         """Register a distribution's plugin module (used by entry points and by tests)."""
@@ -119,38 +148,58 @@ class Registry:
             if self.pm.is_registered(module):
                 self.pm.unregister(module)
             dist.error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
-            log.error("plugin %s not loaded: %s", name, dist.error)
         return dist
 
-    def load_entry_points(self) -> None:
-        """Load every distribution of the entry-point group; one failing never stops the rest."""
+    def load_entry_points(self, disable: Mapping[str, str] | None = None) -> None:
+        """Load every distribution of the entry-point group; one failing never stops the rest.
+
+        `disable` maps plugin names not to load (not even import) to where that was said.
+        Failures are kept in `distributions` (see `errors`), not logged: the command line
+        reports each once, where its output goes."""
+        disable = {canonicalize_name(k): v for k, v in (disable or {}).items()}
         core = Version(__version__)
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist_meta = ep.dist
             name = dist_meta.metadata["Name"] if dist_meta else ep.name
             version = dist_meta.version if dist_meta else ""
+            entry = Distribution(name, version, ep.value, ep_name=ep.name)
+            said = next((v for k, v in disable.items() if entry.matches(k)), None)
+            if said is not None:
+                entry.disabled = said
+                self.distributions.append(entry)
+                continue
             req = _core_requirement(dist_meta)
             if req is not None and req.specifier and not req.specifier.contains(core, prereleases=True):
-                error = (f"needs chanmux{req.specifier} but chanmux {__version__} is installed; "
-                         f"install a {name} release made for chanmux {__version__}")
-                self.distributions.append(Distribution(name, version, ep.value, error=error))
-                log.error("plugin %s not loaded: %s", name, error)
+                entry.error = f"needs chanmux{req.specifier} but chanmux {__version__} is installed"
+                entry.refused = True
+                self.distributions.append(entry)
                 continue
             try:
                 module = ep.load()
             except Exception as exc:
-                error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
-                self.distributions.append(Distribution(name, version, ep.value, error=error))
-                log.error("plugin %s not loaded: %s", name, error)
+                entry.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
+                self.distributions.append(entry)
                 continue
-            self.add_module(module, name, version, ep.value)
+            self.add_module(module, name, version, ep.value).ep_name = ep.name
 
     def provider_hint(self, kind: str, type_name: str) -> str:
-        """Which package would provide an unknown type, as a hint for error messages."""
-        known = {"plug": {"irc": "chanmux-irc", "matrix": "chanmux-matrix"},
-                 "hook": {"sync": "chanmux-sync", "forward": "chanmux-forward"}}
-        package = known.get(kind, {}).get(type_name)
-        return f"install {package}" if package else "is the plugin package installed?"
+        """What to do about a type no loaded plugin provides, for error messages: the package
+        that provides it is disabled, refused by its chanmux range, broken, or to install."""
+        package = KNOWN_TYPES.get(kind, {}).get(type_name)
+        dist = self.find(package) if package else None
+        if dist is not None and dist.disabled:
+            return f"{dist.name} is installed but disabled ({dist.disabled})"
+        if dist is not None and dist.refused:
+            return f"{dist.name} is installed but was refused: {dist.error}"
+        if dist is not None and dist.error:
+            return f"{dist.name} is installed but failed to load: {dist.error}"
+        if package:
+            return f"install {package}"
+        unloaded = [d for d in self.distributions if d.disabled or d.error]
+        if unloaded:
+            return "not loaded, which may provide it: " + "; ".join(
+                f"{d.name} ({'disabled: ' + d.disabled if d.disabled else d.error})" for d in unloaded)
+        return "is the plugin package installed?"
 
     def check_pending(self) -> list[str]:
         """One line for every implementation of a spec that does not exist."""
@@ -159,14 +208,27 @@ class Registry:
             caller = getattr(self.pm.hook, name)
             if caller.spec is None:
                 for impl in caller.get_hookimpls():
+                    if impl.optionalhook:  # for a spec of a later core, e.g. chanmux_starter
+                        continue
                     plugin = impl.plugin_name.removeprefix("dist:")
                     problems.append(f"{plugin}: implements {name!r}, which is not a chanmux "
                                     f"hook specification")
         return problems
 
 
-def load_registry(entry_points: bool = True) -> Registry:
+def disabled_by_env(env: Mapping[str, str] | None = None) -> list[str]:
+    """The plugin names `CHANMUX_DISABLE_PLUGINS` lists (comma-separated)."""
+    value = (os.environ if env is None else env).get(DISABLE_ENV, "")
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def load_registry(entry_points: bool = True, disable: Iterable[str] = (), *,
+                  source: str = "plugins.disable", env: Mapping[str, str] | None = None) -> Registry:
+    """Every installed plugin distribution, except those `CHANMUX_DISABLE_PLUGINS` or
+    `disable` (from the config's `plugins.disable`, named by `source`) name."""
     registry = Registry(pm=PluginManager())
     if entry_points:
-        registry.load_entry_points()
+        said = {name: DISABLE_ENV for name in disabled_by_env(env)}
+        said.update({name: source for name in disable if name not in said})
+        registry.load_entry_points(said)
     return registry

@@ -1,5 +1,6 @@
 """Plugin discovery through entry points, with one-line load errors that never stop the rest."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -7,8 +8,11 @@ import types
 
 import pytest
 
-from chanmux import LoadError, Plug, hookimpl
+from chanmux import LoadError, Plug, __version__, hookimpl
 from chanmux.testing import make_host, make_registry
+
+
+CHANMUX_COMMAND = os.path.join(os.path.dirname(sys.executable), "chanmux")
 
 
 def fake_dist(root, name, requires, module_source, module_name):
@@ -55,8 +59,7 @@ def test_plugins_load_and_failures_are_one_line_each(plugin_dir):
     assert "echo" in registry.plug_types
     assert "future" not in registry.plug_types
     errors = registry.errors
-    assert any(e.startswith("future-plugin: needs chanmux>=9.0 but chanmux 0.1.0 is installed")
-               for e in errors), errors
+    assert f"future-plugin: needs chanmux>=9.0 but chanmux {__version__} is installed" in errors
     assert any(e.startswith("broken-plugin: failed to import broken_plugin_mod: "
                             "ModuleNotFoundError") for e in errors), errors
     assert all("\n" not in e for e in errors)
@@ -69,14 +72,110 @@ def test_an_implementation_of_a_missing_spec_stops_the_host_with_one_line(plugin
         make_host({"plugs": {"e": {"type": "echo"}}})
 
 
-def test_plugins_command_lists_packages_types_specs_and_failures(plugin_dir):
-    out = subprocess.run([sys.executable, "-m", "chanmux.cli", "plugins"], capture_output=True,
-                         text=True, env={"PYTHONPATH": str(plugin_dir), "PATH": ""}, check=True).stdout
-    assert "good-plugin 1.0" in out and "plug types: echo (good_plugin_mod.EchoPlug)" in out
-    assert "future-plugin 1.0  FAILED TO LOAD: needs chanmux>=9.0" in out
-    assert "broken-plugin 1.0  FAILED TO LOAD: failed to import" in out
-    assert "plug types: memory" in out and "hook types: recorder" in out
-    assert "hook specs: channel_is_private, channel_members" in out
+def plugins_command(plugin_dir, **env):
+    return subprocess.run([CHANMUX_COMMAND, "plugins"], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(plugin_dir), "PATH": "", **env})
+
+
+def test_plugins_command_lists_packages_types_specs_and_failures_once(plugin_dir):
+    out = plugins_command(plugin_dir)
+    assert out.returncode == 1, out.stderr
+    text = out.stdout + out.stderr
+    assert "good-plugin 1.0" in out.stdout and "plug types: echo (good_plugin_mod.EchoPlug)" in out.stdout
+    assert (f"future-plugin 1.0  REFUSED: needs chanmux>=9.0 but chanmux {__version__} is installed"
+            in out.stdout)
+    assert "broken-plugin 1.0  FAILED TO LOAD: failed to import" in out.stdout
+    assert text.count("needs chanmux>=9.0") == 1 and text.count("no_such_module_here") == 1
+    assert out.stderr.strip().endswith("2 plugin packages failed to load: broken-plugin, future-plugin")
+    production, kit = out.stdout.split("\ntest kit (")
+    assert "memory" not in production and "recorder" not in production
+    assert "  plug types: memory" in kit and "  hook types: recorder" in kit
+    assert "hook specs: channel_is_private, channel_members" in kit
+
+
+def test_plugins_command_exits_0_when_every_plugin_loads(plugin_dir):
+    out = plugins_command(plugin_dir, CHANMUX_DISABLE_PLUGINS="future-plugin,broken-plugin")
+    assert out.returncode == 0, out.stderr
+    assert "future-plugin 1.0  DISABLED (CHANMUX_DISABLE_PLUGINS)" in out.stdout
+    assert "broken-plugin 1.0  DISABLED (CHANMUX_DISABLE_PLUGINS)" in out.stdout
+    assert "no_such_module_here" not in out.stdout + out.stderr  # a disabled plugin is not imported
+    assert out.stderr == ""
+
+
+def test_a_misspelt_name_in_the_environment_is_a_warning(plugin_dir):
+    out = plugins_command(plugin_dir, CHANMUX_DISABLE_PLUGINS="good-plugn")
+    assert ("warning: CHANMUX_DISABLE_PLUGINS names 'good-plugn', which is not an installed "
+            "plugin package") in out.stderr
+    assert "good-plugin 1.0  (good_plugin_mod)" in out.stdout
+
+
+def test_check_says_a_refused_plugin_is_installed_and_why(tmp_path):
+    """A chanmux-irc made for another core: check names the range and the installed core."""
+    fake_dist(tmp_path, "chanmux-irc", [f"chanmux>=0.{int(__version__.split('.')[1]) + 5},<1"],
+              GOOD.replace("echo", "irc"), "fake_irc_mod")
+    path = tmp_path / "bridge.toml"
+    path.write_text('[plugs.libera]\ntype = "irc"\n')
+    env = {"PYTHONPATH": str(tmp_path), "PATH": ""}
+    # the real chanmux-irc is installed too: hide it so that only the refused one is found
+    env["PYTHONPATH"] += os.pathsep + str(_hide(tmp_path, "chanmux_irc"))
+    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    spec = f"<1,>=0.{int(__version__.split('.')[1]) + 5}"
+    assert lines[0] == (f'error: {path}: plugs.libera.type: unknown plug type "irc" — installed '
+                        "plug types: matrix, memory; chanmux-irc is installed but was refused: "
+                        f"needs chanmux{spec} but chanmux {__version__} is installed")
+
+
+def _hide(root, module):
+    """A sitecustomize that drops the installed distribution of `module` from the search."""
+    shim = root / "hide"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import importlib.metadata as md, sys
+        _orig = md.entry_points
+        def entry_points(**kw):
+            eps = _orig(**kw)
+            return md.EntryPoints(e for e in eps if not (e.value.startswith("{module}.")
+                                                         and e.dist and e.dist.version != "1.0"))
+        md.entry_points = entry_points
+    """))
+    return shim
+
+
+def test_a_disabled_plugin_is_not_loaded_and_a_config_using_it_says_so(tmp_path):
+    path = tmp_path / "bridge.toml"
+    path.write_text('[plugins]\ndisable = ["chanmux-irc"]\n\n[plugs.libera]\ntype = "irc"\n'
+                    'server = "irc.example.org"\nnick = "b"\n')
+    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f'error: {path}: plugs.libera.type: unknown plug type "irc" — installed plug types: '
+        f"matrix, memory; chanmux-irc is installed but disabled (plugins.disable in {path})")
+    env = {**os.environ, "CHANMUX_DISABLE_PLUGINS": "chanmux-irc"}
+    path.write_text(path.read_text().replace('disable = ["chanmux-irc"]', ""))
+    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True,
+                         env=env)
+    assert out.stderr.strip().endswith("chanmux-irc is installed but disabled "
+                                       "(CHANMUX_DISABLE_PLUGINS)")
+    listed = subprocess.run([CHANMUX_COMMAND, "plugins"], capture_output=True, text=True, env=env)
+    assert "chanmux-irc " in listed.stdout and "DISABLED (CHANMUX_DISABLE_PLUGINS)" in listed.stdout
+    assert "plug types: irc" not in listed.stdout
+
+
+def test_plugins_disable_is_checked_like_every_key(tmp_path):
+    path = tmp_path / "bridge.toml"
+    path.write_text('[plugins]\ndisable = ["chanmux-ircc", 3]\ndisabled = true\n')
+    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "plugins.disable[1]: expected a string, got 3" in out.stderr
+    assert 'plugins.disabled: unknown key (did you mean "disable"?)' in out.stderr
+    path.write_text('[plugins]\ndisable = ["chanmux-ircc"]\n')
+    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True)
+    assert out.stderr.strip() == (f'error: {path}: plugins.disable[0]: no plugin package '
+                                  '"chanmux-ircc" is installed (did you mean "chanmux-irc"?)')
 
 
 def test_two_distributions_cannot_claim_one_type_name():
