@@ -1,9 +1,11 @@
-"""The `chanmux` command: run, check, plugins, init."""
+"""The `chanmux` command: run, check, plugins, init (also `python -m chanmux`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata as md
 import logging
+import re
 import os
 import signal
 import sys
@@ -20,16 +22,18 @@ from .config import ConfigError, DatabaseConfig
 from .errors import describe
 from .host import Host
 from .plug import Plug
-from .plugins import LoadError, Registry, load_registry
+from .plugins import (DISABLE_ENV, ENTRY_POINT_GROUP, KNOWN_TYPES, LoadError, Registry,
+                      disabled_by_env, load_registry)
 from . import store as store_mod
 from .store import DatabaseUnusable, check_database
 
 log = logging.getLogger("chanmux")
 
-STARTER = """\
+STARTER_HEAD = """\
 # chanmux config. Check it with `chanmux check {name}`, run it with `chanmux run {name}`.
 # Every key is checked: a misspelt key or a wrong type is an error naming its line's path.
 # Secrets can come from the environment: token = "${{MATRIX_TOKEN}}".
+# Written by `chanmux init` for the plugin packages installed: {installed}.
 
 # Where chanmux remembers which copy of a message is where, resume points and queued messages.
 # The default is a SQLite file beside this config; PostgreSQL for large set-ups:
@@ -40,7 +44,14 @@ STARTER = """\
 level = "INFO"          # DEBUG, INFO, WARNING or ERROR
 
 # One [plugs.NAME] table per network connection; `type` says which plug package runs it
-# (`chanmux plugins` lists the installed types). This starter uses the in-memory test network.
+# (`chanmux plugins` lists the installed types), [channels.NAME] the channels on it, and
+# [hooks.NAME] the features that link them.
+"""
+
+MEMORY_STARTER = """\
+# No network plug package (chanmux-irc, chanmux-matrix) is installed, so this starter uses
+# the test kit's in-memory network, to try chanmux out: `pip install chanmux-irc
+# chanmux-matrix` and run `chanmux init` again for a real bridge.
 [plugs.lobby]
 type = "memory"
 network = "Lobby"
@@ -57,13 +68,12 @@ source = "#general"
 [channels.backroom-general]
 plug = "backroom"
 source = "#general"
-
-# Hooks are features. With chanmux-sync installed, this links the two channels:
-# [hooks.sync]
-# type = "sync"
-# [hooks.sync.channels]
-# general = ["lobby-general", "backroom-general"]
 """
+
+#: What each first-party package adds, for the starter's list of what else could be installed.
+PACKAGES = {"chanmux-irc": "IRC networks", "chanmux-matrix": "Matrix rooms",
+            "chanmux-sync": "joins channels into one conversation",
+            "chanmux-forward": "one-way copies, e.g. announcements"}
 
 
 def _secrets(data: Any) -> Iterator[str]:
@@ -153,13 +163,37 @@ def _load(path: str, registry: Registry) -> tuple[config_mod.Config, Host]:
     return load_checked(path, registry)
 
 
+def _registry(path: str | None = None) -> Registry:
+    """The installed plugins, without those the environment or the config file disables."""
+    if path is None:
+        return load_registry()
+    return load_registry(disable=config_mod.disabled_in(path), source=f"plugins.disable in {path}")
+
+
+def _env_names_unknown(registry: Registry) -> list[str]:
+    return [f"{DISABLE_ENV} names {name!r}, which is not an installed plugin package"
+            for name in disabled_by_env() if registry.find(name) is None]
+
+
+def _load_problems(registry: Registry, said: str = "") -> list[str]:
+    """A line for each plugin that failed to load and a misspelt disabled name, except those
+    `said` (an error already printed) names."""
+    lines = [f"plugin {d.name} {'was refused' if d.refused else 'not loaded'}: {d.error}"
+             for d in registry.distributions if d.error and d.name not in said]
+    return lines + _env_names_unknown(registry)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    registry = load_registry()
+    registry = _registry(args.file)
     try:
         _, host = _load(args.file, registry)
     except (ConfigError, LoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        for line in _load_problems(registry, str(exc)):
+            print(f"warning: {line}", file=sys.stderr)
         return 2
+    for line in _load_problems(registry):
+        print(f"warning: {line}", file=sys.stderr)
     for name, plug in host.plugs.items():
         for line in plug.check_warnings():
             print(f"warning: plugs.{name}: {line}", file=sys.stderr)
@@ -168,37 +202,197 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe_dist(dist: Any, specs: dict[str, Any]) -> list[str]:
+    if dist.disabled:
+        return [f"{dist.name} {dist.version}  DISABLED ({dist.disabled})"]
+    if dist.error:
+        what = "REFUSED" if dist.refused else "FAILED TO LOAD"
+        return [f"{dist.name} {dist.version}  {what}: {dist.error}"]
+    lines = [f"{dist.name} {dist.version}  ({dist.entry_point})"]
+    if dist.plug_types:
+        lines.append("  plug types: " + ", ".join(
+            f"{n} ({c.__module__}.{c.__qualname__})" for n, c in sorted(dist.plug_types.items())))
+    if dist.hook_types:
+        lines.append("  hook types: " + ", ".join(
+            f"{n} ({c.__module__}.{c.__qualname__})" for n, c in sorted(dist.hook_types.items())))
+    implemented = set(dist.specs)
+    for cls in [*dist.plug_types.values(), *dist.hook_types.values()]:
+        implemented |= {n for n in specs if n in vars(cls) or any(n in vars(b) for b in cls.__mro__[:-3])}
+    reg_specs = sorted(n for n in implemented if n in specs and specs[n].chanmux_call == "register")
+    async_specs = sorted(n for n in implemented if n in specs and specs[n].chanmux_call != "register")
+    if reg_specs:
+        lines.append("  registers: " + ", ".join(reg_specs))
+    if async_specs:
+        lines.append("  hook specs: " + ", ".join(async_specs))
+    return lines
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
-    registry = load_registry()
+    registry = _registry()
     print(f"chanmux {__version__}")
     specs = hookspecs.spec_functions()
-    for dist in registry.distributions:
-        if dist.error:
-            print(f"\n{dist.name} {dist.version}  FAILED TO LOAD: {dist.error}")
+    production = [d for d in registry.distributions if not d.test_kit]
+    kit = [d for d in registry.distributions if d.test_kit]
+    for dist in production:
+        print()
+        print("\n".join(_describe_dist(dist, specs)))
+    if not production:
+        print("\nno plugin packages installed (pip install chanmux-irc chanmux-matrix chanmux-sync)")
+    if kit:
+        print("\ntest kit (chanmux.testing: the in-memory plug and the recorder hook, for tests and "
+              "for trying chanmux out; not for bridging networks):")
+        for dist in kit:
+            print("\n".join("  " + line for line in _describe_dist(dist, specs)))
+    problems = _env_names_unknown(registry)
+    for line in problems:
+        print(f"warning: {line}", file=sys.stderr)
+    failed = [d for d in registry.distributions if d.error]
+    if failed:
+        print(f"\n{len(failed)} plugin package{'s' if len(failed) > 1 else ''} failed to load: "
+              + ", ".join(d.name for d in failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _starter(registry: Registry, name: str) -> str:
+    """The starter config: each installed plugin's section (plugs first, then hooks fed the
+    channel names the plug sections define), or the test kit's memory network alone."""
+    caller = registry.pm.hook.chanmux_starter
+    owners = {f"dist:{d.name}": d for d in registry.distributions}
+    plug_parts: list[str] = []
+    hook_parts: list[str] = []
+    pending = []
+    for impl in reversed(caller.get_hookimpls()):
+        dist = owners.get(impl.plugin_name)
+        if dist is not None and dist.test_kit:
             continue
-        print(f"\n{dist.name} {dist.version}  ({dist.entry_point})")
-        if dist.plug_types:
-            print("  plug types: " + ", ".join(
-                f"{n} ({c.__module__}.{c.__qualname__})" for n, c in sorted(dist.plug_types.items())))
-        if dist.hook_types:
-            print("  hook types: " + ", ".join(
-                f"{n} ({c.__module__}.{c.__qualname__})" for n, c in sorted(dist.hook_types.items())))
-        implemented = set(dist.specs)
-        for cls in [*dist.plug_types.values(), *dist.hook_types.values()]:
-            implemented |= {n for n in specs if n in vars(cls) or any(n in vars(b) for b in cls.__mro__[:-3])}
-        async_specs = sorted(n for n in implemented if specs[n].chanmux_call != "register")
-        reg_specs = sorted(n for n in implemented if specs[n].chanmux_call == "register")
-        if reg_specs:
-            print("  registers: " + ", ".join(reg_specs))
-        if async_specs:
-            print("  hook specs: " + ", ".join(async_specs))
-    if not registry.distributions:
-        print("\nno plugin packages installed")
-    return 1 if registry.errors and args.strict else 0
+        pending.append((impl, dist))
+    pending.sort(key=lambda pair: pair[0].plugin_name)
+    first = [(i, d) for i, d in pending if d is not None and d.plug_types]
+    later = [(i, d) for i, d in pending if (i, d) not in first]
+    channels: list[str] = []
+    for impl, _dist in first:
+        text = _call_starter(impl, [])
+        if text:
+            plug_parts.append(text)
+            channels += _channel_names(text)
+    if not plug_parts:
+        plug_parts.append(MEMORY_STARTER)
+        channels = _channel_names(MEMORY_STARTER)
+    for impl, _dist in later:
+        text = _call_starter(impl, list(channels))
+        if text:
+            hook_parts.append(text)
+    loaded = sorted(d.name for d in registry.distributions
+                    if not d.test_kit and not d.error and not d.disabled)
+    missing = []
+    for package, what in PACKAGES.items():
+        dist = registry.find(package)
+        if dist is None:
+            missing.append(f"#   {package}: {what}")
+        elif dist.disabled or dist.error:
+            why = f"disabled by {dist.disabled}" if dist.disabled else "failed to load"
+            missing.append(f"#   {package}: {what} (installed but {why})")
+    tail = ("\n# Not in this starter (pip install NAME, then `chanmux init` again):\n"
+            + "\n".join(missing) + "\n") if missing else ""
+    head = STARTER_HEAD.format(name=name, installed=", ".join(loaded) or "none")
+    return "\n".join([head, *plug_parts, *hook_parts]).rstrip("\n") + "\n" + tail
+
+
+def _call_starter(impl: Any, channels: list[str]) -> str | None:
+    try:
+        text = impl.function(**({"channels": channels} if "channels" in impl.argnames else {}))
+    except Exception as exc:  # noqa: BLE001 - one plugin's broken section leaves the rest
+        print(f"warning: {impl.plugin_name.removeprefix('dist:')}: no starter section: "
+              f"{describe(exc)}", file=sys.stderr)
+        return None
+    return text.strip("\n") + "\n" if text else None
+
+
+def _channel_names(text: str) -> list[str]:
+    try:
+        channels = config_mod.tomllib.loads(text).get("channels", {})
+    except config_mod.tomllib.TOMLDecodeError:
+        return []
+    return list(channels) if isinstance(channels, dict) else []
+
+
+def _examples(registry: Registry) -> dict[str, tuple[str, Any]]:
+    """Every example config the installed plugins ship: name -> (package, resource)."""
+    found: dict[str, tuple[str, Any]] = {}
+    for impl in reversed(registry.pm.hook.chanmux_examples.get_hookimpls()):
+        package = impl.plugin_name.removeprefix("dist:")
+        try:
+            provided = impl.function() or {}
+        except Exception as exc:  # noqa: BLE001 - one plugin's broken list leaves the rest
+            print(f"warning: {package}: no examples: {describe(exc)}", file=sys.stderr)
+            continue
+        for name, resource in provided.items():
+            if name in found:
+                print(f"warning: example {name!r} of {package} is also given by "
+                      f"{found[name][0]}; using {found[name][0]}'s", file=sys.stderr)
+                continue
+            found[name] = (package, resource)
+    return dict(sorted(found.items()))
+
+
+def _summary(text: str) -> str:
+    """The first sentence of an example's opening comment."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    first = " ".join(lines)
+    return re.split(r"(?<=\.)\s", first, maxsplit=1)[0] if first else ""
+
+
+def _needs(text: str, registry: Registry) -> list[str]:
+    """The packages an example's types need that are not loaded."""
+    try:
+        data = config_mod.tomllib.loads(text)
+    except config_mod.tomllib.TOMLDecodeError:
+        return []
+    needed = []
+    for kind, section, loaded in (("plug", "plugs", registry.plug_types),
+                                  ("hook", "hooks", registry.hook_types)):
+        for entry in (data.get(section) or {}).values():
+            type_name = entry.get("type") if isinstance(entry, dict) else None
+            if isinstance(type_name, str) and type_name not in loaded:
+                package = KNOWN_TYPES.get(kind, {}).get(type_name, f'a package with {kind} type "{type_name}"')
+                if package not in needed:
+                    needed.append(package)
+    return needed
+
+
+def _list_examples(registry: Registry) -> int:
+    examples = _examples(registry)
+    if not examples:
+        print("no installed plugin package ships examples (pip install chanmux-sync chanmux-irc "
+              "chanmux-matrix)")
+        return 0
+    print("examples (write one with `chanmux init --example NAME FILE`):")
+    for name, (package, resource) in examples.items():
+        text = resource.read_text(encoding="utf-8")
+        needs = _needs(text, registry)
+        more = f"; needs {', '.join(needs)}, not installed" if needs else ""
+        print(f"  {name:<16} {_summary(text)}  ({package}{more})")
+    return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    path = Path(args.file)
+    registry = _registry()
+    text = None
+    if args.example == "":
+        return _list_examples(registry)
+    if args.example is not None:
+        examples = _examples(registry)
+        if args.example not in examples:
+            known = ", ".join(examples) or "none installed"
+            print(f"error: no example named {args.example!r} (examples: {known}; "
+                  f"`chanmux init --example` lists them)", file=sys.stderr)
+            return 2
+        text = examples[args.example][1].read_text(encoding="utf-8")
+    path = Path(args.file or (f"{args.example}.toml" if args.example else "chanmux.toml"))
     if path.is_dir():
         print(f"error: {path} is a folder; give the name of the file to write, "
               f"e.g. {path / 'chanmux.toml'}", file=sys.stderr)
@@ -210,11 +404,20 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"error: cannot write {path}: folder {path.parent} does not exist", file=sys.stderr)
         return 2
     try:
-        path.write_text(STARTER.format(name=path.name), encoding="utf-8")
+        if text is None:
+            text = _starter(registry, path.name)
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(f"wrote {path}; check it with `chanmux check {path}`")
+    names = sorted(set(re.findall(r"^[^#\n]*\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text, re.M)))
+    env = f" (it reads {', '.join(names)} from the environment)" if names else ""
+    print(f"wrote {path}; change what it says to change, then check it with "
+          f"`chanmux check {path}`{env}")
+    if args.example is not None:
+        needs = _needs(text, registry)
+        if needs:
+            print(f"warning: this example needs {', '.join(needs)}, not installed", file=sys.stderr)
     return 0
 
 
@@ -250,7 +453,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("error: --backend trio needs trio, which is not installed: pip install trio",
                   file=sys.stderr)
             return 2
-    registry = load_registry()
+    registry = _registry(args.file)
     try:
         raw = config_mod.tomllib.loads(Path(args.file).read_text(encoding="utf-8"))
     except (OSError, config_mod.tomllib.TOMLDecodeError, UnicodeDecodeError):
@@ -259,6 +462,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg, host = _load(args.file, registry)
     except (ConfigError, LoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        for line in _load_problems(registry, str(exc)):
+            print(f"warning: {line}", file=sys.stderr)
         return 2
     try:
         logs.setup(args.log_level or cfg.logging.level, cfg.logging.levels, cfg.logging.file,
@@ -266,8 +471,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: logging: {exc}", file=sys.stderr)
         return 2
-    for error in registry.errors:
-        log.warning("plugin not loaded: %s", error)
+    for line in _load_problems(registry):
+        log.warning("%s", line)
     log.info("chanmux %s starting: %d plugs, %d hooks", __version__, len(host.plugs), len(host.hooks))
     try:
         anyio.run(_run, host, backend=args.backend)
@@ -285,26 +490,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _versions() -> str:
+    """Core's version and every installed distribution with a `chanmux.plugins` entry point,
+    read from their metadata (nothing is imported)."""
+    lines = [f"chanmux {__version__}"]
+    seen = {"chanmux"}
+    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist
+        name = dist.metadata["Name"] if dist else ep.name
+        if name.lower() in seen:
+            continue
+        seen.add(name.lower())
+        lines.append(f"{name} {dist.version if dist else '(version unknown)'}")
+    return "\n".join(lines)
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(_versions())
+        parser.exit()
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chanmux", description="Bridge chat networks.")
-    parser.add_argument("--version", action="version", version=f"chanmux {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=_Version,
+                        help="show the versions of chanmux and every installed chanmux plugin package")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do; `chanmux COMMAND --help` says more")
     p = sub.add_parser("run", help="run the bridge described by a config file")
-    p.add_argument("file")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    p.add_argument("file", help="the config file (TOML)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level, instead of the config's logging.level")
+    p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio",
+                   help="the event loop to run on (default: asyncio; trio needs trio installed)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("check", help="check a config file without connecting anywhere")
-    p.add_argument("file")
+    p.add_argument("file", help="the config file (TOML)")
     p.set_defaults(fn=cmd_check)
-    p = sub.add_parser("plugins", help="list installed plugin packages and what they provide")
-    p.add_argument("--strict", action="store_true", help="exit 1 if a plugin failed to load")
+    p = sub.add_parser("plugins", help="list installed plugin packages and what they provide "
+                                       "(exit 1 if one failed to load)")
+    p.add_argument("--strict", action="store_true",
+                   help="kept for old scripts: a plugin that failed to load always exits 1")
     p.set_defaults(fn=cmd_plugins)
-    p = sub.add_parser("init", help="write a commented starter config")
-    p.add_argument("file", nargs="?", default="chanmux.toml")
-    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("init", help="write a commented starter config for the installed plugins, "
+                                    "or an example")
+    p.add_argument("file", nargs="?", default=None,
+                   help="the file to write (default: chanmux.toml, or NAME.toml for --example NAME)")
+    p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    p.add_argument("--example", nargs="?", const="", metavar="NAME",
+                   help="write the example config NAME the installed plugins ship; alone, list them")
     p.set_defaults(fn=cmd_init)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     return args.fn(args)
 
 

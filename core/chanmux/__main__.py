@@ -1,0 +1,7 @@
+"""`python -m chanmux`: the `chanmux` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
