@@ -29,6 +29,7 @@ class MemoryEnv(ContractEnv):
     def __init__(self, host, resumes=False):
         self.host = host
         self.plug = host.plugs["mem"]
+        self.plug.follow_titles = True  # channel_title answers what the human set
         self.channel = host.channels["room"]
         self.recorder = host.hooks["rec"]
         self.resumes = resumes

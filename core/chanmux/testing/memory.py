@@ -78,8 +78,10 @@ class MemoryPlug(Plug):
         self.events: list[Event] = []
         self.messages: dict[tuple[str, str], SentMessage] = {}
         self.members: dict[str, dict[str, User]] = {}
-        #: each channel's title: the configured one, or the last a human set (`title=`)
+        #: each channel's title (what `channel_title` answers): the configured one, or with
+        #: `follow_titles` the last one injected (`title=`), as on a real network
         self.titles: dict[str, str] = dict(config.titles)
+        self.follow_titles = False
         self.bot = User(id=f"{name}:{config.bot_name}", plug=name, username=config.bot_name,
                         is_self=True)
         self._changed = anyio.Event()
@@ -128,7 +130,8 @@ class MemoryPlug(Plug):
         `on_handled` is passed to `Host.receive` (called once the message is done). An edit
         is `inject(source, text, id=<the original's id>, edited=True, revision=...)`, a delete
         `inject(source, id=..., deleted=True)`, a rename `renamed=(before, after)` and a new
-        channel title `title=...` (which `channel_title` answers from then on)."""
+        channel title `title=...` (which `channel_title` answers from then on if
+        `follow_titles` is set)."""
         if isinstance(user, str):
             user = self.user(user)
         sent = SentMessage(id=id or self._next_id(), channel=self.channel(source), text=text,
@@ -137,7 +140,7 @@ class MemoryPlug(Plug):
             self.members.setdefault(source, {})[u.id or ""] = u
         for u in sent.left:
             self.members.get(source, {}).pop(u.id or "", None)
-        if sent.title is not None:
+        if sent.title is not None and self.follow_titles:
             self.titles[source] = sent.title
         if self.state is not State.active or self._incoming is None:
             raise ConnectionError(f"{self.name} is not connected")
