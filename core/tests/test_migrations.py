@@ -299,7 +299,7 @@ def test_run_refuses_a_newer_database_in_one_line(tmp_path):
     out = subprocess.run([*chanmux, "run", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr
-    lines = [line for line in out.stderr.splitlines() if " INFO " not in line]
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith(f"error: database: {db}: its chanmux tables are at schema "
                                "revision chanmux_0099, newer than ")
