@@ -109,75 +109,6 @@ def test_a_misspelt_name_in_the_environment_is_a_warning(plugin_dir):
     assert "good-plugin 1.0  (good_plugin_mod)" in out.stdout
 
 
-def test_check_says_a_refused_plugin_is_installed_and_why(tmp_path):
-    """A chanmux-irc made for another core: check names the range and the installed core."""
-    fake_dist(tmp_path, "chanmux-irc", [f"chanmux>=0.{int(__version__.split('.')[1]) + 5},<1"],
-              GOOD.replace("echo", "irc"), "fake_irc_mod")
-    path = tmp_path / "bridge.toml"
-    path.write_text('[plugs.libera]\ntype = "irc"\n')
-    env = {"PYTHONPATH": str(tmp_path), "PATH": ""}
-    # the real chanmux-irc is installed too: hide it so that only the refused one is found
-    env["PYTHONPATH"] += os.pathsep + str(_hide(tmp_path, "chanmux_irc"))
-    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True,
-                         env=env)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
-    spec = f"<1,>=0.{int(__version__.split('.')[1]) + 5}"
-    assert lines[0] == (f'error: {path}: plugs.libera.type: unknown plug type "irc" — installed '
-                        "plug types: matrix, memory; chanmux-irc is installed but was refused: "
-                        f"needs chanmux{spec} but chanmux {__version__} is installed")
-
-
-def _hide(root, module):
-    """A sitecustomize that drops the installed distribution of `module` from the search."""
-    shim = root / "hide"
-    shim.mkdir()
-    (shim / "sitecustomize.py").write_text(textwrap.dedent(f"""
-        import importlib.metadata as md, sys
-        _orig = md.entry_points
-        def entry_points(**kw):
-            eps = _orig(**kw)
-            return md.EntryPoints(e for e in eps if not (e.value.startswith("{module}.")
-                                                         and e.dist and e.dist.version != "1.0"))
-        md.entry_points = entry_points
-    """))
-    return shim
-
-
-def test_a_disabled_plugin_is_not_loaded_and_a_config_using_it_says_so(tmp_path):
-    path = tmp_path / "bridge.toml"
-    path.write_text('[plugins]\ndisable = ["chanmux-irc"]\n\n[plugs.libera]\ntype = "irc"\n'
-                    'server = "irc.example.org"\nnick = "b"\n')
-    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True)
-    assert out.returncode == 2
-    assert out.stderr.strip() == (
-        f'error: {path}: plugs.libera.type: unknown plug type "irc" — installed plug types: '
-        f"matrix, memory; chanmux-irc is installed but disabled (plugins.disable in {path})")
-    env = {**os.environ, "CHANMUX_DISABLE_PLUGINS": "chanmux-irc"}
-    path.write_text(path.read_text().replace('disable = ["chanmux-irc"]', ""))
-    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True,
-                         env=env)
-    assert out.stderr.strip().endswith("chanmux-irc is installed but disabled "
-                                       "(CHANMUX_DISABLE_PLUGINS)")
-    listed = subprocess.run([CHANMUX_COMMAND, "plugins"], capture_output=True, text=True, env=env)
-    assert "chanmux-irc " in listed.stdout and "DISABLED (CHANMUX_DISABLE_PLUGINS)" in listed.stdout
-    assert "plug types: irc" not in listed.stdout
-
-
-def test_plugins_disable_is_checked_like_every_key(tmp_path):
-    path = tmp_path / "bridge.toml"
-    path.write_text('[plugins]\ndisable = ["chanmux-ircc", 3]\ndisabled = true\n')
-    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True)
-    assert out.returncode == 2
-    assert "plugins.disable[1]: expected a string, got 3" in out.stderr
-    assert 'plugins.disabled: unknown key (did you mean "disable"?)' in out.stderr
-    path.write_text('[plugins]\ndisable = ["chanmux-ircc"]\n')
-    out = subprocess.run([CHANMUX_COMMAND, "check", str(path)], capture_output=True, text=True)
-    assert out.stderr.strip() == (f'error: {path}: plugins.disable[0]: no plugin package '
-                                  '"chanmux-ircc" is installed (did you mean "chanmux-irc"?)')
-
-
 def test_two_distributions_cannot_claim_one_type_name():
     class Other(Plug):
         pass
@@ -203,3 +134,46 @@ def test_core_plugin_types_load_without_pytest():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['memory']"
+
+
+STARTER = '''
+    from pathlib import Path
+    from chanmux import Plug, hookimpl
+
+    class EchoPlug(Plug):
+        pass
+
+    @hookimpl
+    def chanmux_plug_types():
+        return {"echo": EchoPlug}
+
+    @hookimpl
+    def chanmux_starter(channels):
+        return '# the echo network\\n[plugs.echo]\\ntype = "echo"\\n\\n[channels.room]\\nplug = "echo"\\nsource = "#room"\\n'
+
+    @hookimpl
+    def chanmux_examples():
+        return {"echo-only": Path(__file__).with_name("echo-only.toml")}
+'''
+
+
+def test_a_plugins_starter_section_and_example_are_what_init_writes(tmp_path):
+    """chanmux_starter and chanmux_examples, with core and one third-party plugin alone."""
+    fake_dist(tmp_path, "echo-plugin", [f"chanmux>={__version__}"], STARTER, "echo_plugin_mod")
+    (tmp_path / "echo-only.toml").write_text('# Just the echo network.\n[plugs.echo]\ntype = "echo"\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path),
+           "CHANMUX_DISABLE_PLUGINS": "chanmux-irc,chanmux-matrix,chanmux-sync,chanmux-forward"}
+    path = tmp_path / "bridge.toml"
+    out = subprocess.run([CHANMUX_COMMAND, "init", str(path)], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    text = path.read_text()
+    assert '[plugs.echo]\ntype = "echo"' in text and 'type = "memory"' not in text
+    listed = subprocess.run([CHANMUX_COMMAND, "init", "--example"], capture_output=True,
+                            text=True, env=env)
+    assert "echo-only" in listed.stdout and "Just the echo network." in listed.stdout
+    example = tmp_path / "copy.toml"
+    written = subprocess.run([CHANMUX_COMMAND, "init", "--example", "echo-only", str(example)],
+                             capture_output=True, text=True, env=env)
+    assert written.returncode == 0, written.stderr
+    assert example.read_text().startswith("# Just the echo network.")
