@@ -88,15 +88,22 @@ def pyproject(package: str, root: Path = ROOT) -> dict:
     return tomllib.loads((root / folder(package) / "pyproject.toml").read_text())["project"]
 
 
+def version_file(package: str, root: Path = ROOT) -> Path:
+    """Where `package` writes its version once: `<folder>/<module>/_version.py`."""
+    return root / folder(package) / package.replace("-", "_") / "_version.py"
+
+
 def head_version(package: str, root: Path = ROOT) -> str:
-    """The version `package` carries in the working tree (core's comes from _version.py)."""
-    project = pyproject(package, root)
-    if "version" in project:
-        return project["version"]
-    source = (root / "core" / "chanmux" / "_version.py").read_text()
+    """The version `package` carries in the working tree, from its `_version.py` (pyproject.toml
+    reads it from there: `dynamic = ["version"]`, so `__version__` and the metadata agree)."""
+    path = version_file(package, root)
+    try:
+        source = path.read_text()
+    except OSError as exc:
+        raise ReleaseError(f"{path}: {exc.strerror}") from None
     match = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', source, re.M)
     if match is None:
-        raise ReleaseError("core/chanmux/_version.py: no __version__ = \"...\" line")
+        raise ReleaseError(f"{path}: no __version__ = \"...\" line")
     return match.group(1)
 
 
@@ -196,6 +203,10 @@ def release_problems(package: str, root: Path = ROOT) -> list[str]:
     if released and Version(version) <= Version(released[-1]):
         problems.append(f"{package} {version} is not above its last release {released[-1]}: "
                         f"bump the version")
+    if "version" in pyproject(package, root):
+        problems.append(f"{folder(package)}/pyproject.toml sets version = ... beside "
+                        f"{version_file(package, root).relative_to(root)}: declare "
+                        f'dynamic = ["version"] so the version is written once')
     problem = changelog_problem(package, version, root)
     if problem:
         problems.append(problem)

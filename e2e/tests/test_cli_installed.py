@@ -108,6 +108,17 @@ def test_version_lists_every_installed_chanmux_package():
     assert module.returncode == 0 and module.stdout == out.stdout
 
 
+def test_each_package_says_the_version_it_was_installed_as():
+    """`chanmux_irc.__version__` and the others agree with the installed metadata (0.2.0 of
+    every plugin still said 0.1.0)."""
+    import importlib
+    from importlib.metadata import version
+
+    for dist in ["chanmux", *FIRST_PARTY.split(",")]:
+        module = importlib.import_module(dist.replace("-", "_"))
+        assert module.__version__ == version(dist), dist
+
+
 def fake_dist(root, name, requires, module_source, module_name):
     info = root / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir()

@@ -2,10 +2,11 @@
 
 The 0.1.0 release of chanmux and chanmux-sync (commit 6f5b26f in releases.toml) is taken out of
 this repository's history with `git archive` and run in a child process whose PYTHONPATH puts
-it before the installed (HEAD) packages: two memory plugs relay a few messages through a sync
-hook into a SQLite file, which then has 0.1.0's tables and no schema version. HEAD's host
-starts on that file, upgrades it, and a reply and an edit to the old messages reach the right
-copies.
+it before the installed (HEAD) packages. Its sync plugin is registered from there too: the
+installed entry points are HEAD's, which 0.1.0's core refuses. Two memory plugs relay a few
+messages through a sync hook into a SQLite file, which then has 0.1.0's tables and no schema
+version. HEAD's host starts on that file, upgrades it, and a reply and an edit to the old
+messages reach the right copies.
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ REPO = Path(__file__).resolve().parents[2]
 OLD_RUN = textwrap.dedent('''
     import json, sys
     import anyio, chanmux, chanmux_sync
+    import chanmux_sync.plugin
     from chanmux.testing import run_host
 
     print("imported", json.dumps([chanmux.__file__, chanmux_sync.__file__]), flush=True)
     config = json.loads(sys.argv[1])
 
     async def main():
-        async with run_host(config) as host:
+        # The installed chanmux-sync is HEAD's, which 0.1.0's core refuses (it needs a newer
+        # core): the 0.1.0 sync plugin is registered from the unpacked release instead.
+        async with run_host(config, modules=[("chanmux-sync", chanmux_sync.plugin)]) as host:
             a, b = host.plugs["a"], host.plugs["b"]
             for i in range(3):
                 await a.inject("#a", f"old {i}", id=f"old-a-{i}", user=a.user("alice", "Alice"))

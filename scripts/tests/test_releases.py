@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import releases  # noqa: E402
 
 CORE_PYPROJECT = '[project]\nname = "chanmux"\ndynamic = ["version"]\n'
-PLUGIN_PYPROJECT = '[project]\nname = "chanmux-sync"\nversion = "{version}"\ndependencies = ["chanmux{range}", "anyio>=4.7"]\n'
+PLUGIN_PYPROJECT = '[project]\nname = "chanmux-sync"\ndynamic = ["version"]\ndependencies = ["chanmux{range}", "anyio>=4.7"]\n'
 
 
 def git(root: Path, *args: str) -> str:
@@ -24,12 +24,14 @@ def git(root: Path, *args: str) -> str:
 def write(root: Path, core: str = "0.2.0", sync: str = "0.2.0", rng: str = ">=0.2,<0.3",
           core_log: str = "## 0.2.0\n\n- grew\n", sync_log: str = "## 0.2.0\n\n- new\n") -> None:
     (root / "core" / "chanmux").mkdir(parents=True, exist_ok=True)
-    (root / "plugins" / "sync").mkdir(parents=True, exist_ok=True)
+    (root / "plugins" / "sync" / "chanmux_sync").mkdir(parents=True, exist_ok=True)
     (root / "core" / "pyproject.toml").write_text(CORE_PYPROJECT)
     (root / "core" / "chanmux" / "_version.py").write_text(f'__version__ = "{core}"\n')
     (root / "core" / "CHANGELOG.md").write_text(f"# Changelog\n\n## Unreleased\n\n{core_log}")
     (root / "plugins" / "sync" / "pyproject.toml").write_text(
-        PLUGIN_PYPROJECT.format(version=sync, range=rng))
+        PLUGIN_PYPROJECT.format(range=rng))
+    (root / "plugins" / "sync" / "chanmux_sync" / "_version.py").write_text(
+        f'__version__ = "{sync}"\n')
     (root / "plugins" / "sync" / "CHANGELOG.md").write_text(f"# Changelog\n\n{sync_log}")
 
 
@@ -118,3 +120,18 @@ def test_the_record_of_this_repository_is_readable_and_names_known_packages() ->
     for package in releases.FOLDERS:
         if package != releases.CORE:
             releases.floor(package)  # every plugin's floor is a recorded core release
+
+
+def test_a_version_written_in_pyproject_beside_version_py_is_refused(repo: Path) -> None:
+    write(repo)
+    path = repo / "plugins" / "sync" / "pyproject.toml"
+    path.write_text(path.read_text().replace('dynamic = ["version"]', 'version = "0.2.0"'))
+    commit(repo)
+    problems = " | ".join(releases.release_problems("chanmux-sync", repo))
+    assert 'plugins/sync/pyproject.toml sets version = ... beside plugins/sync/chanmux_sync/_version.py' in problems
+
+
+def test_every_package_of_this_repository_writes_its_version_once() -> None:
+    for package in releases.FOLDERS:
+        assert "version" not in releases.pyproject(package), package
+        assert releases.head_version(package)

@@ -5,7 +5,7 @@ of some plugs) to its destinations, with author names by template, and never for
 so no configuration loops.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .config import ForwardConfig, Group, Overrides  # noqa: E402
 from .hook import ForwardHook  # noqa: E402

@@ -4,7 +4,7 @@ Public API: `MatrixPlug` (the plug type), `MatrixConfig` (its config keys), and 
 converters `parse_html` / `render_html` that turn ``formatted_body`` into RichText and back.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .config import MatrixConfig  # noqa: E402
 from .html import parse_html, render_html  # noqa: E402

@@ -6,7 +6,7 @@ deletes and replies following; `SyncPlug` is its virtual plug (one channel per l
 database.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .cache import SyncCache, SyncRef  # noqa: E402
 from .config import Overrides, SyncConfig  # noqa: E402
