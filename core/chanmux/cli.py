@@ -16,7 +16,8 @@ from typing import Any
 import anyio
 import attrs
 
-from . import __version__, hookspecs, logs
+from . import hookspecs, logs
+from ._version import __version__
 from . import config as config_mod
 from .config import ConfigError, DatabaseConfig
 from .errors import describe
@@ -25,7 +26,7 @@ from .plug import Plug
 from .plugins import (DISABLE_ENV, ENTRY_POINT_GROUP, KNOWN_TYPES, LoadError, Registry,
                       disabled_by_env, load_registry)
 from . import store as store_mod
-from .store import DatabaseUnusable, check_database
+from .store import DatabaseUnusable, check_database, sqlite_file
 
 log = logging.getLogger("chanmux")
 
@@ -154,6 +155,12 @@ def load_checked(path: str, registry: Registry) -> tuple[config_mod.Config, Host
             raise
     except Exception as exc:  # noqa: BLE001 - a plug or hook refusing its config
         issues.append(("", f"could not set up the bridge: {describe(exc)}"))
+    if host is not None and not partial and sqlite_file(cfg.database_url()) is not None:
+        # A SQLite file is read (never changed) to see whether the installed packages can
+        # use it; `check` connects to no database server, so PostgreSQL is checked by `run`.
+        problem = host.check_schema()
+        if problem:
+            issues.append((_database_where(cfg), problem))
     if issues or host is None:
         raise ConfigError(issues or [("", "could not set up the bridge")], source)
     return cfg, host

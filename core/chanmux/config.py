@@ -563,8 +563,14 @@ def disabled_in(path: str | Path) -> list[str]:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return []
+    return disabled_of(data)
+
+
+def disabled_of(data: Mapping[str, Any]) -> list[str]:
+    """The ``plugins.disable`` names of a config mapping; [] when the key is not a list (its
+    problems are reported when the config is checked)."""
     section = data.get("plugins")
-    names = section.get("disable") if isinstance(section, dict) else None
+    names = section.get("disable") if isinstance(section, Mapping) else None
     if not isinstance(names, list):
         return []
     return [n for n in names if isinstance(n, str)]

@@ -15,7 +15,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from . import __version__, hookspecs
+from . import hookspecs
+from ._version import __version__
 from .plug import Hook, Plug
 
 ENTRY_POINT_GROUP = "chanmux.plugins"

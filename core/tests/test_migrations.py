@@ -296,10 +296,32 @@ def test_run_refuses_a_newer_database_in_one_line(tmp_path):
     db = tmp_path / "bridge.sqlite"
     create(f"sqlite:///{db}")
     execute(f"sqlite:///{db}", "UPDATE chanmux_schema_chanmux SET version_num = 'chanmux_0099'")
+    before = db.read_bytes()
     out = subprocess.run([*chanmux, "run", str(path)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1, out.stderr
+    assert out.returncode == 2, out.stderr  # found while checking the config, before starting
     assert "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, out.stderr
-    assert lines[0].startswith(f"error: database: {db}: its chanmux tables are at schema "
-                               "revision chanmux_0099, newer than ")
+    assert lines[0].startswith(f"error: {path}: database: {db}: its chanmux tables are at "
+                               "schema revision chanmux_0099, newer than ")
+    assert db.read_bytes() == before
+
+
+def test_check_refuses_a_newer_sqlite_database_without_changing_it(tmp_path):
+    """`chanmux check` says what `run` would: the file is from a newer release."""
+    path = tmp_path / "bridge.toml"
+    db = tmp_path / "bridge.sqlite"
+    path.write_text(f'[database]\nurl = "sqlite:///{db}"\n\n[plugs.a]\ntype = "memory"\n\n'
+                    '[channels.a]\nplug = "a"\nsource = "#a"\n')
+    chanmux = [sys.executable, "-m", "chanmux.cli"]
+    create(f"sqlite:///{db}")
+    execute(f"sqlite:///{db}", "UPDATE chanmux_schema_chanmux SET version_num = 'chanmux_0099'")
+    before = db.read_bytes()
+    out = subprocess.run([*chanmux, "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout
+    assert "Traceback" not in out.stderr
+    assert f"database.url: {db}: its chanmux tables are at schema revision chanmux_0099" in out.stderr
+    assert db.read_bytes() == before
+    execute(f"sqlite:///{db}", "UPDATE chanmux_schema_chanmux SET version_num = 'chanmux_0002'")
+    out = subprocess.run([*chanmux, "check", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

@@ -72,6 +72,15 @@ def test_an_implementation_of_a_missing_spec_stops_the_host_with_one_line(plugin
         make_host({"plugs": {"e": {"type": "echo"}}})
 
 
+def test_make_host_leaves_out_what_the_config_disables(plugin_dir):
+    """`make_host` reads `[plugins] disable` as `chanmux run` does: a disabled plugin is not
+    imported, so its mistakes do not stop the host."""
+    host = make_host({"plugins": {"disable": ["typo-plugin", "broken-plugin"]},
+                      "plugs": {"e": {"type": "echo"}}})
+    assert type(host.plugs["e"]).__name__ == "EchoPlug"
+    assert "broken_plugin_mod" not in sys.modules
+
+
 def plugins_command(plugin_dir, **env):
     return subprocess.run([CHANMUX_COMMAND, "plugins"], capture_output=True, text=True,
                           env={"PYTHONPATH": str(plugin_dir), "PATH": "", **env})

@@ -24,7 +24,7 @@ def run_cli(args: Sequence[str]) -> int:
     return main(list(args))
 
 
-_CONTRACT = {"ContractEnv", "PlugContract", "Seen"}
+_CONTRACT = {"ContractEnv", "ContractTimeout", "PlugContract", "Seen"}
 
 
 def __getattr__(name: str) -> Any:
@@ -35,5 +35,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'chanmux.testing' has no attribute {name!r}")
 
 
-__all__ = ["ContractEnv", "MemoryConfig", "MemoryPlug", "PlugContract", "Received",
-           "RecorderHook", "Seen", "make_host", "make_registry", "run_cli", "run_host"]
+__all__ = ["ContractEnv", "ContractTimeout", "MemoryConfig", "MemoryPlug", "PlugContract",
+           "Received", "RecorderHook", "Seen", "make_host", "make_registry", "run_cli",
+           "run_host"]

@@ -22,8 +22,11 @@ def make_registry(modules: Iterable[tuple[str, Any]] = ()) -> Registry:
 
 def make_host(config: Mapping[str, Any], *, path: str | Path | None = None,
               modules: Iterable[tuple[str, Any]] = (), env: Mapping[str, str] | None = None) -> Host:
-    """A host (not yet running) from a config mapping, as if read from a TOML file at `path`."""
-    registry = make_registry(modules)
+    """A host (not yet running) from a config mapping, as if read from a TOML file at `path`
+    (the plugins its `plugins.disable` names are not loaded, as with `chanmux run`)."""
+    registry = load_registry(disable=config_mod.disabled_of(config), source="plugins.disable")
+    for name, module in modules:
+        registry.add_module(module, name)
     parsed = config_mod.parse(config, registry, path=Path(path) if path else None, env=env or {})
     return Host(parsed, registry)
 
