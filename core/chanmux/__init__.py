@@ -26,10 +26,10 @@ from .model import (
     User,
     unique_id,
 )
-from .naming import NameFormat, Overrides, relayed_fields
 from .plug import Capabilities, Hook, NoConfig, Plug, State
 from .plugins import LoadError
 from .queue import Delivery, DeliveryQueue, DeliveryQueues, current_key
+from .relay import NameFormat, Overrides, Policies, Policy, relayed_fields
 from .richtext import RichText, Segment
 from .store import BatchWriter, Store, insert_new
 
@@ -37,7 +37,7 @@ __all__ = [
     "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError",
     "Delivery", "DeliveryQueue", "DeliveryQueues", "File", "FileKind", "Hold", "Hook", "Host",
     "HostStopped", "Journal", "LoadError", "Location", "Message", "NameFormat", "NoConfig",
-    "Overrides", "Plug", "Receipt", "Refused", "RichText", "Segment", "SentMessage", "State",
+    "Overrides", "Plug", "Policies", "Policy", "Receipt", "Refused", "RichText", "Segment", "SentMessage", "State",
     "Store", "Tracker", "TryLater", "User", "__version__", "codec", "current_key", "describe",
     "hookimpl", "hookspec", "insert_new", "relayed_fields", "unique_id", "validators",
 ]

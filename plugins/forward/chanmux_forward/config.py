@@ -41,15 +41,3 @@ class ForwardConfig:
     retry_limit: int = 10_000
     retry_max_age: float = attrs.field(default=0.0, validator=validators.non_negative)
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
-
-
-def resolve(config: ForwardConfig, plug: str) -> dict[str, Any]:
-    """Effective values of the overridable keys for copies sent to `plug`."""
-    values = {f.name: getattr(config, f.name) for f in attrs.fields(Overrides)}
-    layer = config.plugs.get(plug)
-    if layer is not None:
-        for f in attrs.fields(Overrides):
-            value = getattr(layer, f.name)
-            if value is not None:
-                values[f.name] = value
-    return values

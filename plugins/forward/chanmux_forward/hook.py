@@ -6,7 +6,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
 
 from chanmux import (
     BatchWriter,
@@ -17,7 +16,7 @@ from chanmux import (
     Hook,
     Host,
     Message,
-    NameFormat,
+    Policies,
     Receipt,
     RichText,
     SentMessage,
@@ -26,21 +25,12 @@ from chanmux import (
 )
 
 from . import store as store_mod
-from .config import ForwardConfig, resolve
+from .config import ForwardConfig
 
 #: Where copies not delivered at a stop are kept (host state, by hook name).
 QUEUED_STATE = "queued"
 
 CopyKey = tuple[str, str, str]
-
-
-@attrs.frozen
-class _Policy:
-    name: NameFormat
-    joins: bool
-    renames: bool
-    edits: bool
-    deletes: bool
 
 
 class _Forwarded:
@@ -76,7 +66,7 @@ class ForwardHook(Hook):
         self._routes: dict[Channel, list[Channel]] = {}
         self._groups: list[tuple[frozenset[str], frozenset[Channel], list[Channel]]] = []
         self._users = frozenset(config.users) if config.users is not None else None
-        self._policies: dict[str, _Policy] = {}
+        self.policies = Policies(config)
         self._forwarded: OrderedDict[CopyKey, _Forwarded] = OrderedDict()
         self._copies: dict[CopyKey, _Forwarded] = {}
         self._size = max(1, config.cache_size)
@@ -130,16 +120,7 @@ class ForwardHook(Hook):
                 issues.append((f"{where}.to", "no destination channels"))
             self._groups.append((frozenset(entry.plugs), frozenset(c for c in sources if c),
                                  [t for t in targets if t is not None]))
-        for plug in config.plugs:
-            if plug not in self.host.plugs:
-                issues.append((f"{path}.plugs.{plug}", f'unknown plug "{plug}" '
-                               f"(plugs: {', '.join(sorted(self.host.plugs)) or 'none'})"))
-        for where, layer in [(path, config), *((f"{path}.plugs.{k}", v) for k, v in config.plugs.items())]:
-            if layer.name_format is not None:
-                try:
-                    NameFormat.check(layer.name_format)
-                except ValueError as exc:
-                    issues.append((f"{where}.name_format", str(exc)))
+        issues.extend(self.policies.problems(path, self.host.plugs))
         if config.cache_size < 1:
             issues.append((f"{path}.cache_size", "must be at least 1"))
         if config.retry_limit < 0:
@@ -163,15 +144,6 @@ class ForwardHook(Hook):
         """Wait until every copy handed over so far is delivered (or given up on), skipping
         channels whose plug is not ready."""
         await self.queues.wait_idle(timeout)
-
-    def _policy(self, plug: str) -> _Policy:
-        policy = self._policies.get(plug)
-        if policy is None:
-            values = resolve(self.config, plug)
-            policy = self._policies[plug] = _Policy(
-                NameFormat(values["name_format"], values["no_highlight"]), joins=values["joins"],
-                renames=values["renames"], edits=values["edits"], deletes=values["deletes"])
-        return policy
 
     def targets(self, channel: Channel) -> list[Channel]:
         """Destination channels for a message said in `channel` (never `channel` itself)."""
@@ -264,7 +236,7 @@ class ForwardHook(Hook):
         revision = sent.revision or sent.id
         for channel, queue in self.queues.items():
             ids = entry.copies.get(channel)
-            policy = self._policy(channel.plug)
+            policy = self.policies.get(channel.plug)
             if not policy.edits:
                 continue
             local = self._render(sent, channel, context, edited=True)
@@ -286,7 +258,7 @@ class ForwardHook(Hook):
             ids = entry.copies.get(channel)
             plug = self.host.plugs.get(channel.plug)
             if not ids or plug is None or not plug.capabilities.delete \
-                    or not self._policy(channel.plug).deletes:
+                    or not self.policies.get(channel.plug).deletes:
                 continue
             await queue.deliver(Delivery("delete", list(ids), entry, hold=self.host.hold(),
                                          key=f"{self.name}|{'|'.join(entry.origin or ())}|delete|"
@@ -298,7 +270,7 @@ class ForwardHook(Hook):
             return {"network": "", "plug": "", "channel": "", "label": ""}
         plug = self.host.plugs.get(channel.plug)
         title = channel.source
-        if any(self._policy(c.plug).name.needs_channel for c in self.targets(channel)):
+        if any(self.policies.get(c.plug).name.needs_channel for c in self.targets(channel)):
             try:
                 title = await self.host.channel_title(channel) or channel.source
             except Exception:  # noqa: BLE001 - a failing look-up only costs the title
@@ -309,7 +281,7 @@ class ForwardHook(Hook):
 
     def _render(self, msg: Message, target: Channel, context: dict[str, str],
                 edited: bool) -> Message | None:
-        policy = self._policy(target.plug)
+        policy = self.policies.get(target.plug)
         fields = relayed_fields(msg, joins=policy.joins, renames=policy.renames)
         if fields is None:
             return None

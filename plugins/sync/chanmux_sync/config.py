@@ -1,13 +1,10 @@
-"""The keys of a `type = "sync"` hook, and how per-plug and per-label overrides combine."""
+"""The keys of a `type = "sync"` hook (its overrides resolve through `chanmux.Policies`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
-from chanmux import NameFormat, Overrides, validators
-
+from chanmux import Overrides, validators
 
 
 @attrs.frozen
@@ -30,29 +27,3 @@ class SyncConfig:
     retry_max_age: float = attrs.field(default=0.0, validator=validators.non_negative)
     plugs: dict[str, Overrides] = attrs.field(factory=dict)
     labels: dict[str, Overrides] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Policy:
-    """What a copy sent to one plug for one label does: the result of resolving overrides."""
-
-    name: NameFormat
-    joins: bool
-    renames: bool
-    edits: bool
-    deletes: bool
-
-
-def resolve(config: Any, label: str | None, plug: str) -> dict[str, Any]:
-    """Effective values of the overridable keys for copies to `plug` in `label`."""
-    values = {f.name: getattr(config, f.name) for f in attrs.fields(Overrides)}
-    layers = [getattr(config, "labels", {}).get(label) if label is not None else None,
-              config.plugs.get(plug)]
-    for layer in layers:
-        if layer is None:
-            continue
-        for f in attrs.fields(Overrides):
-            value = getattr(layer, f.name)
-            if value is not None:
-                values[f.name] = value
-    return values

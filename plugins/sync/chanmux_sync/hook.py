@@ -16,6 +16,8 @@ from chanmux import (
     Host,
     Message,
     NameFormat,
+    Policies,
+    Policy,
     Receipt,
     RichText,
     Segment,
@@ -28,7 +30,7 @@ from chanmux import (
 
 from . import store as store_mod
 from .cache import SyncCache, SyncRef
-from .config import Overrides, Policy, SyncConfig, resolve
+from .config import Overrides, SyncConfig
 from .plug import SyncPlug
 
 
@@ -76,7 +78,7 @@ class SyncHook(Hook):
         self._cache = self.cache
         self.members: dict[str, list[Channel]] = {}
         self._labels: dict[Channel, str] = {}
-        self._policies: dict[tuple[str, str], Policy] = {}
+        self.policies = Policies(config)
         self._needs_title: dict[str, bool] = {}
         self._titles: dict[Channel, str] = {}
         #: the delivery queue of each member channel (core's `DeliveryQueues`)
@@ -138,10 +140,6 @@ class SyncHook(Hook):
                 self._labels[channel] = label
                 chans.append(channel)
             self.members[label] = chans
-        for plug in config.plugs:
-            if plug not in self.host.plugs:
-                known = ", ".join(sorted(self.host.plugs)) or "none"
-                issues.append((f"{path}.plugs.{plug}", f'unknown plug "{plug}" (plugs: {known})'))
         for section in ("labels", "titles"):
             for label in getattr(config, section):
                 if label not in config.channels:
@@ -152,13 +150,13 @@ class SyncHook(Hook):
                 issues.append((f"{path}.{key}", "must be at least 1"))
         if config.retry_limit < 0:
             issues.append((f"{path}.retry_limit", "must be 0 (no limit) or more"))
-        issues.extend(self._check_templates(path))
+        issues.extend(self.policies.problems(path, self.host.plugs))
         if issues:
             raise ConfigError(issues)
         for label, chans in self.members.items():
             needs = False
             for plug in {c.plug for c in chans} | set(self.host.plugs):
-                policy = self._policy(label, plug)
+                policy = self.policies.get(plug, label)
                 needs = needs or policy.name.needs_channel
             self._needs_title[label] = needs
         for chans in self.members.values():
@@ -166,27 +164,6 @@ class SyncHook(Hook):
                 self.queues.add(channel)
         if config.persist:
             self.cache.writer = self.host.store.writer(f"sync:{self.name}", self.cache.write)
-
-    def _check_templates(self, path: str) -> Iterable[tuple[str, str]]:
-        layers: list[tuple[str, Any]] = [(path, self.config)]
-        layers += [(f"{path}.plugs.{k}", v) for k, v in self.config.plugs.items()]
-        layers += [(f"{path}.labels.{k}", v) for k, v in self.config.labels.items()]
-        for where, layer in layers:
-            if layer.name_format is not None:
-                try:
-                    NameFormat.check(layer.name_format)
-                except ValueError as exc:
-                    yield (f"{where}.name_format", str(exc))
-
-    def _policy(self, label: str, plug: str) -> Policy:
-        policy = self._policies.get((label, plug))
-        if policy is None:
-            values = resolve(self.config, label, plug)
-            policy = Policy(NameFormat(values["name_format"], values["no_highlight"]),
-                            joins=values["joins"], renames=values["renames"],
-                            edits=values["edits"], deletes=values["deletes"])
-            self._policies[(label, plug)] = policy
-        return policy
 
     async def open(self) -> None:
         if self.cache.writer is not None:
@@ -322,7 +299,7 @@ class SyncHook(Hook):
             queue = self.queues[channel]
             ids = ref.ids.get(channel)
             if update:
-                policy = self._policy(label, channel.plug)
+                policy = self.policies.get(channel.plug, label)
                 if (ids or not queue.idle) and not policy.edits:
                     continue
                 local = self._render(label, msg, channel, policy, context, True)
@@ -334,7 +311,7 @@ class SyncHook(Hook):
                 item = Delivery("edit", local, ref, parent, hold=self.host.hold(),
                                 key=f"{base}|edit|{revision}|{channel}")
             elif not ids and not queue.has(lambda d: d.ref is ref):
-                local = self._render(label, msg, channel, self._policy(label, channel.plug), context,
+                local = self._render(label, msg, channel, self.policies.get(channel.plug, label), context,
                                      False)
                 if local is None:
                     continue
@@ -369,7 +346,7 @@ class SyncHook(Hook):
             plug = self.host.plugs.get(channel.plug)
             if plug is None or not plug.capabilities.delete:
                 continue
-            if not self._policy(label, channel.plug).deletes:
+            if not self.policies.get(channel.plug, label).deletes:
                 continue
             queue = self.queues[channel]
             if ref.ids.get(channel) or not queue.idle:

@@ -1,12 +1,16 @@
-"""Author names of relayed messages: a `str.format` template, optionally made highlight-safe.
+"""What a relay hook does with each copy: the author's name (a `str.format` template,
+optionally made highlight-safe), the per-plug and per-label overrides of its settings, the
+policy they resolve to, and which fields of a message a copy carries.
 
 Shared by the hooks that relay messages (sync, forward, third-party ones), so that every
-relay names authors with the same variables and the same zero-width-space option.
+relay names authors with the same variables, reads the same override tables and applies
+them the same way.
 """
 
 from __future__ import annotations
 
 import string
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -104,6 +108,82 @@ class Overrides:
     renames: bool | None = None
     edits: bool | None = None
     deletes: bool | None = None
+
+
+@attrs.frozen
+class Policy:
+    """What a relay's copies to one target do: its settings with the overrides that apply
+    there resolved (see `Policies`)."""
+
+    name: NameFormat
+    joins: bool
+    renames: bool
+    edits: bool
+    deletes: bool
+
+    @classmethod
+    def resolve(cls, config: Any, *layers: Overrides | None) -> Policy:
+        """The policy of `config` (an object with an attribute for each `Overrides` key, such
+        as a relay hook's config) under `layers`, broadest first: a later layer's set keys
+        win, None layers and unset keys change nothing."""
+        values = {f.name: getattr(config, f.name) for f in attrs.fields(Overrides)}
+        for layer in layers:
+            if layer is None:
+                continue
+            for f in attrs.fields(Overrides):
+                value = getattr(layer, f.name)
+                if value is not None:
+                    values[f.name] = value
+        return cls(NameFormat(values["name_format"], values["no_highlight"]),
+                   joins=values["joins"], renames=values["renames"], edits=values["edits"],
+                   deletes=values["deletes"])
+
+
+class Policies:
+    """The policies of a relay hook's config, each resolved once.
+
+    The config has the `Overrides` keys as its own settings, `plugs` (a mapping of plug name
+    to `Overrides`: `[hooks.NAME.plugs.PLUG]`) and optionally `labels` (label to `Overrides`,
+    `[hooks.NAME.labels.LABEL]`); a plug's table wins over a label's, which wins over the
+    hook's own keys.
+    """
+
+    __slots__ = ("config", "_resolved")
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._resolved: dict[tuple[str, str | None], Policy] = {}
+
+    def get(self, plug: str, label: str | None = None) -> Policy:
+        """The policy of copies sent to `plug` (for `label`, if the hook has labels)."""
+        key = (plug, label)
+        policy = self._resolved.get(key)
+        if policy is None:
+            labels = getattr(self.config, "labels", None) or {}
+            policy = self._resolved[key] = Policy.resolve(
+                self.config, labels.get(label) if label is not None else None,
+                self.config.plugs.get(plug))
+        return policy
+
+    def problems(self, where: str, plugs: Iterable[str]) -> Iterator[tuple[str, str]]:
+        """`(path, problem)` for each override table of a plug not in `plugs` (the host's) and
+        each name template of the config and its tables that is not valid; `where` is the
+        hook's config path (`hooks.NAME`)."""
+        known = sorted(plugs)
+        for plug in self.config.plugs:
+            if plug not in known:
+                yield (f"{where}.plugs.{plug}",
+                       f'unknown plug "{plug}" (plugs: {", ".join(known) or "none"})')
+        layers: list[tuple[str, Any]] = [(where, self.config)]
+        for section in ("labels", "plugs"):
+            for name, layer in (getattr(self.config, section, None) or {}).items():
+                layers.append((f"{where}.{section}.{name}", layer))
+        for path, layer in layers:
+            if layer.name_format is not None:
+                try:
+                    NameFormat.check(layer.name_format)
+                except ValueError as exc:
+                    yield (f"{path}.name_format", str(exc))
 
 
 def relayed_fields(msg: Message, *, joins: bool, renames: bool) -> dict[str, Any] | None:
