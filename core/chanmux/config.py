@@ -97,6 +97,9 @@ class HostConfig:
 
     hook_timeout: float = attrs.field(default=30.0, validator=check.positive)
     put_timeout: float = attrs.field(default=120.0, validator=check.positive)
+    #: Seconds a plug or hook gets to close, and a plug then to save its state; a plug whose
+    #: close has work on the network (sending what is queued, QUIT) keeps it under this.
+    close_timeout: float = attrs.field(default=10.0, validator=check.positive)
     reconnect_min: float = attrs.field(default=1.0, validator=check.positive)
     reconnect_max: float = attrs.field(default=300.0, validator=check.positive)
     lanes: int = attrs.field(default=16, validator=check.at_least(1))

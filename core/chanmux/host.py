@@ -266,7 +266,7 @@ class Host:
         for plug in self.plugs.values():
             if plug.state is not State.idle:
                 try:
-                    with anyio.fail_after(10):
+                    with anyio.fail_after(self.settings.close_timeout):
                         await plug.stopped()
                 except Exception:  # noqa: BLE001 - one plug failing here does not stop the rest
                     log.exception("%s: failed to save its state at shutdown", plug.name)
@@ -278,8 +278,15 @@ class Host:
         self.stopped.set()
         log.info("stopped")
 
-    async def stop(self, timeout: float = 60.0) -> None:
-        """Stop a running host (as Ctrl-C does) and wait until everything is closed."""
+    def stop_budget(self) -> float:
+        """Seconds a stop may take at most: each hook and plug closing, each plug saving its
+        state (`close_timeout` each), and the database writers' last rows."""
+        return self.settings.close_timeout * (len(self.hooks) + 2 * len(self.plugs)) + 30.0
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop a running host (as Ctrl-C does) and wait until everything is closed, at most
+        `timeout` seconds (by default `stop_budget()`)."""
+        timeout = self.stop_budget() if timeout is None else timeout
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         with anyio.fail_after(timeout):
@@ -291,7 +298,7 @@ class Host:
         else:
             component.state = State.stopping
         try:
-            with anyio.fail_after(10):
+            with anyio.fail_after(self.settings.close_timeout):
                 await component.close()
         except Exception:  # noqa: BLE001 - one component failing to close does not stop the rest
             log.exception("%s: failed to close", component.name)
@@ -384,7 +391,7 @@ class Host:
             self._set_state(plug, State.failed)
             with anyio.CancelScope(shield=True):
                 try:
-                    with anyio.fail_after(10):
+                    with anyio.fail_after(self.settings.close_timeout):
                         await plug.close()
                 except Exception:  # noqa: BLE001
                     log.exception("%s: failed to close after a failure", plug.name)

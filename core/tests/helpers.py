@@ -23,6 +23,13 @@ class HangingHook(Hook):
         await anyio.sleep_forever()
 
 
+class StuckHook(Hook):
+    """Never returns from close."""
+
+    async def close(self) -> None:
+        await anyio.sleep_forever()
+
+
 class ShoutHook(Hook):
     """before_put: upper-cases text; drops messages saying 'drop'."""
 
@@ -48,7 +55,7 @@ def module() -> types.ModuleType:
     def chanmux_hook_types():
         return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
                 "relay": RelayHook, "censor": CensorHook, "holder": HolderHook,
-                "queued-relay": QueuedRelayHook, "gate": GateHook}
+                "queued-relay": QueuedRelayHook, "gate": GateHook, "stuck": StuckHook}
 
     mod.chanmux_hook_types = chanmux_hook_types
     return mod

@@ -57,6 +57,18 @@ async def test_a_hook_that_raises_does_not_stop_the_others(caplog):
     assert "this hook is broken" in caplog.text
 
 
+async def test_a_close_that_hangs_is_cut_at_close_timeout_and_the_rest_stop(caplog):
+    """`[host] close_timeout` bounds each close; the other components still close and save."""
+    caplog.set_level(logging.ERROR)
+    config = two_plugs(stuck={"type": "stuck"})
+    config["host"]["close_timeout"] = 0.2
+    async with run_host(config, modules=MODULES) as host:
+        assert host.stop_budget() == pytest.approx(0.2 * (2 + 2 * 2) + 30.0)  # 2 hooks, 2 plugs
+        b = host.plugs["b"]
+    assert "stuck: failed to close" in caplog.text
+    assert b.state is State.stopped and host.stopped.is_set()
+
+
 async def test_a_hook_that_hangs_is_timed_out_and_the_others_go_on(caplog):
     caplog.set_level(logging.ERROR)
     async with run_host(two_plugs(stuck={"type": "hanging"}), modules=MODULES) as host:
