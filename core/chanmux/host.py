@@ -31,7 +31,7 @@ from .membership import foldable
 from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
-from .plugins import LoadError, Registry
+from .plugins import LoadError, Registry, misspelt_specs
 from .store import Store
 
 log = logging.getLogger("chanmux.host")
@@ -145,6 +145,7 @@ class Host:
             raise ConfigError([(f"plugs.{plug.name}", f'two plugs or hooks are named "{plug.name}"')])
         self.plugs[plug.name] = plug
         self.pm.register(plug, name=plug.name)
+        self._warn_misspelt(plug, f"plugs.{plug.name}")
         self.caller.invalidate()
         self._ready[plug.name] = anyio.Event()
         self._changed[plug.name] = anyio.Event()
@@ -156,8 +157,15 @@ class Host:
             raise ConfigError([(f"hooks.{hook.name}", f'two plugs or hooks are named "{hook.name}"')])
         self.hooks[hook.name] = hook
         self.pm.register(hook, name=hook.name)
+        self._warn_misspelt(hook, f"hooks.{hook.name}")
         self.caller.invalidate()
         return hook
+
+    @staticmethod
+    def _warn_misspelt(component: Plug | Hook, where: str) -> None:
+        for method, spec in misspelt_specs(component):
+            log.warning("%s: %s.%s is not a chanmux hook specification, so it is never called; "
+                        "did you mean %s?", where, type(component).__name__, method, spec)
 
     def add_channel(self, name: str, channel: Channel) -> Channel:
         """Name a channel, as `[channels]` does (a hook naming its virtual plug's channels);

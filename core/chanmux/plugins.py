@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import inspect
 import logging
@@ -52,6 +53,26 @@ class PluginManager(pluggy.PluginManager):
                 opts = {"wrapper": False, "hookwrapper": False, "optionalhook": False,
                         "tryfirst": False, "trylast": False, "specname": None}
         return opts
+
+
+def misspelt_specs(component: Plug | Hook) -> list[tuple[str, str]]:
+    """`(method, spec)` for each public method of a plug or hook class that is not a hook
+    specification but is spelt nearly like one (`on_recieve`): it would never be called."""
+    base = Plug if isinstance(component, Plug) else Hook
+    found = []
+    for klass in type(component).__mro__:
+        if klass is base or klass is object or issubclass(base, klass):
+            continue
+        for name, value in vars(klass).items():
+            if (name.startswith("_") or name in _ASYNC_SPECS or hasattr(base, name)
+                    or not callable(value)):
+                continue
+            close = [spec for spec in difflib.get_close_matches(name, _ASYNC_SPECS, n=3,
+                                                                 cutoff=0.8)
+                     if abs(len(spec) - len(name)) <= 2]  # `receive` is not `on_receive`
+            if close and (name, close[0]) not in found:
+                found.append((name, close[0]))
+    return found
 
 
 @attrs.define

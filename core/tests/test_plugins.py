@@ -186,3 +186,23 @@ def test_a_plugins_starter_section_and_example_are_what_init_writes(tmp_path):
                              capture_output=True, text=True, env=env)
     assert written.returncode == 0, written.stderr
     assert example.read_text().startswith("# Just the echo network.")
+
+
+def test_a_misspelt_spec_method_is_a_warning_at_load(caplog):
+    """`on_recieve` would silently never be called: the host says so when it loads the hook."""
+    from chanmux import Hook
+
+    class Typo(Hook):
+        async def on_recieve(self, sent, source, primary):
+            pass
+
+        async def helper_method(self):  # not like any spec: no warning
+            pass
+
+    module = types.ModuleType("typo_hooks")
+    module.chanmux_hook_types = hookimpl(lambda: {"typo": Typo})
+    caplog.set_level("WARNING")
+    make_host({"hooks": {"t": {"type": "typo"}}}, modules=[("typo-hooks", module)])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["hooks.t: Typo.on_recieve is not a chanmux hook specification, so it is "
+                        "never called; did you mean on_receive?"]
