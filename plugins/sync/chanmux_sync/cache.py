@@ -134,6 +134,12 @@ class SyncCache:
     def __len__(self) -> int:
         return len(self._refs)
 
+    @property
+    def indexed(self) -> int:
+        """How many copies (one per channel of each message in memory) can be looked up
+        without the database: bounded with the cache."""
+        return len(self._index)
+
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None  # type: ignore[arg-type]
 

@@ -75,7 +75,6 @@ class SyncHook(Hook):
     def __init__(self, name: str, config: SyncConfig, host: Host, priority: int = 100) -> None:
         super().__init__(name, config, host, priority)
         self.cache = SyncCache(self)
-        self._cache = self.cache
         self.members: dict[str, list[Channel]] = {}
         self._labels: dict[Channel, str] = {}
         self.policies = Policies(config)

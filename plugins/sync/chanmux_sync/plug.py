@@ -22,7 +22,6 @@ class SyncPlug(Plug):
     key as its id), so other hooks can treat the conversation as one channel.
     """
 
-    schema = None
     network_name: ClassVar[str] = "sync"
     capabilities: ClassVar[Capabilities] = Capabilities(edit=True, delete=True, reply=True)
 

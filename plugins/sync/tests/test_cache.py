@@ -23,7 +23,7 @@ async def test_anchor_the_cache_is_bounded_and_evicted_refs_come_back_from_the_d
         await c.wait_for(lambda: len(c.sent) == 30)
         await settle(host)
         assert len(sync.cache) == 5 and sync.cache.evicted >= 25
-        assert len(sync.cache._index) <= 5 * 3
+        assert sync.cache.indexed <= 5 * 3
         assert b.texts() == [f"m{i}" for i in range(30)], "a copy was relayed twice"
         await a.inject("#a", "m0 edited", id=originals[0].id, edited=True)
         await c.wait_for(lambda: len(c.edits) == 1)
@@ -96,7 +96,7 @@ async def test_memory_stays_flat_on_a_long_run(tmp_path):
                 await a.inject("#a", f"r{round_} m{i}")
             await c.wait_for(lambda r=round_: len(c.sent) == 100 * (r + 1))
             await settle(host)
-            sizes.append((len(sync.cache), len(sync.cache._index)))
+            sizes.append((len(sync.cache), sync.cache.indexed))
         assert sizes == [(50, 150)] * 4
 
 
