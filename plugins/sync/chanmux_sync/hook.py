@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import attrs
 
 from chanmux import (
     Channel,
@@ -34,12 +36,37 @@ from .config import Overrides, SyncConfig
 from .plug import SyncPlug
 
 
-#: Channels each copy put by any sync already exists in, so that two syncs sharing channels
-#: never hand a message back and forth (keyed by the Message object put; gone with it).
 #: Where copies not delivered at a stop are kept (host state, by hook name).
 QUEUED_STATE = "queued"
 
-_lineage: weakref.WeakKeyDictionary[Message, frozenset[Channel]] = weakref.WeakKeyDictionary()
+
+class Lineage:
+    """The channels each copy a sync hook rendered already exists in, so that two syncs
+    sharing channels (one's virtual SyncPlug channel a member of the other's label) never hand
+    a message back and forth. Keyed by the Message object put, and gone with it: a SyncPlug's
+    `put` hands the very object another sync rendered to its hook's `send`, which is why this
+    map is shared by every sync hook in the process rather than owned by one."""
+
+    _seen: weakref.WeakKeyDictionary[Message, frozenset[Channel]] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, msg: Message) -> frozenset[Channel] | None:
+        """The channels `msg` (a copy some sync rendered) has been through, or None."""
+        return cls._seen.get(msg)
+
+    @classmethod
+    def mark(cls, msg: Message, channels: frozenset[Channel]) -> None:
+        cls._seen[msg] = channels
+
+
+@attrs.frozen
+class _Step:
+    """One copy `send` decided to hand over: `item` to `queue`, unless `pending` (an edit of a
+    copy not sent yet) names the waiting put that `item`'s message replaces instead."""
+
+    queue: DeliveryQueue
+    item: Delivery
+    pending: Callable[[Delivery], bool] | None = None
 
 
 def _content(msg: Message) -> bool:
@@ -273,7 +300,6 @@ class SyncHook(Hook):
         message to every channel (edits). Returns the message's SyncRef once every copy is
         handed to the delivery queue of its channel (`delivered()` waits for them to arrive).
         """
-        members = self.members[label]
         if ref is None:
             ref = self.cache.remember(SyncRef({}, source=msg, origin=origin))  # type: ignore[arg-type]
         elif update:
@@ -281,56 +307,69 @@ class SyncHook(Hook):
         context = await self._context(label, msg, origin)
         if origin is None and ref.origin is not None:
             origin = ref.origin
-        origin_channel = origin.channel if origin is not None else None
-        seen = _lineage.get(msg) if msg is not origin else None
-        lineage = frozenset(members).union(seen or (), (origin_channel,) if origin_channel else ())
-        parent = context if context.parent is not None else None
-        inline: list[tuple[DeliveryQueue, Delivery]] = []
-        revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
-        # delivery keys name the original message, not this run's SyncRef: a message handed
-        # over again after a crash gets the same keys (and Matrix the same transaction ids)
-        named = ref.origin or origin
-        base = self.name + "|" + (f"{named.channel}|{named.id}"
-                                  if isinstance(named, (Receipt, SentMessage)) else ref.key)
-        for channel in members:
-            if channel == origin_channel or (seen is not None and channel in seen):
-                continue
-            queue = self.queues[channel]
-            ids = ref.ids.get(channel)
-            if update:
-                policy = self.policies.get(channel.plug, label)
-                if (ids or not queue.idle) and not policy.edits:
-                    continue
-                local = self._render(label, msg, channel, policy, context, True)
-                if local is None:
-                    continue
-                _lineage[local] = lineage
-                if not ids and queue.replace(lambda d: d.ref is ref and d.kind == "put", local):
-                    continue
-                item = Delivery("edit", local, ref, parent, hold=self.host.hold(),
-                                key=f"{base}|edit|{revision}|{channel}")
-            elif not ids and not queue.has(lambda d: d.ref is ref):
-                local = self._render(label, msg, channel, self.policies.get(channel.plug, label), context,
-                                     False)
-                if local is None:
-                    continue
-                _lineage[local] = lineage
-                item = Delivery("put", local, ref, parent, hold=self.host.hold(),
-                                key=f"{base}|put|{channel}")
-            else:
-                continue
-            if queue.quick:
-                inline.append((queue, item))
-            else:
-                await queue.send(item)
-        for queue, item in inline:
-            await queue.deliver(item)
+        await self._dispatch(self._plan(label, msg, origin, ref, update, context))
         if self.plug is not None:
             self._mirror(label, ref, msg, context, virtual_source, edited=update)
         writer = self.cache.writer
         if writer is not None and writer.pending > self.write_backlog:
             await writer.flush()
         return ref
+
+    def _plan(self, label: str, msg: Message, origin: Receipt | SentMessage | None, ref: SyncRef,
+              update: bool, context: _Context) -> list[_Step]:
+        """What `send` hands to which channel's queue: a put for each member channel without
+        a copy, or (`update`) an edit of each copy, under each target's policy. Skipped: the
+        origin's channel, the channels the message has already been through (`Lineage`), a
+        copy the target's policy does not edit, and a render that says nothing. Decides only;
+        `_dispatch` acts."""
+        members = self.members[label]
+        origin_channel = origin.channel if origin is not None else None
+        seen = Lineage.of(msg) if msg is not origin else None
+        lineage = frozenset(members).union(seen or (), (origin_channel,) if origin_channel else ())
+        parent = context if context.parent is not None else None
+        revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
+        # delivery keys name the original message, not this run's SyncRef: a message handed
+        # over again after a crash gets the same keys (and Matrix the same transaction ids)
+        named = ref.origin or origin
+        base = self.name + "|" + (f"{named.channel}|{named.id}"
+                                  if isinstance(named, (Receipt, SentMessage)) else ref.key)
+        steps: list[_Step] = []
+        for channel in members:
+            if channel == origin_channel or (seen is not None and channel in seen):
+                continue
+            queue = self.queues[channel]
+            ids = ref.ids.get(channel)
+            policy = self.policies.get(channel.plug, label)
+            if update:
+                if (ids or not queue.idle) and not policy.edits:
+                    continue
+                kind, key = "edit", f"{base}|edit|{revision}|{channel}"
+            elif not ids and not queue.has(lambda d: d.ref is ref):
+                kind, key = "put", f"{base}|put|{channel}"
+            else:
+                continue  # a copy exists, or is on its way
+            local = self._render(label, msg, channel, policy, context, update)
+            if local is None:
+                continue
+            Lineage.mark(local, lineage)
+            pending = (lambda d: d.ref is ref and d.kind == "put") if update and not ids else None
+            steps.append(_Step(queue, Delivery(kind, local, ref, parent, key=key), pending))
+        return steps
+
+    async def _dispatch(self, steps: list[_Step]) -> None:
+        """Hand each planned copy over: queued ones first (each queue sends in its own task),
+        then those of quick queues, delivered here in order."""
+        inline: list[tuple[DeliveryQueue, Delivery]] = []
+        for step in steps:
+            if step.pending is not None and step.queue.replace(step.pending, step.item.msg):
+                continue  # the waiting put now carries the edited text
+            step.item.hold = self.host.hold()  # only for what is really handed over
+            if step.queue.quick:
+                inline.append((step.queue, step.item))
+            else:
+                await step.queue.send(step.item)
+        for queue, item in inline:
+            await queue.deliver(item)
 
     async def remove(self, label: str, ref: SyncRef) -> None:
         """Delete every copy of `ref` (every revision, in every channel) except the original;
