@@ -10,7 +10,7 @@ nothing may arrive twice except in the at-least-once window named in each test.
 
 Outage lengths: `CHANMUX_CHAOS_LENGTHS` (seconds, comma-separated). CI runs 5 and 45 (past the
 Matrix plug's `send_retry_for` of 20 s and the host's reconnect backoff); the five-minute runs
-are on demand: `CHANMUX_CHAOS_LENGTHS=5,45,300 scripts/test -e e2e -- -k chaos`.
+are on demand: `CHANMUX_CHAOS_LENGTHS=5,45,300 scripts/test -e e2e-chaos -- -k chaos`.
 
 An outage lasts its length: the test sleeps for it, the one place this suite sleeps, because
 time passing is what is being tested. Every other wait is on a line, an event or a log line.
