@@ -55,8 +55,9 @@ class HookCaller:
         """Await one implementation under the lane watchdog or a timeout; exceptions pass."""
         lane = current_lane.get()
         if lane is not None:
-            # in a lane even a put is bounded by the hook timeout: the lane must move on
-            before = lane.start(f"{impl.plugin_name}: {spec}", self.timeout)
+            # in a lane even a put is bounded by the hook timeout: the lane must move on (a
+            # nested budget: see the contract in lanes.py)
+            before = lane.budget(f"{impl.plugin_name}: {spec}", self.timeout)
             try:
                 return await impl.function(**self._args(impl, kwargs))
             finally:

@@ -2,10 +2,28 @@
 
 A channel always maps to the same lane, so its messages are handled in the order they came;
 different channels run concurrently. Each lane runs the steps of a message one after the
-other (``before_receive`` implementations, then ``on_receive`` ones) and a watchdog cancels a
-step that runs longer than the hook timeout, logs it naming the plugin, and lets the lane go
-on with the next step. A per-step cancel scope would cost more than the rest of the dispatch
-put together, so the lane keeps one scope and the watchdog cancels it only when needed.
+other (``resolve``, then the ``before_receive`` implementations, then the ``on_receive`` ones)
+and a watchdog cancels a step that runs longer than its budget, logs it naming the plugin, and
+lets the lane go on with the next step. A per-step cancel scope would cost more than the rest
+of the dispatch put together, so the lane keeps one scope and the watchdog cancels it only
+when needed.
+
+The contract between the three parties that touch a `Lane` (all of it is here):
+
+* The **worker** (`Lanes._worker`, in the lane's own task) owns the lane's state: the message
+  (`item`), its `steps` and the index of the one running (`step`), and the `tracker` of the
+  message's delivery holds. Only the worker writes them, and only through `Lane.next_message`,
+  `Lane.step_done`, `Lane.drop_rest` and, after a cancelled step, `Lane.after_timeout`.
+* Each step runs under a **budget**: `Lane.budget(doing, seconds)` says what runs and sets the
+  deadline. The `HookCaller` (caller.py) opens a nested budget when a hook, inside its step,
+  makes a put (any call of an owner spec in the lane's task): the put gets the hook timeout
+  of its own, the step's deadline moves to the put's if that is later, and what the lane is
+  doing is restored when the put returns. Nothing else changes the deadline.
+* The **watchdog** (`Lanes._watchdog`) only reads each lane's `deadline` and cancels its
+  `scope` once it has passed. The worker then logs the step that ran out (`doing`, `limit`)
+  and calls `after_timeout`, which moves to the next step; when the step cancelled was
+  ``resolve`` (waiting for the put that made this message to finish), the hooks get the
+  message as it is, as its own source.
 """
 
 from __future__ import annotations
@@ -33,15 +51,15 @@ current_lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("chan
 
 
 class Lane:
-    """One worker and its queue; `doing` and `deadline` say what it runs and until when it
-    may, for the watchdog."""
+    """One worker and its queue, and the state of the message it handles (see the module's
+    docstring for who may change what)."""
 
     def __init__(self, index: int, buffer: int) -> None:
         self.index = index
         self.send, self.recv = anyio.create_memory_object_stream[Any](buffer)
         self.scope: anyio.CancelScope | None = None
         self.deadline: float | None = None
-        self.limit = 0.0  # the timeout behind `deadline`, for the log line
+        self.limit = 0.0  # the budget behind `deadline`, for the log line
         self.doing = ""
         self.item: tuple[SentMessage, Message | None, bool] | None = None
         self.tracker: delivery.Tracker | None = None
@@ -50,13 +68,46 @@ class Lane:
         #: per channel, the membership message waiting in this lane that later ones fold into
         self.folds: dict[Channel, _Folded] = {}
 
-    def start(self, doing: str, timeout: float) -> str:
-        """Mark the start of a step (or of a put within one) that may take `timeout` seconds;
-        returns what it was doing."""
+    def budget(self, doing: str, timeout: float) -> str:
+        """Start a step (or a put within one) that may take `timeout` seconds from now: the
+        deadline moves there if that is later. Returns what the lane was doing, for the caller
+        of a nested budget to restore when it is done."""
         before, self.doing = self.doing, doing
         self.limit = timeout
-        self.deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout
+        if self.deadline is None or deadline > self.deadline:
+            self.deadline = deadline
         return before
+
+    def next_message(self, item: tuple[SentMessage, Message | None, bool],
+                     steps: list[tuple[str, pluggy.HookImpl | None]],
+                     tracker: delivery.Tracker | None) -> None:
+        self.item, self.steps, self.step, self.tracker = item, steps, 0, tracker
+        self.deadline = None
+
+    def step_done(self, item: tuple[SentMessage, Message | None, bool] | None = None) -> None:
+        """The running step finished; `item` is the message as it changed it (if it did)."""
+        if item is not None:
+            self.item = item
+        self.deadline = None
+        self.step += 1
+
+    def drop_rest(self) -> None:
+        """A `before_receive` dropped the message: no further step runs."""
+        self.deadline = None
+        self.step = len(self.steps)
+
+    def after_timeout(self) -> None:
+        """The watchdog cancelled the running step: go on with the next one. When that step
+        was waiting for the message's source to resolve, the hooks get it as it is."""
+        if self.steps[self.step][1] is None and self.item is not None:
+            sent, source, primary = self.item
+            self.item = (sent, source if source is not None else sent, primary)
+        self.step_done()
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= len(self.steps)
 
 
 class _Folded:
@@ -147,15 +198,10 @@ class Lanes:
                     await self._run_steps(lane)
                 return
             log.error("%s timed out after %ss and was cancelled", lane.doing, lane.limit)
-            lane.deadline = None
-            if lane.steps[lane.step][1] is None and lane.item is not None:
-                sent, source, primary = lane.item  # gave up waiting: hooks get it as it is
-                lane.item = (sent, source if source is not None else sent, primary)
-            lane.step += 1
+            lane.after_timeout()
             resume = True
 
     def _plan(self, lane: Lane, item: tuple[SentMessage, Message | None, bool, Any]) -> None:
-        lane.item = item[:3]
         on_handled = item[3]
         if isinstance(on_handled, _Folded):
             on_handled.started = True
@@ -164,42 +210,43 @@ class Lanes:
                 del lane.folds[item[0].channel]
             if not on_handled.callbacks:
                 on_handled = None
-        lane.tracker = delivery.Tracker(on_handled, str(item[0].channel)) if on_handled else None
-        delivery.current.set(lane.tracker)  # holds taken by the hooks count for this message
-        lane.step = 0
-        lane.steps = [("resolve", None)]
-        lane.steps += [("before_receive", impl) for impl in self._impls("before_receive")]
-        lane.steps += [("on_receive", impl) for impl in self._impls("on_receive")]
+        tracker = delivery.Tracker(on_handled, str(item[0].channel)) if on_handled else None
+        delivery.current.set(tracker)  # holds taken by the hooks count for this message
+        steps: list[tuple[str, pluggy.HookImpl | None]] = [("resolve", None)]
+        steps += [("before_receive", impl) for impl in self._impls("before_receive")]
+        steps += [("on_receive", impl) for impl in self._impls("on_receive")]
+        lane.next_message(item[:3], steps, tracker)
 
     async def _run_steps(self, lane: Lane) -> None:
         try:
-            while lane.step < len(lane.steps):
+            while not lane.finished:
                 spec, impl = lane.steps[lane.step]
                 sent, source, primary = lane.item  # type: ignore[misc]
                 if impl is None:
                     # not a hook: bounded by the put timeout (in `resolve`), not the hook's
-                    lane.start(f"{sent.channel}: waiting for a put to finish",
-                               self.resolve_timeout + self.timeout)
-                    lane.item = (sent, await self._resolve(sent, source), primary)
+                    lane.budget(f"{sent.channel}: waiting for a put to finish",
+                                self.resolve_timeout + self.timeout)
+                    lane.step_done((sent, await self._resolve(sent, source), primary))
+                    continue
+                lane.budget(f"{impl.plugin_name}: {spec}", self.timeout)
+                try:
+                    result = await impl.function(
+                        **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
+                           if n in impl.argnames})
+                except Exception:  # noqa: BLE001 - a failing hook never stops the others
+                    log.exception("%s: %s failed", impl.plugin_name, spec)
+                    lane.step_done()
+                    continue
+                if spec == "before_receive":
+                    if result is None:
+                        log.debug("%s: before_receive dropped %s", impl.plugin_name, sent.id)
+                        lane.drop_rest()
+                        break
+                    lane.step_done((result, source, primary))
                 else:
-                    lane.start(f"{impl.plugin_name}: {spec}", self.timeout)
-                    try:
-                        result = await impl.function(
-                            **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
-                               if n in impl.argnames})
-                    except Exception:  # noqa: BLE001 - a failing hook never stops the others
-                        log.exception("%s: %s failed", impl.plugin_name, spec)
-                    else:
-                        if spec == "before_receive":
-                            if result is None:
-                                log.debug("%s: before_receive dropped %s", impl.plugin_name, sent.id)
-                                lane.step = len(lane.steps)
-                                break
-                            lane.item = (result, source, primary)
-                lane.deadline = None
-                lane.step += 1
+                    lane.step_done()
         finally:
-            if lane.step >= len(lane.steps):
+            if lane.finished:
                 lane.deadline = None
                 self.handled += 1
                 if lane.tracker is not None:
