@@ -27,7 +27,7 @@ from .model import (
     unique_id,
 )
 from .plug import Capabilities, Hook, NoConfig, Plug, State
-from .plugins import LoadError
+from .registry import LoadError
 from .queue import Delivery, DeliveryQueue, DeliveryQueues, current_key
 from .relay import NameFormat, Overrides, Policies, Policy, relayed_fields
 from .richtext import RichText, Segment

@@ -23,7 +23,7 @@ from .config import ConfigError, DatabaseConfig
 from .errors import describe
 from .host import Host
 from .plug import Plug
-from .plugins import (DISABLE_ENV, ENTRY_POINT_GROUP, KNOWN_TYPES, LoadError, Registry,
+from .registry import (DISABLE_ENV, ENTRY_POINT_GROUP, KNOWN_TYPES, LoadError, Registry,
                       disabled_by_env, load_registry)
 from . import store as store_mod
 from .store import DatabaseUnusable, check_database, sqlite_file

@@ -28,7 +28,7 @@ from cattrs.errors import (
 
 from . import validators as check
 from .plug import NoConfig
-from .plugins import Registry
+from .registry import Registry
 from .store import check_url
 
 #: The plug type of the stand-ins `chanmux check` puts where a plug's config has problems,

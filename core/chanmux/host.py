@@ -31,7 +31,7 @@ from .membership import foldable
 from .lanes import Lanes
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
-from .plugins import LoadError, Registry, misspelt_specs
+from .registry import LoadError, Registry, misspelt_specs
 from .store import Store
 
 log = logging.getLogger("chanmux.host")

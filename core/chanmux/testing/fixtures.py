@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import config as config_mod
 from ..host import Host
-from ..plugins import Registry, load_registry
+from ..registry import Registry, load_registry
 
 
 def make_registry(modules: Iterable[tuple[str, Any]] = ()) -> Registry:

@@ -1,4 +1,5 @@
-"""Finding plugin distributions through entry points and registering plugins with pluggy."""
+"""The plugin registry: finding plugin distributions through entry points (`chanmux.plugins`)
+and registering their modules, plugs and hooks with pluggy."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ TEST_KIT = "chanmux-testing"
 #: The first-party packages and the types they provide, for hints when a type is missing.
 KNOWN_TYPES = {"plug": {"irc": "chanmux-irc", "matrix": "chanmux-matrix"},
                "hook": {"sync": "chanmux-sync", "forward": "chanmux-forward"}}
-log = logging.getLogger("chanmux.plugins")
+log = logging.getLogger("chanmux.registry")
 _ASYNC_SPECS = {n for n, f in hookspecs.spec_functions().items() if f.chanmux_call != "register"}
 
 
