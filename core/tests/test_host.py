@@ -8,7 +8,7 @@ import pytest
 from chanmux import Message, State
 from chanmux.testing import run_host
 
-import helpers
+import core_helpers as helpers
 
 pytestmark = pytest.mark.anyio
 MODULES = [("test-hooks", helpers.module())]

@@ -13,7 +13,7 @@ from chanmux.lanes import FOLD_BACKLOG
 from chanmux.membership import SHOWN
 from chanmux.testing import run_host
 
-import helpers
+import core_helpers as helpers
 
 pytestmark = pytest.mark.anyio
 

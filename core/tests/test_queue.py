@@ -1,7 +1,7 @@
 """The delivery queue (`chanmux.queue`): a relay's copies reach a target whatever it does.
 
 Every test drives a small relay hook written with only the public API (`QueuedRelayHook` in
-helpers.py: `#in` on plug a to channel "out" on plug b), between two memory networks.
+core_helpers.py: `#in` on plug a to channel "out" on plug b), between two memory networks.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from chanmux import Refused, RichText, Segment, State, TryLater
 from chanmux.testing import make_host, run_host
 
-import helpers
+import core_helpers as helpers
 
 pytestmark = pytest.mark.anyio
 

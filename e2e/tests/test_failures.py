@@ -26,7 +26,7 @@ import pytest
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from helpers import (FAST_HOST, Bridge, Tally, alias_of, body, create_room, irc_plug, matrix_find,
+from e2e_helpers import (FAST_HOST, Bridge, Tally, alias_of, body, create_room, irc_plug, matrix_find,
                      matrix_plug, register, room_history, sync_hook, uid, write_config)
 from streams import BATCH, Stream, report
 

@@ -15,7 +15,7 @@ import pytest
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from helpers import (FAST_HOST, Bridge, alias_of, body, create_room, irc_plug, matrix_plug,
+from e2e_helpers import (FAST_HOST, Bridge, alias_of, body, create_room, irc_plug, matrix_plug,
                      privmsgs, register, room_messages, sync_hook, uid, write_config)
 
 pytestmark = pytest.mark.anyio

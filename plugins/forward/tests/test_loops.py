@@ -5,7 +5,7 @@ import pytest
 
 from chanmux.testing import run_host
 
-from helpers import config, settle
+from forward_helpers import config, settle
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ from chanmux import Channel, Message, Receipt
 from chanmux_sync import SyncBackRef, SyncCache, SyncRef
 from chanmux.testing import run_host
 
-from helpers import config, settle
+from sync_helpers import config, settle
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ import pytest
 from chanmux import NameFormat, User
 from chanmux.testing import run_host
 
-from helpers import config, settle
+from sync_helpers import config, settle
 
 #: the zero-width space a highlight-safe NameFormat puts after a name's first letter
 ZWSP = "\u200b"

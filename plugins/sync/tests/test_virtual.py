@@ -7,7 +7,7 @@ from chanmux import Channel, Message, Receipt, User
 from chanmux_sync import SyncPlug
 from chanmux.testing import run_host
 
-from helpers import config, settle
+from sync_helpers import config, settle
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ import pytest
 from chanmux import ConfigError
 from chanmux.testing import make_host
 
-from helpers import config
+from sync_helpers import config
 
 
 def problems(cfg, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from chanmux import Message, RichText, Segment
 from chanmux.testing import run_host
 
-from helpers import config, settle
+from sync_helpers import config, settle
 
 pytestmark = pytest.mark.anyio
 

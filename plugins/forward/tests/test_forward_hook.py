@@ -10,7 +10,7 @@ from chanmux import Channel, ConfigError, Receipt, State
 from chanmux.testing import make_host, run_host
 from chanmux_forward import ForwardConfig, ForwardHook
 
-from helpers import config, settle
+from forward_helpers import config, settle
 
 #: the zero-width space a highlight-safe NameFormat puts after a name's first letter
 ZWSP = "\u200b"

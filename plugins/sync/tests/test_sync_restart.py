@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from chanmux import BatchWriter, Hook, Receipt, hookimpl
 from chanmux.testing import make_host, run_host
 
-from helpers import config, settle
+from sync_helpers import config, settle
 
 pytestmark = pytest.mark.anyio
 
