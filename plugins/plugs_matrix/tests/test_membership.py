@@ -2,8 +2,8 @@
 room state follows them, and the notices the plug puts for them.
 
 The /sync responses here have the shapes Synapse gives them, lazily loaded members included:
-its state block repeats the timeline's own member events (see test_receive.py for the same
-against a real Synapse).
+its state block repeats the timeline's own member events (see test_matrix_receive.py for the
+same against a real Synapse).
 """
 
 from __future__ import annotations
