@@ -19,7 +19,7 @@ import secrets
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -40,6 +40,9 @@ from .protocol import (
     shorten,
 )
 from .split import relay_prefix, split, text_budget
+
+if TYPE_CHECKING:
+    from .config import IRCConfig
 
 #: Capabilities requested whenever the server offers them.
 WANTED_CAPS = frozenset({
@@ -165,6 +168,24 @@ def make_ssl_context(verify: bool = True, ca_file: str | None = None, client_cer
     if client_cert:
         ctx.load_cert_chain(client_cert, client_key or None)
     return ctx
+
+
+def connection_settings(config: IRCConfig) -> tuple[Settings, Identity]:
+    """Where and how a connection of a plug configured by `config` connects and registers
+    (a fresh TLS context each time, so a renewed client certificate is read again)."""
+    c = config
+    ctx = make_ssl_context(c.tls_verify, c.ca_file, c.client_cert, c.client_key) if c.tls else None
+    settings = Settings(
+        host=c.server, port=c.effective_port, tls=c.tls, ssl_context=ctx, encoding=c.encoding,
+        fallback_encoding=c.fallback_encoding, ping_interval=c.ping_interval,
+        ping_timeout=c.ping_timeout, connect_timeout=c.connect_timeout,
+        regain_interval=c.nick_regain_interval)
+    identity = Identity(
+        nick=c.nick, alt_nicks=list(c.alt_nicks), username=c.username or c.nick,
+        realname=c.realname, password=c.password, sasl_mechanism=c.sasl_mechanism,
+        sasl_username=c.sasl_username, sasl_password=c.sasl_password,
+        sasl_required=c.sasl_required)
+    return settings, identity
 
 
 Handler = Callable[[Line], Awaitable[None]]
@@ -775,4 +796,4 @@ class Connection:
 
 
 __all__ = ["Connection", "Identity", "Outbox", "RegistrationFailed", "Settings", "WANTED_CAPS",
-           "make_ssl_context"]
+           "connection_settings", "make_ssl_context"]

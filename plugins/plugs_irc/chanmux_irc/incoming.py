@@ -2,26 +2,102 @@
 
 PRIVMSG, NOTICE and CTCP ACTION become text; JOIN, PART, KICK and QUIT (one leave for each
 channel shared with the quitter) become joins and leaves; NICK becomes a rename (`renamed`,
-one for each channel shared with the person); TOPIC becomes a title. Our own lines (echo-message or not) are never relayed.
+one for each channel shared with the person); TOPIC becomes a title. Our own lines
+(echo-message or not) are never relayed.
+
+`Incoming` touches nothing but the `NetworkState` it is given: what else a line means for the
+plug (we joined a channel, were kicked, a CTCP request to answer, the msgid of our own line,
+a text to remember for replies, a puppet renamed) comes back from `handle` as an effect, in
+order with the messages, for the plug to act on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Literal, Union
 
-from chanmux import Receipt, RichText, SentMessage, User, unique_id
+import attrs
+
+from chanmux import Channel, Receipt, RichText, SentMessage, User, unique_id
 
 from .formatting import add_mentions, parse
 from .protocol import Line, shorten, split_ctcp
 from .state import ChannelState, NetworkState, Person, Said
 
-if TYPE_CHECKING:
-    from .plug import IRCPlug
-
 #: CTCP requests the plug answers itself (never relayed).
 CTCP_ANSWERED = {"VERSION", "PING", "TIME", "CLIENTINFO", "SOURCE", "USERINFO", "FINGER"}
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Joined:
+    """Our main nick joined `channel` (spelt as the server does)."""
+
+    channel: str
+
+
+@attrs.frozen
+class NamesDone:
+    """The server listed the members of `channel`: we are in, and know who else is."""
+
+    channel: str
+
+
+@attrs.frozen
+class Kicked:
+    """Our main nick was kicked from `channel` by `by` (the plug decides whether to rejoin)."""
+
+    channel: str
+    by: str
+    reason: str
+
+
+@attrs.frozen
+class CtcpRequest:
+    """`nick` asked us a CTCP `command` the plug answers itself (VERSION, PING, ...)."""
+
+    nick: str
+    command: str
+    arg: str
+
+
+@attrs.frozen
+class OwnEcho:
+    """One of our own lines came back (echo-message): the server's `msgid` for our `label`."""
+
+    msgid: str
+    label: str
+
+
+@attrs.frozen
+class Remember:
+    """Remember who said message `id` and its text (for replies and edits that quote it)."""
+
+    id: str
+    said: Said
+
+
+@attrs.frozen
+class PuppetRenamed:
+    """A nick changed from `old` to `new`; if it was one of our puppets, it now has `new`."""
+
+    old: str
+    new: str
+
+
+#: What `Incoming.handle` returns: messages for the host and effects for the plug, in order.
+Effect = Union[SentMessage, Joined, NamesDone, Kicked, CtcpRequest, OwnEcho, Remember, PuppetRenamed]
+
+
+def _same(name: str) -> str:
+    return name
+
+
+def _no_puppet(nick: str) -> User | None:
+    return None
 
 
 def _time(line: Line) -> datetime | None:
@@ -35,12 +111,30 @@ def _time(line: Line) -> datetime | None:
 
 
 class Incoming:
-    """Converts lines for one plug; `convert` returns the messages a line stands for."""
+    """Converts the lines of one plug's main connection; `handle` returns what a line means.
 
-    def __init__(self, plug: IRCPlug) -> None:
-        self.plug = plug
-        self.name = plug.name
-        self._handlers: dict[str, Callable[[Line], list[SentMessage]]] = {
+    It reads and updates `state` (channels, members, people) and reads, through callables
+    so that it always sees the current value: `nick()` our main nick; `source_for(name)` the
+    configured spelling of a channel or nick; `own_id(msgid)` our receipt id for the server
+    msgid of one of our lines; `puppet_user(nick)` the remote user a puppet nick stands for
+    (None when it is no puppet). `mentions` is the plug's `mentions` setting; `log` where a
+    private notice is logged. It calls nothing else of the plug: everything else comes back
+    as effects from `handle`."""
+
+    def __init__(self, name: str, state: NetworkState, *, nick: Callable[[], str],
+                 source_for: Callable[[str], str] = _same, own_id: Callable[[str], str] = _same,
+                 puppet_user: Callable[[str], User | None] = _no_puppet,
+                 mentions: Literal["all", "prefix", "off"] = "all",
+                 log: logging.Logger = log) -> None:
+        self.name = name
+        self.state = state
+        self.nick = nick
+        self.source_for = source_for
+        self.own_id = own_id
+        self.puppet_user = puppet_user
+        self.mentions = mentions
+        self.log = log
+        self._handlers: dict[str, Callable[[Line], list[Effect]]] = {
             "PRIVMSG": self._message, "NOTICE": self._message, "JOIN": self._join,
             "PART": self._part, "KICK": self._kick, "QUIT": self._quit, "NICK": self._nick,
             "TOPIC": self._topic, "332": self._rpl_topic, "331": self._rpl_notopic,
@@ -48,11 +142,9 @@ class Incoming:
             "ACCOUNT": self._account,
         }
 
-    @property
-    def state(self) -> NetworkState:
-        return self.plug.network
-
-    def convert(self, line: Line) -> list[SentMessage]:
+    def handle(self, line: Line) -> list[Effect]:
+        """The messages (SentMessage) and effects a line stands for, in the order they happen;
+        the state is updated already."""
         handler = self._handlers.get(line.command)
         if handler is None:
             return []
@@ -62,7 +154,21 @@ class Incoming:
                 person.account = line.tags["account"] or None
         return handler(line)
 
+    def convert(self, line: Line) -> list[SentMessage]:
+        """Only the messages of `handle(line)`, the effects left out (benchmarks, tools)."""
+        return [e for e in self.handle(line) if isinstance(e, SentMessage)]
+
     # -- helpers ---------------------------------------------------------------------------------
+
+    def is_main(self, nick: str) -> bool:
+        return self.state.fold(nick) == self.state.fold(self.nick())
+
+    def is_own(self, nick: str) -> bool:
+        """Our main nick or one of our puppets'."""
+        return self.is_main(nick) or self.puppet_user(nick) is not None
+
+    def channel(self, source: str) -> Channel:
+        return Channel(self.name, source)
 
     def _user(self, person: Person) -> User:
         return User(id=person.id, plug=self.name, username=person.nick)
@@ -73,7 +179,7 @@ class Incoming:
 
     def _sent(self, line: Line, source: str, **fields: object) -> SentMessage:
         msgid = line.tags.get("msgid")
-        sent = SentMessage(id=msgid or unique_id(f"{self.name}:"), channel=self.plug.channel(source),
+        sent = SentMessage(id=msgid or unique_id(f"{self.name}:"), channel=self.channel(source),
                            raw=line, **fields)  # type: ignore[arg-type]
         at = _time(line)
         if at is not None:
@@ -81,18 +187,19 @@ class Incoming:
         return sent
 
     def member_user(self, nick: str) -> User | None:
-        puppet = self.plug.puppet_user(nick)
+        """The user behind a member's nick: the remote author of a puppet, else the person."""
+        puppet = self.puppet_user(nick)
         if puppet is not None:
             return puppet
         person = self.state.people.get(self.state.fold(nick))
         return self._user(person) if person is not None else User(id=nick, plug=self.name, username=nick)
 
     def _mentions(self, text: RichText, chan: ChannelState | None) -> RichText:
-        mode = self.plug.config.mentions
+        mode = self.mentions
         if mode == "off" or chan is None or not text or not chan.members:
             return text
         fold = self.state.fold
-        me = fold(self.plug.nick)
+        me = fold(self.nick())
 
         def lookup(word: str) -> User | None:
             folded = fold(word)
@@ -103,14 +210,14 @@ class Incoming:
 
     # -- messages --------------------------------------------------------------------------------
 
-    def _message(self, line: Line) -> list[SentMessage]:
+    def _message(self, line: Line) -> list[Effect]:
         if len(line.params) < 2 or not line.from_user:
             return []
         nick = line.nick or ""
         relayed = line.tags.get("draft/relaymsg")
-        if self.plug.is_own(nick) or (relayed and self.plug.is_own(relayed)):
-            self.plug.own_echo(line)
-            return []
+        if self.is_own(nick) or (relayed and self.is_own(relayed)):
+            label, msgid = line.tags.get("label"), line.tags.get("msgid")
+            return [OwnEcho(msgid, label)] if label and msgid else []
         target, text = line.params[0], line.params[-1]
         info = self.state.info
         while len(target) > 1 and target[0] in info.statusmsg and target[1] in info.chantypes:
@@ -122,18 +229,18 @@ class Incoming:
             command, arg = request
             if command != "ACTION" or notice:
                 if not notice and command in CTCP_ANSWERED:
-                    self.plug.answer_ctcp(nick, command, arg)
+                    return [CtcpRequest(nick, command, arg)]
                 return []
             action, text = True, arg
         is_channel = info.is_channel(target)
         if not is_channel and notice:
-            self.plug.log.info("notice from %s: %s", shorten(nick, 60), shorten(text))
+            self.log.info("notice from %s: %s", shorten(nick, 60), shorten(text))
             return []
         if is_channel:
-            source = self.plug.source_for(target)
+            source = self.source_for(target)
             chan = self.state.channel(target)
         else:
-            source = self.plug.source_for(nick)
+            source = self.source_for(nick)
             self.state.private[self.state.fold(nick)] = source
             chan = None
         rich = self._mentions(parse(text), chan)
@@ -143,23 +250,21 @@ class Incoming:
         fields: dict[str, object] = {"text": rich, "user": user, "action": action, "notice": notice}
         parent = line.tags.get("+draft/reply") or line.tags.get("+reply")
         if parent:
-            fields["reply_to"] = Receipt(id=self.plug.own_id(parent), channel=self.plug.channel(source))
+            fields["reply_to"] = Receipt(id=self.own_id(parent), channel=self.channel(source))
         sent = self._sent(line, source, **fields)
-        self.plug.said[sent.id] = Said(user.username, rich)
-        return [sent]
+        return [Remember(sent.id, Said(user.username, rich)), sent]
 
     # -- membership ------------------------------------------------------------------------------
 
-    def _join(self, line: Line) -> list[SentMessage]:
+    def _join(self, line: Line) -> list[Effect]:
         name = line.param(0)
         if not name or not line.nick:
             return []
         folded = self.state.fold(name)
-        if self.plug.is_main(line.nick):
+        if self.is_main(line.nick):
             self.state.drop_channel(folded)
             self.state.channels[folded] = ChannelState(name)
-            self.plug.joined(name)
-            return []
+            return [Joined(name)]
         chan = self.state.channels.get(folded)
         if chan is None:
             return []
@@ -168,17 +273,17 @@ class Incoming:
         if len(line.params) >= 3:  # extended-join: account and real name
             person.account = None if line.params[1] == "*" else line.params[1]
             person.realname = line.params[2]
-        if self.plug.is_own(line.nick):
+        if self.is_own(line.nick):
             return []
         user = self._user(person)
-        return [self._sent(line, self.plug.source_for(name), joined=[user], user=user)]
+        return [self._sent(line, self.source_for(name), joined=[user], user=user)]
 
-    def _part(self, line: Line) -> list[SentMessage]:
+    def _part(self, line: Line) -> list[Effect]:
         name = line.param(0)
         if not name or not line.nick:
             return []
         folded = self.state.fold(name)
-        if self.plug.is_main(line.nick):
+        if self.is_main(line.nick):
             self.state.drop_channel(folded)
             return []
         chan = self.state.channels.get(folded)
@@ -186,45 +291,44 @@ class Incoming:
             return []
         user = self._sender(line)
         self.state.forget_if_alone(line.nick)
-        if self.plug.is_own(line.nick):
+        if self.is_own(line.nick):
             return []
-        return [self._sent(line, self.plug.source_for(name), left=[user], user=user)]
+        return [self._sent(line, self.source_for(name), left=[user], user=user)]
 
-    def _kick(self, line: Line) -> list[SentMessage]:
+    def _kick(self, line: Line) -> list[Effect]:
         name, victim = line.param(0), line.param(1)
         if not name or not victim:
             return []
         folded = self.state.fold(name)
-        if self.plug.is_main(victim):
+        if self.is_main(victim):
             self.state.drop_channel(folded)
-            self.plug.kicked(name, line.nick or "", line.param(2) if len(line.params) > 2 else "")
-            return []
+            return [Kicked(name, line.nick or "", line.param(2) if len(line.params) > 2 else "")]
         chan = self.state.channels.get(folded)
         if chan is None:
             return []
         target = self.member_user(victim)
         chan.remove(self.state.fold(victim))
         self.state.forget_if_alone(victim)
-        if self.plug.is_own(victim) or target is None:
+        if self.is_own(victim) or target is None:
             return []
         kicker = self._sender(line) if line.from_user else None
-        return [self._sent(line, self.plug.source_for(name), left=[target], user=kicker)]
+        return [self._sent(line, self.source_for(name), left=[target], user=kicker)]
 
-    def _quit(self, line: Line) -> list[SentMessage]:
+    def _quit(self, line: Line) -> list[Effect]:
         nick = line.nick
-        if not nick or self.plug.is_own(nick):
+        if not nick or self.is_own(nick):
             return []
         user = self._sender(line)
         out = []
         for chan in list(self.state.shared(nick)):
             chan.remove(self.state.fold(nick))
-            out.append(self._sent(line, self.plug.source_for(chan.name), left=[user], user=user))
+            out.append(self._sent(line, self.source_for(chan.name), left=[user], user=user))
         self.state.people.pop(self.state.fold(nick), None)
         for msg in out[1:]:
             msg.id = unique_id(f"{self.name}:")
         return out
 
-    def _nick(self, line: Line) -> list[SentMessage]:
+    def _nick(self, line: Line) -> list[Effect]:
         old, new = line.nick, line.param(0)
         if not old or not new:
             return []
@@ -238,41 +342,41 @@ class Incoming:
         for chan in shared:
             chan.remove(fold(old))
             chan.add(fold(new), new)
-        if self.plug.puppets is not None:
-            self.plug.puppets.renamed(old, new)
-        if self.plug.is_own(old) or self.plug.is_own(new):
+        if self.puppet_user(old) is not None:
+            return [PuppetRenamed(old, new)]
+        if self.is_own(old) or self.is_own(new):
             return []
         after = self._user(renamed)
-        out = [self._sent(line, self.plug.source_for(chan.name), user=after, renamed=(before, after))
+        out = [self._sent(line, self.source_for(chan.name), user=after, renamed=(before, after))
                for chan in shared]
         for msg in out[1:]:
             msg.id = unique_id(f"{self.name}:")
         return out
 
-    def _topic(self, line: Line) -> list[SentMessage]:
+    def _topic(self, line: Line) -> list[Effect]:
         name = line.param(0)
         chan = self.state.channel(name) if name else None
         if chan is None or len(line.params) < 2:
             return []
         chan.topic = line.params[-1] or None
-        if not line.nick or self.plug.is_own(line.nick):
+        if not line.nick or self.is_own(line.nick):
             return []
         user = self._sender(line) if line.from_user else None
-        return [self._sent(line, self.plug.source_for(name), title=line.params[-1], user=user)]
+        return [self._sent(line, self.source_for(name), title=line.params[-1], user=user)]
 
-    def _rpl_topic(self, line: Line) -> list[SentMessage]:
+    def _rpl_topic(self, line: Line) -> list[Effect]:
         chan = self.state.channel(line.param(1)) if len(line.params) >= 3 else None
         if chan is not None:
             chan.topic = line.params[-1] or None
         return []
 
-    def _rpl_notopic(self, line: Line) -> list[SentMessage]:
+    def _rpl_notopic(self, line: Line) -> list[Effect]:
         chan = self.state.channel(line.param(1)) if len(line.params) >= 2 else None
         if chan is not None:
             chan.topic = None
         return []
 
-    def _names(self, line: Line) -> list[SentMessage]:
+    def _names(self, line: Line) -> list[Effect]:
         if len(line.params) < 4:
             return []
         chan = self.state.channel(line.params[2])
@@ -291,7 +395,7 @@ class Incoming:
             chan.names_pending[self.state.fold(nick)] = nick
         return []
 
-    def _end_names(self, line: Line) -> list[SentMessage]:
+    def _end_names(self, line: Line) -> list[Effect]:
         chan = self.state.channel(line.param(1)) if len(line.params) >= 2 else None
         if chan is not None:
             if chan.names_pending is not None:
@@ -300,20 +404,21 @@ class Incoming:
                 chan.names_pending = None
                 chan.version += 1
                 self.state.forget_all_alone(gone)
-            self.plug.names_done(chan.name)
+            return [NamesDone(chan.name)]
         return []
 
-    def _chghost(self, line: Line) -> list[SentMessage]:
+    def _chghost(self, line: Line) -> list[Effect]:
         person = self.state.known(line.nick) if line.nick else None
         if person is not None and len(line.params) >= 2:
             person.user, person.host = line.params[0], line.params[1]
         return []
 
-    def _account(self, line: Line) -> list[SentMessage]:
+    def _account(self, line: Line) -> list[Effect]:
         person = self.state.known(line.nick) if line.nick else None
         if person is not None and line.params:
             person.account = None if line.params[0] == "*" else line.params[0]
         return []
 
 
-__all__ = ["Incoming"]
+__all__ = ["CtcpRequest", "Effect", "Incoming", "Joined", "Kicked", "NamesDone", "OwnEcho",
+           "PuppetRenamed", "Remember"]

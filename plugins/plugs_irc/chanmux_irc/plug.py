@@ -28,6 +28,7 @@ from chanmux import (
     Plug,
     Receipt,
     Journal,
+    SentMessage,
     State,
     Tracker,
     User,
@@ -36,17 +37,20 @@ from chanmux import (
 )
 
 from .config import IRCConfig
-from .connection import (
-    Connection,
-    Identity,
-    Outbox,
-    RegistrationFailed,
-    Settings,
-    make_ssl_context,
-)
+from .connection import Connection, Outbox, RegistrationFailed, connection_settings
 from .flood import TokenBucket
 from .formatting import parse, render_line
-from .incoming import Incoming
+from .incoming import (
+    CtcpRequest,
+    Effect,
+    Incoming,
+    Joined,
+    Kicked,
+    NamesDone,
+    OwnEcho,
+    PuppetRenamed,
+    Remember,
+)
 from .outgoing import MIN_ROOM, OutLine, Renderer
 from .protocol import (
     Line,
@@ -105,8 +109,13 @@ class IRCPlug(Plug):
         self.unsent = Journal(host.store, f"{name}:unsent")
         self.own_msgids = OwnMsgids(name, config.text_cache, host.store)
         self.renderer = Renderer(name, config, self.said.get)
-        self.incoming = Incoming(self)
-        self.puppets: Puppets | None = Puppets(self) if config.puppets else None
+        self.puppets: Puppets | None = (
+            Puppets(name, config, self.network, log=self.log, mention=self.renderer.mention)
+            if config.puppets else None)
+        self.incoming = Incoming(name, self.network, nick=lambda: self.nick,
+                                 source_for=self.source_for, own_id=self.own_id,
+                                 puppet_user=self.puppet_user, mentions=config.mentions,
+                                 log=self.log)
         self.conn: Connection | None = None
         self.connections = 0
         self._sources: dict[str, str] = {}
@@ -127,13 +136,6 @@ class IRCPlug(Plug):
     @property
     def nick(self) -> str:
         return self.conn.nick if self.conn is not None else self.config.nick
-
-    def is_main(self, nick: str) -> bool:
-        return self.network.fold(nick) == self.network.fold(self.nick)
-
-    def is_own(self, nick: str) -> bool:
-        """Our main nick or one of our puppets'."""
-        return self.is_main(nick) or (self.puppets is not None and self.puppets.is_puppet(nick))
 
     def puppet_user(self, nick: str) -> User | None:
         """The remote user a puppet nick stands for (so a highlight of it is a mention)."""
@@ -163,27 +165,12 @@ class IRCPlug(Plug):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _settings(self) -> tuple[Settings, Identity]:
-        c = self.config
-        ctx = make_ssl_context(c.tls_verify, c.ca_file, c.client_cert, c.client_key) if c.tls else None
-        settings = Settings(
-            host=c.server, port=c.effective_port, tls=c.tls, ssl_context=ctx, encoding=c.encoding,
-            fallback_encoding=c.fallback_encoding, ping_interval=c.ping_interval,
-            ping_timeout=c.ping_timeout, connect_timeout=c.connect_timeout,
-            regain_interval=c.nick_regain_interval)
-        identity = Identity(
-            nick=c.nick, alt_nicks=list(c.alt_nicks), username=c.username or c.nick,
-            realname=c.realname, password=c.password, sasl_mechanism=c.sasl_mechanism,
-            sasl_username=c.sasl_username, sasl_password=c.sasl_password,
-            sasl_required=c.sasl_required)
-        return settings, identity
-
     async def open(self) -> None:
         """Connect, register, run the configured commands, join every channel (waiting up to
         `join_timeout` for the server to confirm) and return; queued lines go out in `run`."""
         self.network.reset()
         self.network.info = ServerInfo()
-        settings, identity = self._settings()
+        settings, identity = connection_settings(self.config)
         conn = Connection(settings, identity, outbox=self.outbox, bucket=self.bucket,
                           handler=self._on_line, log=self.log, info=self.network.info,
                           mention=self.renderer.mention)
@@ -324,9 +311,9 @@ class IRCPlug(Plug):
         """Every line not yet sent, with the author head it needs on the main connection: the
         main outbox, then puppets'."""
         lines = [(line, "") for line in self.outbox]
-        for puppet in self.puppets.by_key.values() if self.puppets is not None else ():
-            head = self._author_head(puppet.user)
-            lines += [(line, head) for line in puppet.outbox]
+        for user, queued in self.puppets.queued() if self.puppets is not None else ():
+            head = self._author_head(user)
+            lines += [(line, head) for line in queued]
         return lines
 
     async def _save_outbox(self) -> None:
@@ -413,7 +400,12 @@ class IRCPlug(Plug):
         elif line.command in ("401", "404") and len(line.params) >= 2:
             self.log.warning("could not deliver to %s: %s", shorten(line.params[1], 60),
                              shorten(line.param(-1)))
-        messages = self.incoming.convert(line)
+        messages = []
+        for effect in self.incoming.handle(line):
+            if isinstance(effect, SentMessage):
+                messages.append(effect)
+            else:
+                self._apply(effect)
         for sent in messages:
             await self._map_reply(sent)
         if self._replies and self.conn is not None:
@@ -441,14 +433,27 @@ class IRCPlug(Plug):
         if found is not None:
             sent.reply_to = Receipt(id=found, channel=parent.channel)
 
-    def joined(self, name: str) -> None:
-        self._sources.setdefault(self.network.fold(name), name)
+    def _apply(self, effect: Effect) -> None:
+        """Act on what a received line means for the plug (see `incoming.py`)."""
+        if isinstance(effect, Remember):
+            self.said[effect.id] = effect.said
+        elif isinstance(effect, OwnEcho):
+            self.own_msgids[effect.msgid] = effect.label
+        elif isinstance(effect, Joined):
+            self._sources.setdefault(self.network.fold(effect.channel), effect.channel)
+        elif isinstance(effect, NamesDone):
+            self._pending_joins.discard(self.network.fold(effect.channel))
+        elif isinstance(effect, Kicked):
+            self._kicked(effect.channel, effect.by, effect.reason)
+        elif isinstance(effect, CtcpRequest):
+            self.answer_ctcp(effect.nick, effect.command, effect.arg)
+        elif isinstance(effect, PuppetRenamed):
+            if self.puppets is not None:
+                self.puppets.renamed(effect.old, effect.new)
+        else:
+            raise TypeError(f"unknown effect {effect!r}")
 
-    def names_done(self, name: str) -> None:
-        """The server listed a channel's members: we are in, and know who else is."""
-        self._pending_joins.discard(self.network.fold(name))
-
-    def kicked(self, name: str, by: str, reason: str) -> None:
+    def _kicked(self, name: str, by: str, reason: str) -> None:
         now, folded = anyio.current_time(), self.network.fold(name)
         if now - self._kicks.get(folded, -REJOIN_GAP) < REJOIN_GAP:
             self.log.warning("kicked from %s by %s (%s) again; rejoining after the next reconnect",
@@ -474,12 +479,6 @@ class IRCPlug(Plug):
         if reply:
             self._last_ctcp = now
             self._replies.append(format_line("NOTICE", nick, reply))
-
-    def own_echo(self, line: Line) -> None:
-        """One of our own lines came back (echo-message): learn its server msgid."""
-        label, msgid = line.tags.get("label"), line.tags.get("msgid")
-        if label and msgid:
-            self.own_msgids[msgid] = label
 
     # -- sending ---------------------------------------------------------------------------------
 

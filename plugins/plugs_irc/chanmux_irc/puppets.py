@@ -6,28 +6,36 @@ own flood-controlled pace, and quits after `puppet_idle` seconds of silence. At 
 every puppet is busy) the message goes through the main connection as `<Name> text`. Puppets
 live inside the main connection's `run`: when it ends they are closed too and come back with
 it, their queued lines kept.
+
+`Puppets` is given what it reads, and nothing of the plug: the plug's name and config, the
+`NetworkState` of the main connection (case folding, the server's limits; only read), where to
+log and how mentions are written. The plug calls it: `route` at each put, `run` inside the
+main connection's `run`, `close` at the plug's close, `renamed` when the main connection
+sees a puppet change nick, `queued` for the lines to keep at a stop.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import anyio
 
-from chanmux import Message, User
+from chanmux import Message, Segment, User
 
-from .connection import Connection, Outbox
+from .config import IRCConfig
+from .connection import Connection, Outbox, connection_settings
 from .flood import TokenBucket
 from .formatting import clean
-from .outgoing import MAX_NAME
+from .outgoing import MAX_NAME, OutLine
 from .protocol import Line, cut_bytes, format_line, is_safe_target
 from .split import relay_prefix, text_budget
+from .state import NetworkState
 
-if TYPE_CHECKING:
-    from .plug import IRCPlug
+#: How a mention is written on IRC (the renderer's `mention`).
+Mention = Callable[[Segment], str]
 
 _NOT_NICK = re.compile(r"[^A-Za-z0-9_\-\[\]\\`^{}|]+")
 #: Bytes of a puppet's real name at most: what servers keep whole (ngircd about 127).
@@ -61,15 +69,23 @@ def puppet_realname(display: str | None, encoding: str = "utf-8") -> str:
 
 
 class Puppet:
-    """One remote author's IRC connection, its outbox and flood bucket."""
+    """One remote author's IRC connection, its outbox and flood bucket.
 
-    def __init__(self, manager: Puppets, key: str, user: User, nick: str) -> None:
-        self.manager = manager
+    `nicks` is the registry of puppets by folded nick that this puppet keeps up to date
+    with its own nick while it is connected; the rest as for `Puppets`."""
+
+    def __init__(self, key: str, user: User, nick: str, *, config: IRCConfig,
+                 network: NetworkState, nicks: dict[str, Puppet], log: logging.Logger,
+                 mention: Mention) -> None:
         self.key = key
         self.user = user
         self.nick = nick
+        self.config = config
+        self.network = network
+        self.nicks = nicks
+        self.log = log
+        self.mention = mention
         self.outbox = Outbox()
-        config = manager.plug.config
         self.bucket = TokenBucket(config.puppet_flood_burst, config.puppet_flood_rate)
         self.channels: dict[str, str] = {}
         self.conn: Connection | None = None
@@ -86,17 +102,16 @@ class Puppet:
         def budget(command: str, action: bool) -> int:
             if self.conn is not None and self.conn.welcomed:
                 return self.conn.budget(target, command, action)
-            plug = self.manager.plug
-            info = plug.network.info
+            info = self.network.info
             prefix = relay_prefix(self.nick + "__", "~" + "x" * info.userlen, "x" * info.hostlen,
                                   command, target)
-            return text_budget(info.linelen, prefix, plug.config.encoding, action)
+            return text_budget(info.linelen, prefix, self.config.encoding, action)
         return budget
 
     async def want(self, channel: str) -> None:
         """Make sure the puppet is (or will be) in `channel`."""
-        folded = self.manager.plug.network.fold(channel)
-        if folded in self.channels or not self.manager.plug.network.info.is_channel(channel):
+        folded = self.network.fold(channel)
+        if folded in self.channels or not self.network.info.is_channel(channel):
             return
         self.channels[folded] = channel
         if self.conn is not None and self.conn.welcomed:
@@ -116,26 +131,25 @@ class Puppet:
     async def live(self) -> None:
         """Connect, join, send; reconnect after failures (backoff up to a minute) until
         retired or cancelled."""
-        plug = self.manager.plug
         attempt = 0
         self.running = True
         try:
             with anyio.CancelScope() as scope:
                 self.scope = scope
                 while not self.retired:
-                    settings, identity = plug._settings()
+                    settings, identity = connection_settings(self.config)
                     identity.nick = self.nick
                     identity.alt_nicks = []
                     identity.username = "puppet"
                     identity.realname = puppet_realname(self.user.display, settings.encoding)
                     identity.sasl_mechanism = None
                     conn = Connection(settings, identity, outbox=self.outbox, bucket=self.bucket,
-                                      handler=self._on_line, log=plug.log, mention=plug.renderer.mention)
+                                      handler=self._on_line, log=self.log, mention=self.mention)
                     self.conn = conn
                     began = anyio.current_time()
                     try:
                         await conn.connect()
-                        self.manager.nicks[plug.network.fold(conn.nick)] = self
+                        self.nicks[self.network.fold(conn.nick)] = self
                         for channel in list(self.channels.values()):
                             await conn.send(format_line("JOIN", channel))
                         await conn.run()
@@ -147,7 +161,7 @@ class Puppet:
                         await self._drop(conn)
                         raise
                     except Exception as exc:  # noqa: BLE001 - a puppet failing never stops the plug
-                        plug.log.info("puppet %s disconnected (%s: %s)", self.nick,
+                        self.log.info("puppet %s disconnected (%s: %s)", self.nick,
                                       type(exc).__name__, exc)
                         await self._drop(conn)
                     else:
@@ -161,13 +175,14 @@ class Puppet:
     async def _drop(self, conn: Connection) -> None:
         """Close a connection that ended (no goodbye); lines it did not get confirmed go back
         to the front of the outbox."""
-        self._forget(conn)
+        self.forget(conn)
         with anyio.CancelScope(shield=True):
             await conn.close(None)
         self.outbox.requeue(conn.take_unacked())
 
-    def _forget(self, conn: Connection) -> None:
-        nicks = self.manager.nicks
+    def forget(self, conn: Connection) -> None:
+        """`conn` is ending: the puppet no longer answers to its nick."""
+        nicks = self.nicks
         for folded in [k for k, v in nicks.items() if v is self]:
             del nicks[folded]
         if self.conn is conn:
@@ -177,50 +192,58 @@ class Puppet:
         self.retired = True
         conn = self.conn
         if conn is not None:
-            self._forget(conn)
+            self.forget(conn)
             await conn.close(quit_message)
         if self.scope is not None:
             self.scope.cancel()
 
 
 class Puppets:
-    """The puppets of one plug, by remote author."""
+    """The puppets of one plug (named `name`, configured by `config`), by remote author;
+    `network` is the main connection's state (read only), `log` where puppets log and
+    `mention` how their lines write a mention."""
 
-    def __init__(self, plug: IRCPlug) -> None:
-        self.plug = plug
+    def __init__(self, name: str, config: IRCConfig, network: NetworkState, *,
+                 log: logging.Logger, mention: Mention) -> None:
+        self.name = name
+        self.config = config
+        self.network = network
+        self.log = log
+        self.mention = mention
         self.by_key: dict[str, Puppet] = {}
         self.nicks: dict[str, Puppet] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     def renamed(self, old: str, new: str) -> None:
         """A puppet changed nick (the main connection saw it first)."""
-        fold = self.plug.network.fold
+        fold = self.network.fold
         puppet = self.nicks.pop(fold(old), None)
         if puppet is not None:
             self.nicks[fold(new)] = puppet
 
     def is_puppet(self, nick: str) -> bool:
-        return self.plug.network.fold(nick) in self.nicks
+        return self.network.fold(nick) in self.nicks
 
     def user_for(self, nick: str) -> User | None:
-        puppet = self.nicks.get(self.plug.network.fold(nick))
+        puppet = self.nicks.get(self.network.fold(nick))
         return puppet.user if puppet is not None else None
 
     def route(self, target: str, msg: Message) -> Puppet | None:
         """The puppet that should say `msg` (started if needed), or None for the main
         connection: messages without a remote author, events, or no puppet to spare."""
         user = msg.user
-        if user is None or user.is_self or user.plug == self.plug.name or msg.is_event:
+        if user is None or user.is_self or user.plug == self.name or msg.is_event:
             return None
         key = f"{user.plug}\0{user.id or user.username or user.display}"
         puppet = self.by_key.get(key)
-        config = self.plug.config
+        config = self.config
         if puppet is None:
             if len(self.by_key) >= config.puppet_max and not self._evict():
                 return None
             nick = puppet_nick(user.display, config.puppet_prefix, config.puppet_suffix,
-                               min(self.plug.network.info.nicklen, 30))
-            puppet = self.by_key[key] = Puppet(self, key, user, nick)
+                               min(self.network.info.nicklen, 30))
+            puppet = self.by_key[key] = Puppet(key, user, nick, config=config, network=self.network,
+                                               nicks=self.nicks, log=self.log, mention=self.mention)
         puppet.user = user
         puppet.last_used = anyio.current_time()
         self._want(puppet, target)
@@ -231,8 +254,8 @@ class Puppets:
         if self._tg is not None:
             self._tg.start_soon(puppet.want, target)
         else:
-            folded = self.plug.network.fold(target)
-            if self.plug.network.info.is_channel(target):
+            folded = self.network.fold(target)
+            if self.network.info.is_channel(target):
                 puppet.channels.setdefault(folded, target)
 
     def _evict(self) -> bool:
@@ -265,7 +288,7 @@ class Puppets:
                     puppet.running = False
                     if len(puppet.outbox):
                         self._start(puppet)
-                idle = self.plug.config.puppet_idle
+                idle = self.config.puppet_idle
                 while True:
                     await anyio.sleep(min(idle / 4, 30.0))
                     now = anyio.current_time()
@@ -282,7 +305,7 @@ class Puppets:
         async def close_one(puppet: Puppet) -> None:
             conn = puppet.conn
             if conn is not None:
-                puppet._forget(conn)
+                puppet.forget(conn)
                 with anyio.CancelScope(shield=True):
                     await conn.close(quit_message, confirm=confirm)
                 puppet.outbox.requeue(conn.take_unacked())
@@ -291,6 +314,11 @@ class Puppets:
         async with anyio.create_task_group() as tg:
             for puppet in list(self.by_key.values()):
                 tg.start_soon(close_one, puppet)
+
+
+    def queued(self) -> list[tuple[User, list[OutLine]]]:
+        """Each puppet's author with the lines waiting in its outbox."""
+        return [(puppet.user, list(puppet.outbox)) for puppet in self.by_key.values()]
 
 
 __all__ = ["Puppet", "Puppets", "puppet_nick", "puppet_realname"]

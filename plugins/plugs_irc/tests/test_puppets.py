@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+import logging
+
 from chanmux import Message, User
-from chanmux_irc.puppets import puppet_nick
+from chanmux_irc.config import IRCConfig
+from chanmux_irc.outgoing import OutLine
+from chanmux_irc.puppets import Puppets, puppet_nick
+from chanmux_irc.state import NetworkState
 
 from conftest import bridge, human, sees, unique
 
@@ -21,6 +26,49 @@ def test_puppet_nicks_are_valid_and_fit():
     assert puppet_nick("9lives", "", "|x", 30) == "_9lives|x"
     assert puppet_nick("a" * 40, "", "[b]", 16) == "a" * 13 + "[b]"
     assert puppet_nick("x\r\nQUIT", "", "", 30) == "xQUIT"
+
+
+def offline_puppets(**config: object) -> Puppets:
+    """Puppets of a plug named `irc`, built without a host or a plug, never connected."""
+    network = NetworkState()
+    network.info.update(["NICKLEN=30"])
+    irc = IRCConfig(server="irc.example", nick="bridge", puppets=True, **config)
+    return Puppets("irc", irc, network, log=logging.getLogger("test.puppets"),
+                   mention=lambda seg: seg.text)
+
+
+async def test_a_remote_author_gets_a_puppet_and_the_rest_the_main_connection():
+    puppets = offline_puppets()
+    alice = puppets.route("#room", Message(text="hi", user=ALICE))
+    assert alice is not None and alice.nick == "Alice_Unicode[b]" and alice.user == ALICE
+    assert list(alice.channels.values()) == ["#room"]          # joined once it connects
+    assert puppets.route("#other", Message(text="again", user=ALICE)) is alice
+    assert sorted(alice.channels.values()) == ["#other", "#room"]
+    assert puppets.route("#room", Message(text="no author")) is None
+    assert puppets.route("#room", Message(text="ours", user=User(id="x", is_self=True))) is None
+    assert puppets.route("#room", Message(text="from IRC", user=User(id="n", plug="irc"))) is None
+    assert puppets.route("#room", Message(joined=[ALICE], user=ALICE)) is None   # an event
+    assert puppets.route("somebody", Message(text="private", user=BOB)).channels == {}
+
+
+async def test_over_the_limit_the_idle_puppet_retires_and_a_busy_one_stays():
+    puppets = offline_puppets(puppet_max=1)
+    alice = puppets.route("#room", Message(text="hi", user=ALICE))
+    bob = puppets.route("#room", Message(text="hi", user=BOB))      # alice was idle: retired
+    assert alice.retired and list(puppets.by_key.values()) == [bob]
+    bob.outbox.extend([OutLine("#room", "PRIVMSG", "", None, False, "r1")])
+    assert puppets.route("#room", Message(text="hi", user=ALICE)) is None   # bob is busy
+    assert puppets.queued() == [(BOB, list(bob.outbox))]
+
+
+async def test_a_puppet_nick_is_known_by_case_folding_and_follows_a_rename():
+    puppets = offline_puppets()
+    alice = puppets.route("#room", Message(text="hi", user=ALICE))
+    puppets.nicks[puppets.network.fold(alice.nick)] = alice          # as when it connects
+    assert puppets.is_puppet("alice_unicode{B}") and puppets.user_for("ALICE_UNICODE[B]") == ALICE
+    puppets.renamed("Alice_Unicode[b]", "Alice2[b]")
+    assert not puppets.is_puppet("Alice_Unicode[b]") and puppets.user_for("alice2{b}") == ALICE
+    assert puppets.user_for("stranger") is None
 
 
 async def test_puppets_speak_as_their_authors_and_are_never_relayed(ircd, tmp_path):
