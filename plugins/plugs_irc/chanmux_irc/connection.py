@@ -54,6 +54,8 @@ WANTED_CAPS = frozenset({
 ACK_EVERY = 5
 #: Seconds a clean close waits for the server to close the connection after our QUIT.
 QUIT_WAIT = 2.0
+#: Seconds a socket may take to close gracefully (a TLS close_notify) before it is cut.
+CLOSE_WAIT = 2.0
 #: Longest line read (bytes): a longer one is cut there, and the rest of it dropped.
 MAX_READ_LINE = 65536
 #: Bytes of the user name (ident) sent in USER; servers cut it further (USERLEN).
@@ -758,10 +760,12 @@ class Connection:
         With `confirm` (seconds), a QUIT is preceded by `confirm()`, so that `take_unacked`
         afterwards holds only lines the server may not have received. After the QUIT the
         server's goodbye is read (up to QUIT_WAIT seconds) before the socket closes, so the
-        close never cuts off lines in flight."""
+        close never cuts off lines in flight. The socket is closed even when the close is
+        cancelled, gracefully (up to CLOSE_WAIT seconds) only within the caller's deadline."""
         stream = self._stream
         if stream is None:
             return
+        deadline = anyio.current_effective_deadline()
         try:
             if quit_message is not None and self.registered and not self._broken:
                 if confirm > 0:
@@ -771,7 +775,8 @@ class Connection:
             self._stream = None
             self._broken = True
             with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(2) as scope:
+                wait = max(0.0, min(CLOSE_WAIT, deadline - anyio.current_time()))
+                with anyio.move_on_after(wait) as scope:
                     try:
                         await stream.aclose()
                     except Exception:  # noqa: BLE001

@@ -77,11 +77,22 @@ REJOIN_GAP = 60.0
 BACKLOG_WARNING = 500
 #: Where lines still queued when the host stops are kept (host state, by plug name).
 OUTBOX_STATE = "outbox"
-#: Seconds a clean stop waits for the server to confirm the lines it was sent.
+#: Seconds a clean stop waits at most for the server to confirm the lines it was sent.
 CONFIRM_TIMEOUT = 4.0
-#: Seconds a stop spends on the network at most, so that what must be kept is always saved
-#: within the host's timeout for closing a plug.
-CLOSE_BUDGET = 7.0
+#: Share of the host's `close_timeout` a close may spend on the network (confirming what the
+#: server got, QUIT), so that what must be kept is always saved within the host's timeout.
+NETWORK_SHARE = 0.7
+#: Share of that network time the confirmation may take at most, so a QUIT still goes out.
+CONFIRM_SHARE = 0.6
+#: The host's close timeout where the installed core has no `[host] close_timeout` (0.2.0).
+DEFAULT_CLOSE_TIMEOUT = 10.0
+
+
+def close_budget(close_timeout: float) -> tuple[float, float]:
+    """Seconds a close may spend on the network, and of them on confirming lines, for a host
+    that gives a plug `close_timeout` seconds to close (7 and 4 at the default 10)."""
+    network = close_timeout * NETWORK_SHARE
+    return network, min(CONFIRM_TIMEOUT, network * CONFIRM_SHARE)
 
 
 class IRCPlug(Plug):
@@ -264,15 +275,18 @@ class IRCPlug(Plug):
         answers after handling them), so lines it already got are not sent again after the
         next start; lines not confirmed go back to the front of the outbox (after a failure
         all unconfirmed lines do: at least once). On a stop the outbox and the msgids learned
-        are then saved in the host database."""
+        are then saved in the host database. The network gets `close_budget()` seconds at
+        most (70% of the host's close timeout), so the rest is left for saving."""
         conn = self.conn
         quitting = self.state is State.stopping
         quit_message = self.config.quit_message if quitting else None
         if quitting:
             self.own_msgids.closing = True  # the host's batch writers have stopped
+        network, confirm = self.close_budget()
+        if not quitting:
+            confirm = 0.0
         try:
-            confirm = CONFIRM_TIMEOUT if quitting else 0.0
-            with anyio.move_on_after(CLOSE_BUDGET):
+            with anyio.move_on_after(network):
                 async with anyio.create_task_group() as tg:  # puppets and main at once
                     if self.puppets is not None:
                         tg.start_soon(self.puppets.close, quit_message, confirm)
@@ -290,6 +304,12 @@ class IRCPlug(Plug):
         if quitting:
             await self._save_outbox()
             await self._save_msgids()
+
+    def close_budget(self) -> tuple[float, float]:
+        """Seconds `close` spends on the network at most, and of them on confirming lines,
+        derived from the host's `[host] close_timeout`."""
+        timeout = getattr(self.host.settings, "close_timeout", DEFAULT_CLOSE_TIMEOUT)
+        return close_budget(timeout)
 
     async def _save_msgids(self) -> None:
         try:

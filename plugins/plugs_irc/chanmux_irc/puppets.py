@@ -304,12 +304,14 @@ class Puppets:
 
         async def close_one(puppet: Puppet) -> None:
             conn = puppet.conn
-            if conn is not None:
-                puppet.forget(conn)
-                with anyio.CancelScope(shield=True):
-                    await conn.close(quit_message, confirm=confirm)
-                puppet.outbox.requeue(conn.take_unacked())
-            puppet.running = False
+            try:
+                if conn is not None:
+                    puppet.forget(conn)
+                    await conn.close(quit_message, confirm=confirm)  # the caller's deadline holds
+            finally:
+                if conn is not None:
+                    puppet.outbox.requeue(conn.take_unacked())
+                puppet.running = False
 
         async with anyio.create_task_group() as tg:
             for puppet in list(self.by_key.values()):

@@ -124,7 +124,9 @@ async def register(client: RawClient, channel: str | None = None, cap: bool = Fa
 
 @asynccontextmanager
 async def raw_bridge(tmp_path: Any, channel: str | None = None, wait_ready: float | None = None,
-                     **extra: Any):
+                     host_settings: dict[str, Any] | None = None, **extra: Any):
+    """A host whose irc plug (with the keys `extra`) connects to a RawServer; the host's
+    `[host]` table takes `host_settings` too."""
     async with anyio.create_task_group() as tg:
         server = RawServer()
         port = await tg.start(server.serve)
@@ -132,7 +134,7 @@ async def raw_bridge(tmp_path: Any, channel: str | None = None, wait_ready: floa
                 "nick": unique("raw"), "flood_rate": 0.0, "join_timeout": 5.0, **extra}
         config = {"plugs": {"irc": plug}, "hooks": {"rec": {"type": "recorder"}},
                   "channels": {"room": {"plug": "irc", "source": channel}} if channel else {},
-                  "host": {"reconnect_min": 0.05, "reconnect_max": 0.2}}
+                  "host": {"reconnect_min": 0.05, "reconnect_max": 0.2, **(host_settings or {})}}
         async with run_host(config, path=tmp_path / "raw.toml", wait_ready=wait_ready) as host:
             yield host, server
         tg.cancel_scope.cancel()
@@ -352,3 +354,85 @@ async def test_lines_kept_at_a_stop_stay_kept_until_the_server_confirmed_them(tm
             await plug.kept_sent.wait()
         await plug.unsent.writer.flush()
         assert await plug.unsent.load() == []
+
+
+def test_the_close_budget_is_a_share_of_the_hosts_close_timeout():
+    """At the default `[host] close_timeout` (10 s) a stop spends 7 s at most on the network,
+    4 s of it waiting for the server to confirm lines, as before the setting existed; a
+    shorter timeout shortens both, leaving 30% for saving."""
+    from chanmux_irc.plug import close_budget
+
+    assert close_budget(10.0) == pytest.approx((7.0, 4.0))
+    assert close_budget(1.0) == pytest.approx((0.7, 0.42))
+    assert close_budget(60.0) == pytest.approx((42.0, 4.0))
+
+
+def close_problems(caplog: Any) -> list[str]:
+    """Log lines saying a plug or hook did not close (or save its state) in time."""
+    return [r.getMessage() for r in caplog.records
+            if r.levelname in ("ERROR", "CRITICAL") or "failed to" in r.getMessage()]
+
+
+async def test_a_stuck_server_cannot_make_a_stop_overrun_a_short_close_timeout(tmp_path, caplog):
+    """The plug's time on the network at a stop comes from the host's `[host] close_timeout`:
+    with a short one and a server that has stopped answering (no PONG, no goodbye after
+    QUIT), the plug still says QUIT and closes within the host's timeout, and the lines the
+    server never confirmed (one sent, two queued) are kept and sent after the next start."""
+    import logging
+
+    from chanmux import Message
+
+    caplog.set_level(logging.INFO)
+    async with raw_bridge(tmp_path, "#stuck", host_settings={"close_timeout": 1.0},
+                          flood_burst=1, flood_rate=0.5) as (host, server):
+        client = await server.client(0)
+        await register(client, "#stuck")
+        await host.wait_ready()
+        for word in ("one", "two", "three"):
+            await host.put(host.channels["room"], Message(text=word))
+        await client.wait_for(lambda l: l.startswith("PRIVMSG #stuck one"))
+        await host.stop()                      # the server answers nothing from here on
+        await client.wait_closed()
+        assert any(l.startswith("QUIT") for l in client.lines)
+    assert close_problems(caplog) == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert "kept 3 unsent lines for the next start" in messages, messages
+    async with raw_bridge(tmp_path, "#stuck") as (host, server):
+        client = await server.client(0)
+        await register(client, "#stuck")
+        await host.wait_ready()
+        kept = await host.plugs["irc"].unsent.load()
+        assert [row["text"] for _key, row in kept] == ["one", "two", "three"]
+        found = await client.wait_count(lambda l: l.startswith("PRIVMSG #stuck "), 3)
+        assert [l.split(" ", 2)[2].lstrip(":") for l in found] == ["one", "two", "three"]
+
+
+async def test_a_stuck_server_cannot_make_a_puppet_overrun_a_short_close_timeout(tmp_path, caplog):
+    """The same for a puppet: its goodbye to a server that stopped answering is cut at the
+    plug's network budget too, and its unconfirmed line is kept (sent after the next start
+    by the main connection, with its author's name)."""
+    import logging
+
+    from chanmux import Message, User
+
+    caplog.set_level(logging.INFO)
+    alice = User(id="@alice:mx", plug="mx", username="@alice:mx", real_name="Alice")
+    async with raw_bridge(tmp_path, "#pup", host_settings={"close_timeout": 1.0},
+                          puppets=True) as (host, server):
+        client = await server.client(0)
+        await register(client, "#pup")
+        await host.wait_ready()
+        await host.put(host.channels["room"], Message(text="alicesays", user=alice))
+        puppet = await server.client(1)
+        await register(puppet, "#pup")
+        await puppet.wait_for(lambda l: l.startswith("PRIVMSG #pup alicesays"))
+        await host.stop()
+        await puppet.wait_closed()
+        assert any(l.startswith("QUIT") for l in puppet.lines)
+    assert close_problems(caplog) == []
+    async with raw_bridge(tmp_path, "#pup") as (host, server):
+        client = await server.client(0)
+        await register(client, "#pup")
+        await host.wait_ready()
+        line = await client.wait_for(lambda l: l.startswith("PRIVMSG #pup ") and "alicesays" in l)
+        assert line == "PRIVMSG #pup :<Alice> alicesays"
