@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -14,9 +15,9 @@ from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage
 from .config import MatrixConfig
 from .incoming import Incoming
 from .outgoing import Renderer, Transactions, reply_target
-from .positions import Batch, Positions
+from .positions import Positions
 from .rooms import Bounded, Rooms
-from .sync import Syncer
+from .timeline import Sink, Timeline
 
 #: How many of its own transaction ids and message senders the plug remembers.
 MEMORY = 10_000
@@ -30,7 +31,8 @@ class MatrixPlug(Plug):
     relaying history. `run` long-polls /sync and hands events to the host; it returns
     (so the host reconnects) only when the homeserver stayed unreachable for
     ``send_retry_for`` seconds or the login stopped working. The position saved for the next
-    start moves only past events whose messages are done (see `positions`).
+    start moves only past events whose messages are done (see `positions`). What each /sync
+    response says is read by a `timeline.Timeline` the plug builds with what it may use.
     """
 
     Config = MatrixConfig
@@ -48,13 +50,18 @@ class MatrixPlug(Plug):
         self.outage = Outage(self.log, config.homeserver.rstrip("/"))
         self.rooms = Rooms()
         self.senders: Bounded = Bounded(MEMORY)
-        self.syncer = Syncer(self)
         self.renderer = Renderer(name, config.name_format, config.action_name_format)
         self.transactions = Transactions()
         self.incoming = Incoming(name, self.user_id, self._mention, self.download)
         self.since: str | None = None  # where the next /sync fetches from
-        self.positions = Positions(None)  # where the next start resumes from
-        self.batch: Batch | None = None  # the /sync response being processed
+        self.positions = Positions(None, (), self._note_position)  # where the next start resumes
+        self.timeline = Timeline(
+            self.user_id, client=self._connected, rooms=self.rooms, positions=self.positions,
+            incoming=self.incoming, channel=self.channel_of, is_echo=self.is_own_echo,
+            senders=self.senders, log=self.log, timeline_limit=config.timeline_limit,
+            max_catchup_age=config.max_catchup_age, retry_for=config.send_retry_for,
+            sink=Sink(receive=self._hand_over, invited=self.on_invite, left=self.on_left,
+                      encrypted=self.report_encryption))
         self._position_changed: anyio.Event | None = None
         self._position_saved: tuple[str | None, list[str]] | None = None
         self._token: str | None = config.access_token
@@ -97,10 +104,9 @@ class MatrixPlug(Plug):
             if isinstance(stored, dict) and stored.get("user_id") == self.user_id:
                 token, done = stored.get("token"), stored.get("done")
                 self.since = token if isinstance(token, str) else None
-                self.positions = Positions(self.since, done if isinstance(done, list) else (),
-                                           self._note_position)
+                self.positions.reset(self.since, done if isinstance(done, list) else ())
             else:
-                self.positions = Positions(None, (), self._note_position)
+                self.positions.reset(None)
             self._position_saved = self.positions.state()
         await self._join_rooms()
         if self.since is None:
@@ -116,9 +122,9 @@ class MatrixPlug(Plug):
 
     async def _initial_sync(self) -> None:
         """Learn the rooms' state without relaying their history; keep the position."""
-        data = await self._connected().sync(None, self.syncer.initial_filter(), 0,
+        data = await self._connected().sync(None, self.timeline.initial_filter(), 0,
                                             retry_for=self.config.send_retry_for)
-        await self.syncer.process(data, None, relay=False, backlog_before=None)
+        await self.timeline.process(data, None, relay=False, backlog_before=None)
         token = data.get("next_batch")
         if isinstance(token, str):
             self.since = token
@@ -160,7 +166,7 @@ class MatrixPlug(Plug):
 
             since = self.since
             try:
-                data = await client.sync(since, self.syncer.filter, self.config.sync_timeout,
+                data = await client.sync(since, self.timeline.filter, self.config.sync_timeout,
                                          on_retry=retrying, retry_for=self.config.send_retry_for)
             except MatrixError as exc:
                 if exc.status not in (400, 404) or since is None:
@@ -171,16 +177,8 @@ class MatrixPlug(Plug):
                 continue
             if outage:  # what was sent while the homeserver did not answer is backlog too
                 backlog_before = time.time()
-            self.batch = batch = self.positions.begin()
-            token = None
-            try:
-                await self.syncer.process(data, since, relay=True, backlog_before=backlog_before)
-                token = data.get("next_batch")
-            finally:
-                # cut short, the batch is fetched again from `since`; what it handed over
-                # already is skipped then, and still holds the resume point until done
-                self.positions.end(batch, token)
-            if isinstance(token, str):
+            token = await self.timeline.take(data, since, backlog_before=backlog_before)
+            if token is not None:
                 self.since = token
 
     async def close(self) -> None:
@@ -214,18 +212,9 @@ class MatrixPlug(Plug):
             self._logged_out.set()
         return TryLater(self._logout_reason)
 
-    async def receive(self, sent: SentMessage, event: dict[str, Any]) -> None:
-        """Hand one converted event to the host, once: the resume point waits until it is
-        done, and an event handed over before (fetched again) is skipped."""
-        event_id = event.get("event_id")
-        batch = self.batch
-        if batch is None or not isinstance(event_id, str):
-            await self.host.receive(sent)
-            return
-        if self.positions.known(event_id):
-            self.log.debug("%s: skipped %s, handed over before", sent.channel.source, event_id)
-            return
-        await self.host.receive(sent, on_handled=self.positions.track(batch, event_id))
+    async def _hand_over(self, sent: SentMessage, on_handled: Callable[[], None] | None) -> None:
+        """What the timeline relays goes to the host (`on_handled` moves the resume point)."""
+        await self.host.receive(sent, on_handled=on_handled)
 
     def _note_position(self) -> None:
         if self._position_changed is not None:
@@ -427,32 +416,6 @@ class MatrixPlug(Plug):
                              self._sources.get(room_id, room_id))
             self.rooms.forget(room_id)
         self._invites_seen.discard(room_id)
-
-    async def load_member(self, room_id: str, user_id: str) -> None:
-        """Fetch a member's state when /sync did not carry it (for their display name)."""
-        try:
-            content = await self._connected().state(room_id, "m.room.member", user_id,
-                                                    retry_for=self.config.send_retry_for)
-        except MatrixError:
-            content = None
-        self.rooms[room_id].apply({"type": "m.room.member", "state_key": user_id,
-                                   "content": content or {"membership": "leave"}})
-
-    async def same_sender(self, room_id: str, event_id: Any, sender: Any) -> bool:
-        """Whether `event_id` was sent by `sender` (edits are only valid from the author)."""
-        if not isinstance(event_id, str):
-            return False
-        original = self.senders.get(event_id)
-        if original is None:
-            try:
-                event = await self._connected().event(room_id, event_id,
-                                                      retry_for=self.config.send_retry_for)
-            except MatrixError:
-                return False
-            original = event.get("sender")
-            if isinstance(original, str):
-                self.senders[event_id] = original
-        return original == sender
 
     def is_own_echo(self, event: dict[str, Any]) -> bool:
         """True for the homeserver's copy of something this plug sent in this run."""

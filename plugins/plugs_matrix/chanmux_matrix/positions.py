@@ -74,10 +74,11 @@ class Positions:
         batch.closed = True
         self._advance()
 
-    def reset(self, token: str | None) -> None:
-        """Start afresh from `token` (a first start, or a position the homeserver refused)."""
+    def reset(self, token: str | None, done: Iterable[str] = ()) -> None:
+        """Start afresh from `token` (a first start, or a position the homeserver refused), or
+        from a saved resume point and what was `done` beyond it."""
         self.token = token
-        self.skip = set()
+        self.skip = set(done)
         self.batches.clear()
         self.tracked.clear()
         if self.changed is not None:

@@ -10,9 +10,14 @@ from typing import Any
 
 import anyio
 import attrs
-from chanmux import RichText
+from chanmux import Channel, RichText, SentMessage
 from chanmux.testing import Seen, run_host
 from chanmux_matrix import parse_html
+from chanmux_matrix.client import HomeserverUnavailable, MatrixClient
+from chanmux_matrix.incoming import Incoming
+from chanmux_matrix.positions import Positions
+from chanmux_matrix.rooms import Rooms
+from chanmux_matrix.timeline import Sink, Timeline
 from chanmux_testservers.matrixclient import HumanMatrix
 from chanmux_testservers.synapse import Synapse
 
@@ -115,6 +120,74 @@ async def human_events(human: HumanMatrix, room: str, predicate: Callable[[dict]
             if len(found) >= count:
                 return found
             await human.sync_once(5.0)
+
+
+@attrs.define
+class Handed:
+    """What a `Timeline` handed to its sink, in order: a sink that records."""
+
+    received: list[SentMessage] = attrs.field(factory=list)
+    on_handled: list[Callable[[], None] | None] = attrs.field(factory=list)
+    invited: list[str] = attrs.field(factory=list)
+    left: list[str] = attrs.field(factory=list)
+    encrypted: list[str] = attrs.field(factory=list)
+
+    def sink(self) -> Sink:
+        async def receive(sent: SentMessage, on_handled: Callable[[], None] | None) -> None:
+            self.received.append(sent)
+            self.on_handled.append(on_handled)
+
+        async def invited(room_id: str, invite: dict[str, Any]) -> None:
+            self.invited.append(room_id)
+
+        return Sink(receive=receive, invited=invited, left=self.left.append,
+                    encrypted=self.encrypted.append)
+
+
+def no_homeserver() -> MatrixClient:
+    """The client of a plug that is not connected (what `MatrixPlug._connected` raises)."""
+    raise HomeserverUnavailable("no homeserver in this test")
+
+
+def offline_timeline(own_id: str, *, positions: Positions | None = None,
+                     echoes: Callable[[dict[str, Any]], bool] = lambda event: False,
+                     max_catchup_age: float = 3600.0, plug: str = "mx",
+                     ) -> tuple[Timeline, Handed]:
+    """A Timeline of account `own_id` with no homeserver behind it, and what it hands over."""
+    async def fetch(url: str) -> bytes:
+        raise AssertionError("nothing is downloaded here")
+
+    handed = Handed()
+    timeline = Timeline(
+        own_id, client=no_homeserver, rooms=Rooms(),
+        positions=positions if positions is not None else Positions(None),
+        incoming=Incoming(plug, own_id, lambda room, user: None, fetch),
+        channel=lambda room_id: Channel(plug, room_id), is_echo=echoes, senders={},
+        sink=handed.sink(), log=logging.getLogger(f"chanmux.plug.{plug}"), timeline_limit=50,
+        max_catchup_age=max_catchup_age, retry_for=None)
+    return timeline, handed
+
+
+def sync_response(room: str, state: list[dict[str, Any]], timeline: list[dict[str, Any]], *,
+                  limited: bool = False, next_batch: str | None = None,
+                  invite: dict[str, Any] | None = None, leave: dict[str, Any] | None = None,
+                  account_data: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A /sync response with one joined room, shaped as Synapse gives it."""
+    joined: dict[str, Any] = {"state": {"events": state},
+                              "timeline": {"events": timeline, "limited": limited}}
+    if limited:
+        joined["timeline"]["prev_batch"] = "p1"
+    rooms: dict[str, Any] = {"join": {room: joined}}
+    if invite is not None:
+        rooms["invite"] = invite
+    if leave is not None:
+        rooms["leave"] = leave
+    data: dict[str, Any] = {"rooms": rooms}
+    if account_data is not None:
+        data["account_data"] = {"events": account_data}
+    if next_batch is not None:
+        data["next_batch"] = next_batch
+    return data
 
 
 class LogWatch(logging.Handler):

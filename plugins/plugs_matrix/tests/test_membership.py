@@ -8,15 +8,13 @@ same against a real Synapse).
 
 from __future__ import annotations
 
-import logging
-from types import SimpleNamespace
-
 import pytest
 from chanmux import Channel, Message, RichText, User
 from chanmux_matrix.incoming import Incoming
 from chanmux_matrix.outgoing import Renderer
-from chanmux_matrix.rooms import Room, Rooms
-from chanmux_matrix.sync import Syncer
+from chanmux_matrix.rooms import Room
+from chanmux_matrix.timeline import Timeline
+from matrix_helpers import offline_timeline, sync_response
 
 BRIDGE = "@bridge:hs.test"
 BOB = "@bob:hs.test"
@@ -162,78 +160,47 @@ def test_room_state_ignores_a_member_event_it_has_seen_replaced():
 # -- the sync side: each event read against the state before it -------------------------------
 
 
-class FakePlug:
-    """What Syncer uses of a MatrixPlug, without a homeserver."""
-
-    def __init__(self) -> None:
-        self.log = logging.getLogger("chanmux.test.mx")
-        self.config = SimpleNamespace(timeline_limit=50, max_catchup_age=3600.0)
-        self.user_id = BRIDGE
-        self.rooms = Rooms()
-        self.senders: dict[str, str] = {}
-        self.incoming = incoming()
-        self.received: list = []
-        self.host = SimpleNamespace(receive=self._receive)
-        self.syncer = Syncer(self)  # type: ignore[arg-type]
-
-    async def _receive(self, sent) -> None:
-        self.received.append(sent)
-
-    async def receive(self, sent, event: dict) -> None:
-        await self._receive(sent)
-
-    def is_own_echo(self, event: dict) -> bool:
-        return False
-
-    async def load_member(self, room_id: str, user_id: str) -> None:
-        raise AssertionError(f"{user_id}'s state was in the response")
-
-    def channel_of(self, room_id: str) -> Channel:
-        return Channel("mx", room_id)
-
-    def report_encryption(self, room_id: str) -> None:
-        pass
-
-    async def sync(self, state: list[dict], timeline: list[dict]) -> None:
-        data = {"rooms": {"join": {ROOM: {"state": {"events": state},
-                                          "timeline": {"events": timeline, "limited": False}}}}}
-        await self.syncer.process(data, "s1", relay=True, backlog_before=None)
+async def sync(timeline: Timeline, state: list[dict], events: list[dict]) -> None:
+    await timeline.process(sync_response(ROOM, state, events), "s1", relay=True,
+                           backlog_before=None)
 
 
 @pytest.mark.anyio
 async def test_a_leave_repeated_in_the_state_block_still_names_the_person():
-    plug = FakePlug()
+    timeline, handed = offline_timeline(BRIDGE)
     join = member("$j", BOB, "join", "Bob M")
-    await plug.sync([join], [join])
+    await sync(timeline, [join], [join])
     leave = member("$l", BOB, "leave", prev={"membership": "join", "displayname": "Bob M"},
                    replaces="$j")
-    await plug.sync([leave], [leave])
-    joined, left = plug.received
+    await sync(timeline, [leave], [leave])
+    joined, left = handed.received
     assert [u.display for u in joined.joined] == ["Bob M"]
     assert [u.display for u in left.left] == ["Bob M"] and left.user.display == "Bob M"
-    assert BOB not in plug.rooms[ROOM].members
+    assert BOB not in timeline.rooms[ROOM].members
+    assert timeline.bad_events == 0
 
 
 @pytest.mark.anyio
 async def test_messages_carry_the_name_their_author_had_when_they_were_sent():
-    plug = FakePlug()
+    timeline, handed = offline_timeline(BRIDGE)
     join = member("$j", BOB, "join", "Bob M")
     rename = member("$r", BOB, "join", "Robert", prev={"membership": "join", "displayname": "Bob M"},
                     replaces="$j")
     # one /sync: a message, the change of name, another message; the state block (Synapse,
     # lazy members) holds the change of name that is in the timeline as well
-    await plug.sync([join], [join])
-    await plug.sync([rename], [text("$m1", BOB, "before"), rename, text("$m2", BOB, "after")])
-    _join, before, renamed, after = plug.received
+    await sync(timeline, [join], [join])
+    await sync(timeline, [rename], [text("$m1", BOB, "before"), rename, text("$m2", BOB, "after")])
+    _join, before, renamed, after = handed.received
     assert before.text.plain == "before" and before.user.display == "Bob M"
     assert [u.display for u in renamed.renamed] == ["Bob M", "Robert"]
     assert after.text.plain == "after" and after.user.display == "Robert"
     # a later state block with the replaced join (the state before a message sent while the
     # change of name was on its way) does not bring the old name back
-    await plug.sync([join], [text("$m3", BOB, "raced")])
-    await plug.sync([], [text("$m4", BOB, "later")])
-    assert plug.received[-1].user.display == "Robert"
-    assert plug.rooms[ROOM].names[BOB] == "Robert"
+    await sync(timeline, [join], [text("$m3", BOB, "raced")])
+    await sync(timeline, [], [text("$m4", BOB, "later")])
+    assert handed.received[-1].user.display == "Robert"
+    assert timeline.rooms[ROOM].names[BOB] == "Robert"
+    assert timeline.bad_events == 0, "every author's state was in the responses: nothing fetched"
 
 
 # -- the notices the plug puts ---------------------------------------------------------------

@@ -1,16 +1,20 @@
-"""The /sync side of the plug: filters, catching up after downtime, and handing events on.
+"""/sync responses read into room state and messages for the host (the plug runs the loop).
 
 The ``since`` token lives in the host database, so after the bridge was down the first /sync
 returns what happened meanwhile; a room whose gap is longer than one /sync carries is filled
 page by page from ``/messages``. Events sent while the bridge was away (before it connected,
 or while the homeserver did not answer) and older than ``max_catchup_age`` are skipped, in
-whichever /sync response they come (one log line says how many). The very first start relays nothing old: its
-initial /sync only learns room state. Events from the bridge's own account are dropped,
-except the echoes of its own sends (recognised by transaction id), which go to the host
+whichever /sync response they come (one log line says how many). The very first start relays
+nothing old: its initial /sync only learns room state. Events from the bridge's own account are
+dropped, except the echoes of its own sends (recognised by transaction id), which go to the host
 marked ``is_self`` so it can match them to what it put.
 
 Each timeline event is converted against the room state as it was before that event and taken
 into the state afterwards, so a message carries the name its author had when it was sent.
+
+`Timeline` reads only what it is given when built (the plug's way to its connected client, the
+room map, the resume positions, the event converter and a few look-ups) and hands what it reads
+to a `Sink`; it knows nothing else of the plug.
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .incoming import BadEvent, age_seconds, prev_membership, relation, sent_at
-from .rooms import Room
+import attrs
+
+from .client import MatrixClient, MatrixError
+from .incoming import BadEvent, Incoming, age_seconds, prev_membership, relation, sent_at
+from .positions import Batch, Positions
+from .rooms import Room, Rooms
 
 if TYPE_CHECKING:
-    from chanmux import SentMessage
-
-    from .plug import MatrixPlug
+    from chanmux import Channel, SentMessage
 
 TIMELINE_TYPES = ["m.room.message", "m.room.redaction", "m.room.member", "m.room.name",
                   "m.room.canonical_alias", "m.room.encryption", "m.room.encrypted"]
@@ -65,13 +72,50 @@ def room_filter() -> str:
                        "include_redundant_members": True}, separators=(",", ":"))
 
 
-class Syncer:
-    """Processes /sync responses for one plug."""
+@attrs.frozen
+class Sink:
+    """Where a `Timeline` hands what it reads; each is awaited or called in the order of the
+    events, from the task that processes the /sync response."""
 
-    def __init__(self, plug: MatrixPlug) -> None:
-        self.plug = plug
-        self.log: logging.Logger = plug.log
-        self.filter = sync_filter(plug.config.timeline_limit)
+    #: A message for the host, with the `on_handled` callback that moves the resume point once
+    #: it is done (None when the response is not tracked: the initial /sync).
+    receive: Callable[[SentMessage, Callable[[], None] | None], Awaitable[None]]
+    #: An invite for the account: (room id, the room's ``invite`` block of /sync).
+    invited: Callable[[str, dict[str, Any]], Awaitable[None]]
+    #: The account left or was removed from a room (room id).
+    left: Callable[[str], None]
+    #: A room whose timeline was read turned out to be end-to-end encrypted (room id).
+    encrypted: Callable[[str], None]
+
+
+class Timeline:
+    """Reads the /sync responses of one Matrix account into room state and messages.
+
+    `client` is the owner's one way to its homeserver connection: it returns the connected
+    client or raises (`HomeserverUnavailable`) when there is none. `senders` maps event ids to
+    their senders (the owner adds what it sends; edits are checked against it). `channel`
+    gives the channel of a room id, `is_echo` tells the homeserver's copy of something the
+    owner sent in this run.
+    """
+
+    def __init__(self, own_id: str, *, client: Callable[[], MatrixClient], rooms: Rooms,
+                 positions: Positions, incoming: Incoming, channel: Callable[[str], Channel],
+                 is_echo: Callable[[dict[str, Any]], bool], senders: MutableMapping[str, str],
+                 sink: Sink, log: logging.Logger, timeline_limit: int, max_catchup_age: float,
+                 retry_for: float | None) -> None:
+        self.own_id = own_id
+        self.client = client
+        self.rooms = rooms
+        self.positions = positions
+        self.incoming = incoming
+        self.channel = channel
+        self.is_echo = is_echo
+        self.senders = senders
+        self.sink = sink
+        self.log = log
+        self.max_catchup_age = max_catchup_age
+        self.retry_for = retry_for
+        self.filter = sync_filter(timeline_limit)
         self.gap_filter = room_filter()
         self.bad_events = 0
 
@@ -79,25 +123,41 @@ class Syncer:
         """The filter of a first-ever /sync: one event per room, unlike any earlier request."""
         return sync_filter(1, uuid.uuid4().hex)
 
+    async def take(self, data: dict[str, Any], since: str | None, *,
+                   backlog_before: float | None) -> str | None:
+        """Relay one /sync response as a batch of the resume positions; its ``next_batch``.
+
+        Cut short (cancelled, or the homeserver failed while a gap was filled), the batch is
+        fetched again from `since`; what it handed over already is skipped then, and still holds
+        the resume point until it is done."""
+        batch = self.positions.begin()
+        token = None
+        try:
+            await self.process(data, since, relay=True, backlog_before=backlog_before, batch=batch)
+            token = data.get("next_batch")
+        finally:
+            self.positions.end(batch, token)
+        return token if isinstance(token, str) else None
+
     async def process(self, data: dict[str, Any], since: str | None, *, relay: bool,
-                      backlog_before: float | None) -> None:
-        """Take in one /sync response; relay its timeline events to the host when `relay`."""
-        plug = self.plug
+                      backlog_before: float | None, batch: Batch | None = None) -> None:
+        """Take in one /sync response; relay its timeline events to the host when `relay`
+        (tracked in `batch` when one is given)."""
         for event in _events(data.get("account_data")):
             if event.get("type") == "m.direct" and isinstance(event.get("content"), dict):
-                plug.rooms.set_direct(event["content"])
+                self.rooms.set_direct(event["content"])
         rooms = data.get("rooms") if isinstance(data.get("rooms"), dict) else {}
         for room_id, invite in _items(rooms.get("invite")):
-            await plug.on_invite(room_id, invite)
+            await self.sink.invited(room_id, invite)
         for room_id, _left in _items(rooms.get("leave")):
-            plug.on_left(room_id)
+            self.sink.left(room_id)
         skipped = 0
-        cutoff = plug.config.max_catchup_age
+        cutoff = self.max_catchup_age
         now = time.time()
         # an event is skipped if it is backlog (sent before `backlog_before`) and too old
         too_old = None if backlog_before is None else min(backlog_before, now - cutoff)
         for room_id, joined in _items(rooms.get("join")):
-            room = plug.rooms[room_id]
+            room = self.rooms[room_id]
             timeline = joined.get("timeline") if isinstance(joined.get("timeline"), dict) else {}
             events = _events(timeline)
             in_timeline = {ev.get("event_id") for ev in events}
@@ -123,8 +183,9 @@ class Syncer:
                 # sent before this run could hear it: it may have been handed over (and relayed,
                 # in part) by a run that was killed; a relay then sends it only where it is not
                 backlog = backlog_before is not None and sent_at(event) < backlog_before
-                await self.handle(room_id, event, relay, replayed=backlog)
-            plug.report_encryption(room_id)
+                await self.handle(room_id, event, relay, replayed=backlog, batch=batch)
+            if room.encrypted:
+                self.sink.encrypted(room_id)
         if skipped:
             self.log.info("catching up: skipped %d events older than max_catchup_age (%ss)",
                           skipped, f"{cutoff:g}")
@@ -132,7 +193,7 @@ class Syncer:
     def after_own_join(self, room: Room, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drop the history before the bridge's own join (a room it just joined), keeping
         what it says about the room's state."""
-        own = self.plug.user_id
+        own = self.own_id
         for index in range(len(events) - 1, -1, -1):
             ev = events[index]
             if (ev.get("type") == "m.room.member" and ev.get("state_key") == own
@@ -147,14 +208,13 @@ class Syncer:
     async def fill_gap(self, room_id: str, prev_batch: str, since: str,
                        timeline: list[dict[str, Any]], cutoff: float | None) -> list[dict[str, Any]]:
         """The events between `since` and the start of `timeline`, fetched with /messages."""
-        plug = self.plug
-        room = plug.rooms[room_id]
+        room = self.rooms[room_id]
         gap: list[dict[str, Any]] = []
         token: str | None = prev_batch
         now = time.time()
         while token and len(gap) < MAX_GAP_EVENTS:
-            page = await plug.client.messages(room_id, token, since, "b", self.gap_filter,
-                                              retry_for=plug.config.send_retry_for)
+            page = await self.client().messages(room_id, token, since, "b", self.gap_filter,
+                                                retry_for=self.retry_for)
             for event in _events(page.get("state")):
                 if event.get("state_key") not in room.names:
                     room.apply(event)
@@ -176,11 +236,10 @@ class Syncer:
         return gap + timeline
 
     async def handle(self, room_id: str, event: dict[str, Any], relay: bool,
-                     replayed: bool = False) -> None:
+                     replayed: bool = False, batch: Batch | None = None) -> None:
         """Relay one timeline event when it means a message, then take it into the room state,
         so the conversion sees the room as it was before the event."""
-        plug = self.plug
-        room = plug.rooms[room_id]
+        room = self.rooms[room_id]
         kind = event.get("type")
         try:
             sent = await self.convert(room_id, room, event, relay)
@@ -198,35 +257,71 @@ class Syncer:
             room.apply(event)
         if sent is not None:
             sent.replayed = replayed
-            await plug.receive(sent, event)
+            await self.hand_over(sent, event, batch)
+
+    async def hand_over(self, sent: SentMessage, event: dict[str, Any], batch: Batch | None) -> None:
+        """Hand one converted event to the sink, once: the resume point waits until it is
+        done, and an event handed over before (fetched again) is skipped."""
+        event_id = event.get("event_id")
+        if batch is None or not isinstance(event_id, str):
+            await self.sink.receive(sent, None)
+            return
+        if self.positions.known(event_id):
+            self.log.debug("%s: skipped %s, handed over before", sent.channel.source, event_id)
+            return
+        await self.sink.receive(sent, self.positions.track(batch, event_id))
 
     async def convert(self, room_id: str, room: Room, event: dict[str, Any],
                       relay: bool) -> SentMessage | None:
         """The message one timeline event means for the host, or None (raises BadEvent)."""
-        plug = self.plug
         kind = event.get("type")
         if kind == "m.room.encrypted" or kind == "m.room.encryption":
             room.encrypted = True
             return None
         sender = event.get("sender")
-        own = sender == plug.user_id
-        if (own and not plug.is_own_echo(event)) or not relay:
+        own = sender == self.own_id
+        if (own and not self.is_echo(event)) or not relay:
             return None
         if kind == "m.room.message" and not own and isinstance(sender, str) and sender not in room.names:
-            await plug.load_member(room_id, sender)
+            await self.load_member(room_id, sender)
         if (kind == "m.room.message" and isinstance(event.get("event_id"), str)
                 and isinstance(sender, str)):
-            plug.senders[event["event_id"]] = sender
+            self.senders[event["event_id"]] = sender
         content = event.get("content") if isinstance(event.get("content"), dict) else {}
         rel = relation(content)
         if kind == "m.room.message" and rel.get("rel_type") == "m.replace":
             if not isinstance(rel.get("event_id"), str):
                 raise BadEvent("m.replace without event_id")
-            if not await plug.same_sender(room_id, rel["event_id"], sender):
+            if not await self.same_sender(room_id, rel["event_id"], sender):
                 self.log.info("%s: ignored edit %s of %s by someone other than its author",
                               room_id, event.get("event_id"), rel.get("event_id"))
                 return None
-        return plug.incoming.convert(plug.channel_of(room_id), room, event)
+        return self.incoming.convert(self.channel(room_id), room, event)
+
+    async def load_member(self, room_id: str, user_id: str) -> None:
+        """Fetch a member's state when /sync did not carry it (for their display name)."""
+        try:
+            content = await self.client().state(room_id, "m.room.member", user_id,
+                                                retry_for=self.retry_for)
+        except MatrixError:
+            content = None
+        self.rooms[room_id].apply({"type": "m.room.member", "state_key": user_id,
+                                   "content": content or {"membership": "leave"}})
+
+    async def same_sender(self, room_id: str, event_id: Any, sender: Any) -> bool:
+        """Whether `event_id` was sent by `sender` (edits are only valid from the author)."""
+        if not isinstance(event_id, str):
+            return False
+        original = self.senders.get(event_id)
+        if original is None:
+            try:
+                event = await self.client().event(room_id, event_id, retry_for=self.retry_for)
+            except MatrixError:
+                return False
+            original = event.get("sender")
+            if isinstance(original, str):
+                self.senders[event_id] = original
+        return original == sender
 
 
 def _items(value: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -244,4 +339,4 @@ def _events(value: Any) -> list[dict[str, Any]]:
     return [ev for ev in value if isinstance(ev, dict)]
 
 
-__all__ = ["Syncer", "room_filter", "sync_filter"]
+__all__ = ["Sink", "Timeline", "room_filter", "sync_filter"]
