@@ -24,6 +24,12 @@ async def test_display_names_and_their_changes(synapse, bot, human, tmp_path):
         assert got.sent.user.id == human.user_id and got.sent.user.plug == "mx"
         assert got.sent.user.link == f"https://matrix.to/#/{human.user_id}"
         await human.set_displayname("Human Renamed")
+        # The homeserver writes the new member event into each of the human's rooms in the
+        # background (one after the other: the human is in the rooms of other tests too), so
+        # wait until the human sees it in this room before expecting the bridge to have it.
+        await human.sync_until(lambda e: e["room_id"] == room and e["type"] == "m.room.member"
+                               and e["content"].get("displayname") == "Human Renamed",
+                               timeout=60)
         # the bridge account is in the rooms of other tests too, where the human renames as well
         here = host.channels["room"]
         renamed = await rec.wait_for(lambda r: r.sent.renamed is not None and r.sent.channel == here)
@@ -31,9 +37,6 @@ async def test_display_names_and_their_changes(synapse, bot, human, tmp_path):
         assert (before.id, before.display) == (human.user_id, "Human One")
         assert (after.id, after.display) == (human.user_id, "Human Renamed")
         assert renamed.sent.user == after and renamed.sent.is_membership and not renamed.sent.text
-        # the homeserver updates the member event of each room in the background
-        await human.sync_until(lambda e: e["room_id"] == room and e["type"] == "m.room.member"
-                               and e["content"].get("displayname") == "Human Renamed")
         await human.send_text(room, "second words")
         got = await rec.wait_for(said("second words"))
         assert got.sent.user.real_name == "Human Renamed"
