@@ -73,7 +73,7 @@ class HookCaller:
         except TimeoutError:
             log.error("%s: %s timed out after %ss and was cancelled", impl.plugin_name, spec,
                       self.timeout if timeout is None else timeout)
-        except Exception:  # noqa: BLE001 - one failing implementation never stops the rest
+        except Exception:  # one failing implementation never stops the rest
             log.exception("%s: %s failed", impl.plugin_name, spec)
         return False, None
 

@@ -187,7 +187,7 @@ class Lanes:
                         result = await impl.function(
                             **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
                                if n in impl.argnames})
-                    except Exception:  # noqa: BLE001 - a failing hook never stops the others
+                    except Exception:  # a failing hook never stops the others
                         log.exception("%s: %s failed", impl.plugin_name, spec)
                     else:
                         if spec == "before_receive":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -14,7 +14,7 @@ from .richtext import RichText, as_richtext
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @attrs.frozen

@@ -11,7 +11,6 @@ import pytest
 from chanmux import LoadError, Plug, __version__, hookimpl
 from chanmux.testing import make_host, make_registry
 
-
 CHANMUX_COMMAND = os.path.join(os.path.dirname(sys.executable), "chanmux")
 
 

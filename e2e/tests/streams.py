@@ -9,8 +9,19 @@ import re
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from helpers import (FAST_HOST, Tally, body, irc_plug, irc_until, matrix_plug, matrix_until,
-                     privmsgs, room_history, sync_hook, uid)
+from helpers import (
+    FAST_HOST,
+    Tally,
+    body,
+    irc_plug,
+    irc_until,
+    matrix_plug,
+    matrix_until,
+    privmsgs,
+    room_history,
+    sync_hook,
+    uid,
+)
 
 BATCH = 20
 

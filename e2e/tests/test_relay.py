@@ -18,9 +18,26 @@ import pytest
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from helpers import (FAST_HOST, Account, Bridge, Pair, body, fresh_database, html, irc_plug,
-                     irc_until, matrix_plug, module_pairs, pair_config, privmsgs, register,
-                     room_messages, uid, wire_length, write_config)
+from helpers import (
+    FAST_HOST,
+    Account,
+    Bridge,
+    Pair,
+    body,
+    fresh_database,
+    html,
+    irc_plug,
+    irc_until,
+    matrix_plug,
+    module_pairs,
+    pair_config,
+    privmsgs,
+    register,
+    room_messages,
+    uid,
+    wire_length,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import releases  # noqa: E402
+import releases
 
 CORE_PYPROJECT = '[project]\nname = "chanmux"\ndynamic = ["version"]\n'
 PLUGIN_PYPROJECT = '[project]\nname = "chanmux-sync"\ndynamic = ["version"]\ndependencies = ["chanmux{range}", "anyio>=4.7"]\n'

@@ -369,7 +369,7 @@ class _SyncClient:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
                 raise ConnectionError("server closed the connection; got:\n" + "\n".join(l.raw for l in self.lines[-15:]))
@@ -566,7 +566,7 @@ class IRCServer:
                     self._check_tls(deadline)
                     self._after_ready(probe, deadline)
                 return
-            except (ConnectionRefusedError, ConnectionResetError, ConnectionError, socket.timeout, TimeoutError):
+            except (ConnectionRefusedError, ConnectionResetError, ConnectionError, TimeoutError):
                 time.sleep(backoff)  # backoff between connect attempts, not synchronisation
                 backoff = min(backoff * 2, 0.25)
 
@@ -581,7 +581,7 @@ class IRCServer:
                 with socket.create_connection((self.host, self.tls_port), timeout=5) as raw:
                     with ctx.wrap_socket(raw, server_hostname=self.host):
                         return
-            except (ConnectionRefusedError, socket.timeout) as exc:
+            except (TimeoutError, ConnectionRefusedError) as exc:
                 if time.monotonic() >= deadline:
                     raise self._fail(f"TLS port not answering: {exc}")
                 time.sleep(0.05)

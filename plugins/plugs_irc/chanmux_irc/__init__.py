@@ -2,7 +2,7 @@
 
 from ._version import __version__
 
-from .config import IRCConfig  # noqa: E402
-from .plug import IRCPlug  # noqa: E402
+from .config import IRCConfig
+from .plug import IRCPlug
 
 __all__ = ["IRCConfig", "IRCPlug", "__version__"]

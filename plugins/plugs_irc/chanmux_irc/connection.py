@@ -701,7 +701,7 @@ class Connection:
         async def guard(fn: Callable[[], Awaitable[None]], tg: anyio.abc.TaskGroup) -> None:
             try:
                 await fn()
-            except Exception as exc:  # noqa: BLE001 - becomes the reason the connection ended
+            except Exception as exc:  # becomes the reason the connection ended
                 if not failure:
                     failure.append(str(exc) if isinstance(exc, ConnectionError) and str(exc)
                                    else f"{type(exc).__name__}: {exc}")
