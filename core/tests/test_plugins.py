@@ -157,7 +157,8 @@ STARTER = '''
 
     @hookimpl
     def chanmux_starter(channels):
-        return '# the echo network\\n[plugs.echo]\\ntype = "echo"\\n\\n[channels.room]\\nplug = "echo"\\nsource = "#room"\\n'
+        return ('# the echo network\\n[plugs.echo]\\ntype = "echo"\\n\\n'
+                '[channels.room]\\nplug = "echo"\\nsource = "#room"\\n')
 
     @hookimpl
     def chanmux_examples():

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import releases
 
 CORE_PYPROJECT = '[project]\nname = "chanmux"\ndynamic = ["version"]\n'
-PLUGIN_PYPROJECT = '[project]\nname = "chanmux-sync"\ndynamic = ["version"]\ndependencies = ["chanmux{range}", "anyio>=4.7"]\n'
+PLUGIN_PYPROJECT = ('[project]\nname = "chanmux-sync"\ndynamic = ["version"]\n'
+                    'dependencies = ["chanmux{range}", "anyio>=4.7"]\n')
 
 
 def git(root: Path, *args: str) -> str:

@@ -2,7 +2,8 @@
 
 PRIVMSG, NOTICE and CTCP ACTION become text; JOIN, PART, KICK and QUIT (one leave for each
 channel shared with the quitter) become joins and leaves; NICK becomes a rename (`renamed`,
-one for each channel shared with the person); TOPIC becomes a title. Our own lines (echo-message or not) are never relayed.
+one for each channel shared with the person); TOPIC becomes a title. Our own lines
+(echo-message or not) are never relayed.
 """
 
 from __future__ import annotations
