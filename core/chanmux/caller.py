@@ -93,7 +93,7 @@ class HookCaller:
             async with anyio.create_task_group() as tg:
                 for index, impl in enumerate(impls):
                     tg.start_soon(run, index, impl)
-        return [(impl.plugin_name, r[1]) for impl, r in zip(impls, results) if r[0]]
+        return [(impl.plugin_name, r[1]) for impl, r in zip(impls, results, strict=True) if r[0]]
 
     async def chain(self, spec: str, value_arg: str, *, timeout: float | None = None,
                     **kwargs: Any) -> Any:

@@ -103,7 +103,7 @@ class Stream:
                                timeout=timeout, what=f"IRC line {self.i - 1}")
         for room in self.also:
             last = self.m_text(self.m - 1)
-            await matrix_until(self.mx, lambda: any(
+            await matrix_until(self.mx, lambda last=last, room=room: any(
                 last in body(e) and e.get("room_id") == room and e.get("sender") == self.bridge_user
                 for e in self.mx.events), timeout=timeout, what=f"Matrix message {last_m} in {room}")
 

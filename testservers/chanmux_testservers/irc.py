@@ -152,7 +152,7 @@ def _child_setup(die_with_parent: bool) -> Callable[[], None]:
         if die_with_parent:
             try:
                 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            except Exception:
+            except (OSError, AttributeError):  # no prctl (not Linux): the daemon may outlive us
                 pass
 
     return setup
@@ -372,7 +372,8 @@ class _SyncClient:
             except TimeoutError:
                 continue
             if not chunk:
-                raise ConnectionError("server closed the connection; got:\n" + "\n".join(l.raw for l in self.lines[-15:]))
+                raise ConnectionError("server closed the connection; got:\n"
+                                      + "\n".join(l.raw for l in self.lines[-15:]))
             self.buffer += chunk
 
     def register(self, nick: str, deadline: float, *, cap_ls: bool = True) -> Line:
@@ -583,10 +584,10 @@ class IRCServer:
                         return
             except (TimeoutError, ConnectionRefusedError) as exc:
                 if time.monotonic() >= deadline:
-                    raise self._fail(f"TLS port not answering: {exc}")
+                    raise self._fail(f"TLS port not answering: {exc}") from exc
                 time.sleep(0.05)
             except ssl.SSLError as exc:
-                raise self._fail(f"TLS handshake failed: {exc}")
+                raise self._fail(f"TLS handshake failed: {exc}") from exc
 
     def stop(self, kill: bool = False) -> None:
         """Stop the daemon: SIGTERM and wait, or SIGKILL at once (``kill=True``)."""
