@@ -175,7 +175,7 @@ class Lanes:
         try:
             while lane.step < len(lane.steps):
                 spec, impl = lane.steps[lane.step]
-                sent, source, primary = lane.item  # type: ignore[misc]
+                sent, source, primary = lane.item
                 if impl is None:
                     # not a hook: bounded by the put timeout (in `resolve`), not the hook's
                     lane.start(f"{sent.channel}: waiting for a put to finish",

@@ -159,8 +159,15 @@ class SentMessage(Message):
     revision: str | None = None
     replayed: bool = False
 
-    key = Receipt.key
-    receipt = Receipt.receipt
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(plug, channel source, message id), as `Receipt.key`."""
+        return (self.channel.plug, self.channel.source, self.id)
+
+    def receipt(self) -> Receipt:
+        """Where this message landed, as a Receipt."""
+        return Receipt(id=self.id, channel=self.channel, at=self.at, revision=self.revision,
+                       edited=self.edited, deleted=self.deleted)
 
     @classmethod
     def of(cls, msg: Message, *, id: str, channel: Channel, **extra: Any) -> SentMessage:

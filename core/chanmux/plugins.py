@@ -29,7 +29,7 @@ TEST_KIT = "chanmux-testing"
 KNOWN_TYPES = {"plug": {"irc": "chanmux-irc", "matrix": "chanmux-matrix"},
                "hook": {"sync": "chanmux-sync", "forward": "chanmux-forward"}}
 log = logging.getLogger("chanmux.plugins")
-_ASYNC_SPECS = {n for n, f in hookspecs.spec_functions().items() if f.chanmux_call != "register"}
+_ASYNC_SPECS = {n for n, f in hookspecs.spec_functions().items() if f.chanmux_call != "register"}  # type: ignore[attr-defined]
 
 
 class LoadError(Exception):
