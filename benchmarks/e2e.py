@@ -37,13 +37,23 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "tests"))
 
-from chanmux_testservers.irc import start_ngircd  # noqa: E402
-from chanmux_testservers.ircclient import HumanIRC  # noqa: E402
-from chanmux_testservers.matrixclient import HumanMatrix  # noqa: E402
-from chanmux_testservers.synapse import Synapse  # noqa: E402
+from helpers import (
+    Bridge,
+    alias_of,
+    body,
+    create_room,
+    irc_plug,
+    matrix_plug,
+    register,
+    sync_hook,
+    uid,
+    write_config,
+)
 
-from helpers import (Bridge, alias_of, body, create_room, irc_plug, matrix_plug,  # noqa: E402
-                     register, sync_hook, uid, write_config)
+from chanmux_testservers.irc import start_ngircd
+from chanmux_testservers.ircclient import HumanIRC
+from chanmux_testservers.matrixclient import HumanMatrix
+from chanmux_testservers.synapse import Synapse
 
 WARMUP = 5
 

@@ -78,7 +78,10 @@ def segments(size: int, make: Callable[[int], Segment], width: int) -> RichText:
 #: converter -> (function taking the input, {case: input of a size in bytes})
 def cases() -> dict[str, tuple[Callable[[Any], Any], dict[str, Callable[[int], Any]]]]:
     renderer = Renderer("matrix", "{name}: ", "{name} ")
-    mention_nick: Callable[[Segment], str] = lambda seg: seg.mention.username if seg.mention else seg.text
+
+    def mention_nick(seg: Segment) -> str:
+        return seg.mention.username if seg.mention else seg.text
+
     return {
         "matrix html -> richtext": (parse_html, {
             "nested lists": lambda n: repeat("<ol><li>", n),

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import anyio
+
 from chanmux import Hook, Message, User, hookimpl
 from chanmux.testing import run_host
 from chanmux_testservers.matrixclient import HumanMatrix

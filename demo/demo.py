@@ -18,8 +18,8 @@ from pathlib import Path
 import anyio
 from anyio.streams.text import TextReceiveStream
 
-from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.irc import start_ngircd
+from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 from chanmux_testservers.synapse import Synapse
 

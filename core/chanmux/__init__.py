@@ -27,8 +27,8 @@ from .model import (
     unique_id,
 )
 from .plug import Capabilities, Hook, NoConfig, Plug, State
-from .registry import LoadError
 from .queue import Delivery, DeliveryQueue, DeliveryQueues, current_key
+from .registry import LoadError
 from .relay import NameFormat, Overrides, Policies, Policy, relayed_fields
 from .richtext import RichText, Segment
 from .store import BatchWriter, Store, insert_new

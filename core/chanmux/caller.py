@@ -74,7 +74,7 @@ class HookCaller:
         except TimeoutError:
             log.error("%s: %s timed out after %ss and was cancelled", impl.plugin_name, spec,
                       self.timeout if timeout is None else timeout)
-        except Exception:  # noqa: BLE001 - one failing implementation never stops the rest
+        except Exception:  # one failing implementation never stops the rest
             log.exception("%s: %s failed", impl.plugin_name, spec)
         return False, None
 
@@ -94,7 +94,7 @@ class HookCaller:
             async with anyio.create_task_group() as tg:
                 for index, impl in enumerate(impls):
                     tg.start_soon(run, index, impl)
-        return [(impl.plugin_name, r[1]) for impl, r in zip(impls, results) if r[0]]
+        return [(impl.plugin_name, r[1]) for impl, r in zip(impls, results, strict=True) if r[0]]
 
     async def chain(self, spec: str, value_arg: str, *, timeout: float | None = None,
                     **kwargs: Any) -> Any:

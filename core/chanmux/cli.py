@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as md
 import logging
-import re
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,16 +16,23 @@ from typing import Any
 import anyio
 import attrs
 
-from . import hookspecs, logs
-from ._version import __version__
 from . import config as config_mod
+from . import hookspecs, logs
+from . import store as store_mod
+from ._version import __version__
 from .config import ConfigError, DatabaseConfig
 from .errors import describe
 from .host import Host
 from .plug import Plug
-from .registry import (DISABLE_ENV, ENTRY_POINT_GROUP, KNOWN_TYPES, LoadError, Registry,
-                      disabled_by_env, load_registry)
-from . import store as store_mod
+from .registry import (
+    DISABLE_ENV,
+    ENTRY_POINT_GROUP,
+    KNOWN_TYPES,
+    LoadError,
+    Registry,
+    disabled_by_env,
+    load_registry,
+)
 from .store import DatabaseUnusable, check_database, sqlite_file
 
 log = logging.getLogger("chanmux")

@@ -15,6 +15,7 @@ import attrs
 from .model import Channel, File, FileKind, Location, Message, Receipt, User
 from .richtext import RichText, Segment
 
+
 def _dump_user(user: User) -> dict[str, Any]:
     return {f.name: getattr(user, f.name) for f in attrs.fields(User)
             if f.name != "raw" and getattr(user, f.name) != f.default}

@@ -46,7 +46,7 @@ class Tracker:
                 return
             try:
                 callback()
-            except Exception:  # noqa: BLE001 - a plug's callback never stops the caller
+            except Exception:  # a plug's callback never stops the caller
                 log.exception("%s: on_handled callback failed", self.what or "a message")
 
 

@@ -45,7 +45,8 @@ def _spec(call: str, since: str = "0.1", route: str | None = None, **opts: Any) 
         fn.chanmux_call = call  # type: ignore[attr-defined]
         fn.chanmux_since = since  # type: ignore[attr-defined]
         fn.chanmux_route = route  # type: ignore[attr-defined]
-        return hookspec(**opts)(fn)
+        marked: F = hookspec(**opts)(fn)
+        return marked
 
     return mark
 

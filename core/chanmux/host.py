@@ -27,8 +27,8 @@ from .delivery import Hold
 from .errors import ActionRequired, cause, describe
 from .inbox import Inbox
 from .journal import metadata as journal_metadata
-from .membership import foldable
 from .lanes import Lanes
+from .membership import foldable
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
 from .registry import LoadError, Registry, misspelt_specs
@@ -276,7 +276,7 @@ class Host:
                 try:
                     with anyio.fail_after(self.settings.close_timeout):
                         await plug.stopped()
-                except Exception:  # noqa: BLE001 - one plug failing here does not stop the rest
+                except Exception:  # one plug failing here does not stop the rest
                     log.exception("%s: failed to save its state at shutdown", plug.name)
         for writer in self.store.writers:  # rows the hooks and plugs added while closing
             await writer.write_pending()
@@ -308,7 +308,7 @@ class Host:
         try:
             with anyio.fail_after(self.settings.close_timeout):
                 await component.close()
-        except Exception:  # noqa: BLE001 - one component failing to close does not stop the rest
+        except Exception:  # one component failing to close does not stop the rest
             log.exception("%s: failed to close", component.name)
         if isinstance(component, Plug):
             self._set_state(component, State.stopped)
@@ -390,7 +390,7 @@ class Host:
                 reason = "connection ended"
             except anyio.get_cancelled_exc_class():
                 raise
-            except Exception as exc:  # noqa: BLE001 - a plug failing never stops the host
+            except Exception as exc:  # a plug failing never stops the host
                 real = cause(exc)
                 needs_action = isinstance(real, ActionRequired)
                 reason = str(real) if needs_action else describe(real)
@@ -401,7 +401,7 @@ class Host:
                 try:
                     with anyio.fail_after(self.settings.close_timeout):
                         await plug.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("%s: failed to close after a failure", plug.name)
             if anyio.current_time() - opened_at > 60:
                 attempt = 0

@@ -221,7 +221,7 @@ class Lanes:
         try:
             while not lane.finished:
                 spec, impl = lane.steps[lane.step]
-                sent, source, primary = lane.item  # type: ignore[misc]
+                sent, source, primary = lane.item
                 if impl is None:
                     # not a hook: bounded by the put timeout (in `resolve`), not the hook's
                     lane.budget(f"{sent.channel}: waiting for a put to finish",
@@ -233,7 +233,7 @@ class Lanes:
                     result = await impl.function(
                         **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
                            if n in impl.argnames})
-                except Exception:  # noqa: BLE001 - a failing hook never stops the others
+                except Exception:
                     log.exception("%s: %s failed", impl.plugin_name, spec)
                     lane.step_done()
                     continue

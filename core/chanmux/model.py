@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -14,7 +14,7 @@ from .richtext import RichText, as_richtext
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @attrs.frozen
@@ -159,8 +159,15 @@ class SentMessage(Message):
     revision: str | None = None
     replayed: bool = False
 
-    key = Receipt.key
-    receipt = Receipt.receipt
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(plug, channel source, message id), as `Receipt.key`."""
+        return (self.channel.plug, self.channel.source, self.id)
+
+    def receipt(self) -> Receipt:
+        """Where this message landed, as a Receipt."""
+        return Receipt(id=self.id, channel=self.channel, at=self.at, revision=self.revision,
+                       edited=self.edited, deleted=self.deleted)
 
     @classmethod
     def of(cls, msg: Message, *, id: str, channel: Channel, **extra: Any) -> SentMessage:

@@ -568,7 +568,7 @@ class DeliveryQueues:
                 continue
             if found is None:
                 continue
-            channel, item = found  # type: ignore[misc]
+            channel, item = found
             queue = self.queues.get(channel)
             if queue is None:
                 log.warning("%s: %s is no longer a target; a copy kept for it is dropped",

@@ -30,7 +30,7 @@ TEST_KIT = "chanmux-testing"
 KNOWN_TYPES = {"plug": {"irc": "chanmux-irc", "matrix": "chanmux-matrix"},
                "hook": {"sync": "chanmux-sync", "forward": "chanmux-forward"}}
 log = logging.getLogger("chanmux.registry")
-_ASYNC_SPECS = {n for n, f in hookspecs.spec_functions().items() if f.chanmux_call != "register"}
+_ASYNC_SPECS = {n for n, f in hookspecs.spec_functions().items() if f.chanmux_call != "register"}  # type: ignore[attr-defined]
 
 
 class LoadError(Exception):
@@ -146,8 +146,7 @@ class Registry:
             dist.specs = sorted({impl_name for impl_name in dir(module)
                                  if impl_name in hookspecs.spec_functions()
                                  and self.pm.parse_hookimpl_opts(module, impl_name) is not None})
-            for kind, spec, target in (("plug", "chanmux_plug_types", self.plug_types),
-                                       ("hook", "chanmux_hook_types", self.hook_types)):
+            for kind, spec in (("plug", "chanmux_plug_types"), ("hook", "chanmux_hook_types")):
                 impl = getattr(module, spec, None)
                 if impl is None:
                     continue
@@ -167,7 +166,7 @@ class Registry:
             for type_name, cls in dist.hook_types.items():
                 self.hook_types[type_name] = cls
                 self.type_owner[f"hook:{type_name}"] = name
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a plugin's own code failing is its load error
             if self.pm.is_registered(module):
                 self.pm.unregister(module)
             dist.error = str(exc) if isinstance(exc, LoadError) else f"{type(exc).__name__}: {exc}"
@@ -199,7 +198,7 @@ class Registry:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one plugin failing to import is reported
                 entry.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}"
                 self.distributions.append(entry)
                 continue

@@ -228,7 +228,7 @@ def insert_new(conn: Connection, table: sa.Table, columns: tuple[str, ...],
                 f"VALUES ({', '.join('?' for _ in columns)})")
         conn.exec_driver_sql(sql, rows)
         return
-    dicts = [dict(zip(columns, row)) for row in rows]
+    dicts = [dict(zip(columns, row, strict=True)) for row in rows]
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 

@@ -79,7 +79,8 @@ def test_words_of_a_server_are_never_masked(phrase):
 
 @pytest.mark.parametrize(("text", "masked"), [
     ("login with hunter2-s3cret failed", "login with *** failed"),
-    ("GET /_matrix/client/v3/sync?access_token=abcdef&since=s1", "GET /_matrix/client/v3/sync?access_token=***&since=s1"),
+    ("GET /_matrix/client/v3/sync?access_token=abcdef&since=s1",
+     "GET /_matrix/client/v3/sync?access_token=***&since=s1"),
     ("password=swordfish next", "password=*** next"),
     ('sasl_password="two words" next', 'sasl_password="***" next'),
     ('{"password": "swordfish", "user": "bridge"}', '{"password": "***", "user": "bridge"}'),

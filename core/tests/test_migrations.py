@@ -16,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 
 from chanmux import Store
 from chanmux.journal import metadata as journal_metadata
-from chanmux.store import DatabaseUnusable, metadata as core_metadata
+from chanmux.store import DatabaseUnusable
+from chanmux.store import metadata as core_metadata
 
 pytestmark = pytest.mark.anyio
 

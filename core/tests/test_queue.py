@@ -13,7 +13,7 @@ import time
 import anyio
 import pytest
 
-from chanmux import Refused, RichText, Segment, State, TryLater
+from chanmux import RichText, Segment, State, TryLater
 from chanmux.testing import make_host, run_host
 
 import core_helpers as helpers

@@ -11,7 +11,6 @@ import pytest
 from chanmux import LoadError, Plug, __version__, hookimpl
 from chanmux.testing import make_host, make_registry
 
-
 CHANMUX_COMMAND = os.path.join(os.path.dirname(sys.executable), "chanmux")
 
 
@@ -158,7 +157,8 @@ STARTER = '''
 
     @hookimpl
     def chanmux_starter(channels):
-        return '# the echo network\\n[plugs.echo]\\ntype = "echo"\\n\\n[channels.room]\\nplug = "echo"\\nsource = "#room"\\n'
+        return ('# the echo network\\n[plugs.echo]\\ntype = "echo"\\n\\n'
+                '[channels.room]\\nplug = "echo"\\nsource = "#room"\\n')
 
     @hookimpl
     def chanmux_examples():

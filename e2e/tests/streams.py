@@ -9,8 +9,19 @@ import re
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from e2e_helpers import (FAST_HOST, Tally, body, irc_plug, irc_until, matrix_plug, matrix_until,
-                     privmsgs, room_history, sync_hook, uid)
+from e2e_helpers import (
+    FAST_HOST,
+    Tally,
+    body,
+    irc_plug,
+    irc_until,
+    matrix_plug,
+    matrix_until,
+    privmsgs,
+    room_history,
+    sync_hook,
+    uid,
+)
 
 BATCH = 20
 
@@ -92,7 +103,7 @@ class Stream:
                                timeout=timeout, what=f"IRC line {self.i - 1}")
         for room in self.also:
             last = self.m_text(self.m - 1)
-            await matrix_until(self.mx, lambda: any(
+            await matrix_until(self.mx, lambda last=last, room=room: any(
                 last in body(e) and e.get("room_id") == room and e.get("sender") == self.bridge_user
                 for e in self.mx.events), timeout=timeout, what=f"Matrix message {last_m} in {room}")
 

@@ -34,8 +34,18 @@ from chanmux_testservers.irc import start_ngircd
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from e2e_helpers import (Account, Bridge, Tally, _cs, alias_of, create_room, irc_until, register,
-                     uid, write_config)
+from e2e_helpers import (
+    Account,
+    Bridge,
+    Tally,
+    _cs,
+    alias_of,
+    create_room,
+    irc_until,
+    register,
+    uid,
+    write_config,
+)
 from streams import Stream, assert_lossless, report, two_way_config
 
 pytestmark = pytest.mark.anyio

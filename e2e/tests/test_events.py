@@ -16,9 +16,22 @@ import pytest
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from e2e_helpers import (FAST_HOST, Account, Bridge, Pair, body, irc_plug, matrix_plug,
-                     module_pairs, pair_config, privmsgs, register, room_messages, uid,
-                     write_config)
+from e2e_helpers import (
+    FAST_HOST,
+    Account,
+    Bridge,
+    Pair,
+    body,
+    irc_plug,
+    matrix_plug,
+    module_pairs,
+    pair_config,
+    privmsgs,
+    register,
+    room_messages,
+    uid,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -20,14 +20,27 @@ included.
 
 from __future__ import annotations
 
-
 import pytest
 
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from e2e_helpers import (FAST_HOST, Bridge, Tally, alias_of, body, create_room, irc_plug, matrix_find,
-                     matrix_plug, register, room_history, sync_hook, uid, write_config)
+from e2e_helpers import (
+    FAST_HOST,
+    Bridge,
+    Tally,
+    alias_of,
+    body,
+    create_room,
+    irc_plug,
+    matrix_find,
+    matrix_plug,
+    register,
+    room_history,
+    sync_hook,
+    uid,
+    write_config,
+)
 from streams import BATCH, Stream, report
 
 pytestmark = pytest.mark.anyio

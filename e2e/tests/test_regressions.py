@@ -15,8 +15,21 @@ import pytest
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from e2e_helpers import (FAST_HOST, Bridge, alias_of, body, create_room, irc_plug, matrix_plug,
-                     privmsgs, register, room_messages, sync_hook, uid, write_config)
+from e2e_helpers import (
+    FAST_HOST,
+    Bridge,
+    alias_of,
+    body,
+    create_room,
+    irc_plug,
+    matrix_plug,
+    privmsgs,
+    register,
+    room_messages,
+    sync_hook,
+    uid,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 

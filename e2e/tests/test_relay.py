@@ -18,9 +18,26 @@ import pytest
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
-from e2e_helpers import (FAST_HOST, Account, Bridge, Pair, body, fresh_database, html, irc_plug,
-                     irc_until, matrix_plug, module_pairs, pair_config, privmsgs, register,
-                     room_messages, uid, wire_length, write_config)
+from e2e_helpers import (
+    FAST_HOST,
+    Account,
+    Bridge,
+    Pair,
+    body,
+    fresh_database,
+    html,
+    irc_plug,
+    irc_until,
+    matrix_plug,
+    module_pairs,
+    pair_config,
+    privmsgs,
+    register,
+    room_messages,
+    uid,
+    wire_length,
+    write_config,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -171,7 +188,7 @@ async def test_plain_text_both_ways_in_order(relay: Relay, pair: Pair, irc: Huma
     said_irc = [f"{t} irc {i} héllo ✓" for i in range(5)]
     said_mx = [f"{t} mx {i} ünïcode 日本" for i in range(5)]
     mark = irc.mark()
-    for a, b in zip(said_irc, said_mx):
+    for a, b in zip(said_irc, said_mx, strict=True):
         await irc.privmsg(pair.channel, a)
         await mx.send_text(pair.room, b)
     await irc_until(irc, lambda: len(privmsgs(irc, pair.channel, mark, relay.nicks["irc"])) >= 5,

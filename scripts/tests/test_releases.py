@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import releases  # noqa: E402
+import releases
 
 CORE_PYPROJECT = '[project]\nname = "chanmux"\ndynamic = ["version"]\n'
-PLUGIN_PYPROJECT = '[project]\nname = "chanmux-sync"\ndynamic = ["version"]\ndependencies = ["chanmux{range}", "anyio>=4.7"]\n'
+PLUGIN_PYPROJECT = ('[project]\nname = "chanmux-sync"\ndynamic = ["version"]\n'
+                    'dependencies = ["chanmux{range}", "anyio>=4.7"]\n')
 
 
 def git(root: Path, *args: str) -> str:

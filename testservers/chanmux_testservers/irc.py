@@ -152,7 +152,7 @@ def _child_setup(die_with_parent: bool) -> Callable[[], None]:
         if die_with_parent:
             try:
                 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            except Exception:
+            except (OSError, AttributeError):  # no prctl (not Linux): the daemon may outlive us
                 pass
 
     return setup
@@ -369,10 +369,11 @@ class _SyncClient:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if not chunk:
-                raise ConnectionError("server closed the connection; got:\n" + "\n".join(l.raw for l in self.lines[-15:]))
+                raise ConnectionError("server closed the connection; got:\n"
+                                      + "\n".join(l.raw for l in self.lines[-15:]))
             self.buffer += chunk
 
     def register(self, nick: str, deadline: float, *, cap_ls: bool = True) -> Line:
@@ -566,7 +567,7 @@ class IRCServer:
                     self._check_tls(deadline)
                     self._after_ready(probe, deadline)
                 return
-            except (ConnectionRefusedError, ConnectionResetError, ConnectionError, socket.timeout, TimeoutError):
+            except (ConnectionRefusedError, ConnectionResetError, ConnectionError, TimeoutError):
                 time.sleep(backoff)  # backoff between connect attempts, not synchronisation
                 backoff = min(backoff * 2, 0.25)
 
@@ -581,12 +582,12 @@ class IRCServer:
                 with socket.create_connection((self.host, self.tls_port), timeout=5) as raw:
                     with ctx.wrap_socket(raw, server_hostname=self.host):
                         return
-            except (ConnectionRefusedError, socket.timeout) as exc:
+            except (TimeoutError, ConnectionRefusedError) as exc:
                 if time.monotonic() >= deadline:
-                    raise self._fail(f"TLS port not answering: {exc}")
+                    raise self._fail(f"TLS port not answering: {exc}") from exc
                 time.sleep(0.05)
             except ssl.SSLError as exc:
-                raise self._fail(f"TLS handshake failed: {exc}")
+                raise self._fail(f"TLS handshake failed: {exc}") from exc
 
     def stop(self, kill: bool = False) -> None:
         """Stop the daemon: SIGTERM and wait, or SIGKILL at once (``kill=True``)."""

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import anyio
 from anyio.abc import ByteStream
@@ -172,7 +172,7 @@ class Line:
         return self.raw or self.format()
 
 
-Matcher = Union[str, Callable[[Line], bool]]
+Matcher = str | Callable[[Line], bool]
 
 
 def _as_predicate(match: Matcher) -> Callable[[Line], bool]:
@@ -310,7 +310,7 @@ class HumanIRC:
                         timeout=timeout,
                     )
                     yield client
-                except Exception as exc:  # re-raised below, outside the task group
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
                     body_error = exc
                 finally:
                     if not client.closed:
@@ -318,7 +318,8 @@ class HumanIRC:
                             try:
                                 await client.send_raw(f"QUIT :{quit_message}")
                                 await client.wait_closed(timeout=2)
-                            except (IRCError, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, TimeoutError):
+                            except (IRCError, anyio.BrokenResourceError,
+                                    anyio.ClosedResourceError, OSError, TimeoutError):
                                 pass
                     tg.cancel_scope.cancel()
         if body_error is not None:
@@ -331,7 +332,8 @@ class HumanIRC:
             while True:
                 try:
                     chunk = await self._stream.receive()
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                        OSError, ssl.SSLError) as exc:
                     self.close_reason = f"connection closed ({type(exc).__name__}: {exc})"
                     return
                 buffer += chunk

@@ -138,7 +138,7 @@ def _kill_leftovers() -> None:
     for hs in list(_live):
         try:
             hs.stop(kill=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - at exit: one failing to stop does not keep the rest
             pass
 
 

@@ -45,7 +45,8 @@ def privmsg_from(nick: str, text: str):
 
 
 def test_line_parse_tags_prefix_and_trailing():
-    line = Line.parse(r"@time=2024-01-01T00:00:00.000Z;msgid=a\:b\sc;+draft/x :nick!user@host PRIVMSG #chan :hello there")
+    line = Line.parse(r"@time=2024-01-01T00:00:00.000Z;msgid=a\:b\sc;+draft/x "
+                      r":nick!user@host PRIVMSG #chan :hello there")
     assert line.tags == {"time": "2024-01-01T00:00:00.000Z", "msgid": "a;b c", "+draft/x": ""}
     assert (line.nick, line.user, line.host) == ("nick", "user", "host")
     assert line.command == "PRIVMSG"

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 import pytest
+
 from chanmux_testservers.faults import FaultProxy
 from chanmux_testservers.matrixclient import HumanMatrix, MatrixError
 from chanmux_testservers.synapse import Synapse, free_port

@@ -5,10 +5,10 @@ of some plugs) to its destinations, with author names by template, and never for
 so no configuration loops.
 """
 
-from ._version import __version__
+from chanmux import NameFormat
 
-from .config import ForwardConfig, Group, Overrides  # noqa: E402
-from .hook import ForwardHook  # noqa: E402
-from chanmux import NameFormat  # noqa: E402
+from ._version import __version__
+from .config import ForwardConfig, Group, Overrides
+from .hook import ForwardHook
 
 __all__ = ["ForwardConfig", "ForwardHook", "Group", "NameFormat", "Overrides", "__version__"]

@@ -9,7 +9,6 @@ import attrs
 from chanmux import Overrides, validators
 
 
-
 @attrs.frozen
 class Group:
     """Sources given by plug (any channel of it) or by channel name, forwarded to `to`."""

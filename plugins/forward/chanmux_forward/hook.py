@@ -6,7 +6,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-
 from chanmux import (
     BatchWriter,
     Channel,

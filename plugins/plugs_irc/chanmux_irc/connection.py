@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from .flood import TokenBucket
-from .outgoing import MIN_ROOM, OutLine
 from chanmux import describe
 
+from .flood import TokenBucket
+from .outgoing import MIN_ROOM, OutLine
 from .protocol import (
     Line,
     ServerInfo,
@@ -724,7 +724,7 @@ class Connection:
         async def guard(fn: Callable[[], Awaitable[None]], tg: anyio.abc.TaskGroup) -> None:
             try:
                 await fn()
-            except Exception as exc:  # noqa: BLE001 - becomes the reason the connection ended
+            except Exception as exc:  # becomes the reason the connection ended
                 if not failure:
                     failure.append(str(exc) if isinstance(exc, ConnectionError) and str(exc)
                                    else f"{type(exc).__name__}: {exc}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal, Union
+from typing import Literal
 
 import attrs
 
@@ -89,7 +89,7 @@ class PuppetRenamed:
 
 
 #: What `Incoming.handle` returns: messages for the host and effects for the plug, in order.
-Effect = Union[SentMessage, Joined, NamesDone, Kicked, CtcpRequest, OwnEcho, Remember, PuppetRenamed]
+Effect = SentMessage | Joined | NamesDone | Kicked | CtcpRequest | OwnEcho | Remember | PuppetRenamed
 
 
 def _same(name: str) -> str:

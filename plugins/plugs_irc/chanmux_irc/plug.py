@@ -24,10 +24,10 @@ from chanmux import (
     Capabilities,
     Channel,
     Hold,
+    Journal,
     Message,
     Plug,
     Receipt,
-    Journal,
     SentMessage,
     State,
     Tracker,
@@ -314,7 +314,7 @@ class IRCPlug(Plug):
     async def _save_msgids(self) -> None:
         try:
             await self.own_msgids.save()
-        except Exception:  # noqa: BLE001 - a database problem must not stop the shutdown
+        except Exception:  # a database problem must not stop the shutdown
             self.log.exception("could not keep the msgids of our last lines")
 
     def _author_head(self, user: Any) -> str:
@@ -382,7 +382,7 @@ class IRCPlug(Plug):
                           "sent", len(restored))
         try:
             rows = await self.host.store.get_state(self.name, OUTBOX_STATE, [])
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.log.exception("could not read lines kept from the last run")
             return
         lines = [OutLine(r["target"], r["command"], "", parse(r["text"]), r["action"], r["receipt"])
@@ -447,7 +447,7 @@ class IRCPlug(Plug):
             return  # mapped already, or a line someone else said
         try:
             found = await self.own_msgids.fetch(parent.id)
-        except Exception:  # noqa: BLE001 - the reply goes on unmapped
+        except Exception:  # the reply goes on unmapped
             self.log.exception("could not look up the msgid %s", shorten(parent.id, 80))
             return
         if found is not None:

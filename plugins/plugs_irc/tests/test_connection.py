@@ -16,7 +16,7 @@ from anyio.streams.tls import TLSAttribute
 from chanmux import Message, User
 from chanmux_testservers.irc import NgircdServer, _SyncClient, start_ngircd
 
-from conftest import bridge, human, humans, lines_from, sees, unique
+from irc_helpers import bridge, human, humans, lines_from, sees, unique
 
 pytestmark = pytest.mark.anyio
 
@@ -292,7 +292,7 @@ async def test_lines_queued_at_shutdown_are_sent_after_the_next_start(ngircd, tm
     from chanmux.testing import run_host
     from chanmux_testservers.irc import free_ports
 
-    from conftest import host_config
+    from irc_helpers import host_config
 
     nick, chan = unique("keep"), "#" + unique("keep")
     (nowhere,) = free_ports(1)

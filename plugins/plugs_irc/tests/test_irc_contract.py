@@ -17,7 +17,7 @@ from anyio.abc import SocketAttribute, SocketStream
 from chanmux.testing import ContractEnv, PlugContract
 from chanmux_testservers.ircclient import irc_lower
 
-from conftest import bridge, human, sees, unique
+from irc_helpers import bridge, human, sees, unique
 
 
 class Cutter:

@@ -7,7 +7,7 @@ import pytest
 
 from chanmux import Message, Receipt, User
 
-from conftest import bridge, human, humans, sees, unique
+from irc_helpers import bridge, human, humans, sees, unique
 
 pytestmark = pytest.mark.anyio
 

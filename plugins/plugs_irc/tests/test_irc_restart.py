@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from chanmux import Message, Receipt, Store, User
 from chanmux_irc.store import OwnMsgids, metadata, own_msgids, read_receipt, write_rows
 
-from conftest import bridge, from_nick, human, sees, unique
+from irc_helpers import bridge, from_nick, human, sees, unique
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import pytest
 from chanmux import Channel, Message, RichText, User
 from chanmux_irc.formatting import parse
 
-from conftest import bridge, human, lines_from, sees, unique
+from irc_helpers import bridge, human, lines_from, sees, unique
 from test_outgoing import long_text
 
 pytestmark = pytest.mark.anyio

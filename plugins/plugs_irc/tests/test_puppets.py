@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import logging
+
+import pytest
 
 from chanmux import Message, User
 from chanmux_irc.config import IRCConfig
@@ -12,7 +12,7 @@ from chanmux_irc.outgoing import OutLine
 from chanmux_irc.puppets import Puppets, puppet_nick
 from chanmux_irc.state import NetworkState
 
-from conftest import bridge, human, sees, unique
+from irc_helpers import bridge, human, sees, unique
 
 pytestmark = pytest.mark.anyio
 

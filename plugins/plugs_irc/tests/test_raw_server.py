@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from chanmux.testing import run_host
 
-from conftest import unique
+from irc_helpers import unique
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,8 @@ converters `parse_html` / `render_html` that turn ``formatted_body`` into RichTe
 """
 
 from ._version import __version__
-
-from .config import MatrixConfig  # noqa: E402
-from .html import parse_html, render_html  # noqa: E402
-from .plug import MatrixPlug  # noqa: E402
+from .config import MatrixConfig
+from .html import parse_html, render_html
+from .plug import MatrixPlug
 
 __all__ = ["MatrixConfig", "MatrixPlug", "__version__", "parse_html", "render_html"]

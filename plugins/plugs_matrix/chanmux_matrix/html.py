@@ -833,7 +833,7 @@ def _wrap(flags: tuple[bool, ...]) -> tuple[str, str]:
     tags = _WRAP.get(flags)
     if tags is None:
         on = flags[:5] if not flags[_PRE] else (*flags[:4], False)  # <code> is implied in <pre>
-        used = [pair for pair, wanted in zip(_TAGS, on) if wanted]
+        used = [pair for pair, wanted in zip(_TAGS, on, strict=True) if wanted]
         tags = _WRAP[flags] = ("".join(o for o, _ in used), "".join(c for _, c in reversed(used)))
     return tags
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from chanmux import Channel, File, FileKind, Location, Message, Receipt, RichText, SentMessage, User
@@ -46,8 +46,8 @@ def _str(content: dict[str, Any], key: str, required: bool = False) -> str | Non
 def _at(event: dict[str, Any]) -> datetime:
     ts = event.get("origin_server_ts")
     if isinstance(ts, (int, float)) and ts > 0:
-        return datetime.fromtimestamp(ts / 1000, timezone.utc)
-    return datetime.now(timezone.utc)
+        return datetime.fromtimestamp(ts / 1000, UTC)
+    return datetime.now(UTC)
 
 
 def age_seconds(event: dict[str, Any], now: float) -> float:

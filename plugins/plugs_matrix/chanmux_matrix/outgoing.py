@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 import attrs
+
 from chanmux import Channel, File, FileKind, Location, Message, Receipt, RichText, Segment, User
 
 from .html import render_html, render_plain

@@ -8,8 +8,21 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import anyio
-from chanmux import (ActionRequired, Capabilities, Channel, File, Message, Plug, Receipt,
-                     SentMessage, State, TryLater, User, current_key)
+
+from chanmux import (
+    ActionRequired,
+    Capabilities,
+    Channel,
+    File,
+    Message,
+    Plug,
+    Receipt,
+    SentMessage,
+    State,
+    TryLater,
+    User,
+    current_key,
+)
 
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig

@@ -6,7 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+
 from chanmux_testservers.matrixclient import HumanMatrix
+
 from matrix_helpers import Account, LogWatch, client, register
 
 #: anyio_backend (both backends), synapse and synapse_rate_limited

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import attrs
+
 from chanmux import Channel, RichText, SentMessage
 from chanmux.testing import Seen, run_host
 from chanmux_matrix import parse_html

@@ -16,8 +16,10 @@ import anyio
 import attrs
 import httpx
 import pytest
+
 from chanmux import Delivery, DeliveryQueues, Hook, Message, codec, hookimpl
 from chanmux.testing import make_host, run_host
+
 from matrix_helpers import Account, register
 
 pytestmark = pytest.mark.anyio

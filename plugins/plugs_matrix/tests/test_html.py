@@ -7,6 +7,9 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chanmux import RichText, Segment, User
 from chanmux_matrix.html import (
     MAX_SHOWN_DEPTH,
@@ -17,8 +20,6 @@ from chanmux_matrix.html import (
     strip_reply_fallback_text,
     user_of_link,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def formatted(rt: RichText, flag: str) -> str:

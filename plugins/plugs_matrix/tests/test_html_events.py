@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from chanmux import Channel, User
 from chanmux_matrix.incoming import Incoming
 from chanmux_matrix.rooms import Room

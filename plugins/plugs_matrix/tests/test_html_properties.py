@@ -7,10 +7,11 @@ as it was.
 
 from __future__ import annotations
 
-from chanmux import RichText, Segment, User
-from chanmux_matrix.html import parse_html, render_html
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from chanmux import RichText, Segment, User
+from chanmux_matrix.html import parse_html, render_html
 
 BOB = User(id="@bob:example.org", username="@bob:example.org", real_name="Bob")
 ANN = User(id="@ann:example.org", username="@ann:example.org", real_name="Ann")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from chanmux import ConfigError
 from chanmux.testing import make_host, make_registry
 from chanmux.testing import run_cli as chanmux_main

@@ -9,7 +9,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from chanmux.testing import ContractEnv, PlugContract, run_host
+
 from matrix_helpers import client, host_config, human_sees
 
 #: /sync long-polls this long, so a dropped one is noticed quickly

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from chanmux import FileKind, Receipt
 from chanmux.testing import run_host
+
 from matrix_helpers import bridged, client, host_config, register
 
 pytestmark = pytest.mark.anyio

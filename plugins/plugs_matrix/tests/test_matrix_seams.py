@@ -9,8 +9,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import chanmux_matrix
 import pytest
+
+import chanmux_matrix
 
 PACKAGE = Path(chanmux_matrix.__file__).parent
 #: The plug itself, the entry point and the package's front door: the modules that assemble.

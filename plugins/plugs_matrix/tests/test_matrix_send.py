@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
 from chanmux import File, FileKind, Location, Message, Receipt, RichText, Segment, SentMessage, User
 from chanmux.testing import run_host
+
 from matrix_helpers import bridged, host_config, human_events, human_sees
 
 pytestmark = pytest.mark.anyio

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from chanmux.testing import make_host
 from chanmux_matrix.client import HomeserverUnavailable
 from chanmux_matrix.positions import Positions
+
 from matrix_helpers import offline_timeline, sync_response
 
 BRIDGE = "@bridge:hs.test"

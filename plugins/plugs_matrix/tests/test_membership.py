@@ -9,11 +9,13 @@ same against a real Synapse).
 from __future__ import annotations
 
 import pytest
+
 from chanmux import Channel, Message, RichText, User
 from chanmux_matrix.incoming import Incoming
 from chanmux_matrix.outgoing import Renderer
 from chanmux_matrix.rooms import Room
 from chanmux_matrix.timeline import Timeline
+
 from matrix_helpers import offline_timeline, sync_response
 
 BRIDGE = "@bridge:hs.test"

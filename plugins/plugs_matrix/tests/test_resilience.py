@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import types
 
 import anyio
 import pytest
-import types
 
 from chanmux import Hook, Message, User, hookimpl
 from chanmux.testing import run_host
+
 from matrix_helpers import client, host_config, human_events, register
 
 pytestmark = pytest.mark.anyio

@@ -6,14 +6,14 @@ deletes and replies following; `SyncPlug` is its virtual plug (one channel per l
 database.
 """
 
-from ._version import __version__
+from chanmux import NameFormat
 
-from .cache import SyncCache, SyncRef  # noqa: E402
-from .config import Overrides, SyncConfig  # noqa: E402
-from .hook import SyncHook  # noqa: E402
-from chanmux import NameFormat  # noqa: E402
-from .plug import SyncPlug  # noqa: E402
-from .store import SyncBackRef  # noqa: E402
+from ._version import __version__
+from .cache import SyncCache, SyncRef
+from .config import Overrides, SyncConfig
+from .hook import SyncHook
+from .plug import SyncPlug
+from .store import SyncBackRef
 
 __all__ = ["NameFormat", "Overrides", "SyncBackRef", "SyncCache", "SyncConfig", "SyncHook",
            "SyncPlug", "SyncRef", "__version__"]

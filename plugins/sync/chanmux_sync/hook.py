@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -34,7 +34,6 @@ from . import store as store_mod
 from .cache import SyncCache, SyncRef
 from .config import Overrides, SyncConfig
 from .plug import SyncPlug
-
 
 #: Where copies not delivered at a stop are kept (host state, by hook name).
 QUEUED_STATE = "queued"

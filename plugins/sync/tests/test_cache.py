@@ -4,8 +4,8 @@ from the database on demand; its API is the seed's."""
 import pytest
 
 from chanmux import Channel, Message, Receipt
-from chanmux_sync import SyncBackRef, SyncCache, SyncRef
 from chanmux.testing import run_host
+from chanmux_sync import SyncBackRef, SyncCache, SyncRef
 
 from sync_helpers import config, settle
 

@@ -4,8 +4,8 @@ aggregate the members; every synced message is also received there."""
 import pytest
 
 from chanmux import Channel, Message, Receipt, User
-from chanmux_sync import SyncPlug
 from chanmux.testing import run_host
+from chanmux_sync import SyncPlug
 
 from sync_helpers import config, settle
 
