@@ -62,7 +62,7 @@ def misspelt_specs(component: Plug | Hook) -> list[tuple[str, str]]:
     base = Plug if isinstance(component, Plug) else Hook
     found = []
     for klass in type(component).__mro__:
-        if klass is base or klass is object or issubclass(base, klass):
+        if issubclass(base, klass):  # Plug/Hook themselves and what they derive from
             continue
         for name, value in vars(klass).items():
             if (name.startswith("_") or name in _ASYNC_SPECS or hasattr(base, name)

@@ -14,7 +14,11 @@ from ..registry import Registry, load_registry
 
 def make_registry(modules: Iterable[tuple[str, Any]] = ()) -> Registry:
     """Every installed plugin distribution, plus extra `(name, module)` pairs."""
-    registry = load_registry()
+    return _registry(modules)
+
+
+def _registry(modules: Iterable[tuple[str, Any]], disable: Iterable[str] = ()) -> Registry:
+    registry = load_registry(disable=disable, source="plugins.disable")
     for name, module in modules:
         registry.add_module(module, name)
     return registry
@@ -24,9 +28,7 @@ def make_host(config: Mapping[str, Any], *, path: str | Path | None = None,
               modules: Iterable[tuple[str, Any]] = (), env: Mapping[str, str] | None = None) -> Host:
     """A host (not yet running) from a config mapping, as if read from a TOML file at `path`
     (the plugins its `plugins.disable` names are not loaded, as with `chanmux run`)."""
-    registry = load_registry(disable=config_mod.disabled_of(config), source="plugins.disable")
-    for name, module in modules:
-        registry.add_module(module, name)
+    registry = _registry(modules, config_mod.disabled_of(config))
     parsed = config_mod.parse(config, registry, path=Path(path) if path else None, env=env or {})
     return Host(parsed, registry)
 

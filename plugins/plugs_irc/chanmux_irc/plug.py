@@ -84,8 +84,6 @@ CONFIRM_TIMEOUT = 4.0
 NETWORK_SHARE = 0.7
 #: Share of that network time the confirmation may take at most, so a QUIT still goes out.
 CONFIRM_SHARE = 0.6
-#: The host's close timeout where the installed core has no `[host] close_timeout` (0.2.0).
-DEFAULT_CLOSE_TIMEOUT = 10.0
 
 
 def close_budget(close_timeout: float) -> tuple[float, float]:
@@ -308,8 +306,7 @@ class IRCPlug(Plug):
     def close_budget(self) -> tuple[float, float]:
         """Seconds `close` spends on the network at most, and of them on confirming lines,
         derived from the host's `[host] close_timeout`."""
-        timeout = getattr(self.host.settings, "close_timeout", DEFAULT_CLOSE_TIMEOUT)
-        return close_budget(timeout)
+        return close_budget(self.host.settings.close_timeout)
 
     async def _save_msgids(self) -> None:
         try:
