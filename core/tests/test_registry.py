@@ -137,7 +137,7 @@ def test_core_plugin_types_load_without_pytest():
     """A production install has no pytest: the memory plug and recorder must still load."""
     out = subprocess.run([sys.executable, "-c",
                           "import sys; sys.modules['pytest'] = None\n"
-                          "import chanmux.testing.plugin as p\n"
+                          "import chanmux.testing.entrypoint as p\n"
                           "print(sorted(p.chanmux_plug_types()))"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

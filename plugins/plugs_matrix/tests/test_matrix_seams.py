@@ -15,7 +15,7 @@ import chanmux_matrix
 
 PACKAGE = Path(chanmux_matrix.__file__).parent
 #: The plug itself, the entry point and the package's front door: the modules that assemble.
-OWNERS = {"plug.py", "plugin.py", "__init__.py"}
+OWNERS = {"plug.py", "entrypoint.py", "__init__.py"}
 HELPERS = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in OWNERS)
 
 
