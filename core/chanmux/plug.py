@@ -81,7 +81,8 @@ class Plug(_Component):
     """
 
     _kind = "plug"
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: what the network can carry; a class default, which an instance may replace
+    capabilities: Capabilities = Capabilities()
     network_name: ClassVar[str] = "chat"
     #: True for a network that cannot give a message again (IRC keeps no history): the host
     #: keeps each message the plug receives in its inbox until it is done, so a crash does not

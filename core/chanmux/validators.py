@@ -17,12 +17,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sized
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 __all__ = ["at_least", "hostname", "non_empty", "non_negative", "port", "positive", "url"]
 
 Validator = Callable[[Any, Any, Any], None]
+
+#: a sized value: non_empty is typed as the field it checks (str, list, ...), so that
+#: attrs.field(validator=non_empty) keeps the field's own type for type checkers
+_Sized = TypeVar("_Sized", bound=Sized)
 
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -60,7 +64,7 @@ def at_least(minimum: float) -> Validator:
     return check
 
 
-def non_empty(_inst: Any, _attr: Any, value: Sized) -> None:
+def non_empty(_inst: Any, _attr: Any, value: _Sized) -> None:
     """A string that is not empty or only spaces; a list or table with at least one item."""
     if isinstance(value, str) and not value.strip():
         raise ValueError(f"must not be empty, got {_shown(value)}")

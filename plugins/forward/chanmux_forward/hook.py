@@ -293,7 +293,8 @@ class ForwardHook(Hook):
                 reply_to = Receipt(id=ids[0], channel=target)
             else:
                 quoted = getattr(reply_to, "text", None)
-                author = reply_to.user.display if getattr(reply_to, "user", None) is not None else None
+                user = getattr(reply_to, "user", None)
+                author = user.display if user is not None else None
                 line = " ".join(quoted.plain.split())[:120] if quoted else "(an earlier message)"
                 prefix = f"> {author}: {line}\n" if author else f"> {line}\n"
                 text = prefix + text if text else RichText.plain_text(prefix)
@@ -380,11 +381,11 @@ class ForwardHook(Hook):
         origin = tuple(row["origin"]) if row.get("origin") else None
         entry = None
         if origin is not None:
-            entry = self._forwarded.get(origin) or await self._fetch(origin)  # type: ignore[arg-type]
+            entry = self._forwarded.get(origin) or await self._fetch(origin)
         if entry is None:
-            entry = _Forwarded(origin)  # type: ignore[arg-type]
+            entry = _Forwarded(origin)
             if origin is not None:
-                self._remember(origin, entry)  # type: ignore[arg-type]
+                self._remember(origin, entry)
         msg = list(row["msg"]) if row["kind"] == "delete" else codec.load(row["msg"])
         return Channel(*row["channel"]), Delivery(row["kind"], msg, entry, key=row.get("delivery"),
                                                   since=row.get("since"))

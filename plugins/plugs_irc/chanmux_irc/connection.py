@@ -268,9 +268,12 @@ class Connection:
         s = self.settings
         self._send_lock = anyio.Lock()
         with anyio.fail_after(s.connect_timeout):
-            self._stream = await anyio.connect_tcp(
-                s.host, s.port, tls=s.tls, ssl_context=s.ssl_context if s.tls else None,
-                tls_standard_compatible=False)
+            if s.tls:
+                self._stream = await anyio.connect_tcp(
+                    s.host, s.port, ssl_context=s.ssl_context or ssl.create_default_context(),
+                    tls_standard_compatible=False)
+            else:
+                self._stream = await anyio.connect_tcp(s.host, s.port)
             self.last_rx = anyio.current_time()
             ident = self.identity
             if ident.password:

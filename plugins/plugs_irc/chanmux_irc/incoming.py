@@ -326,7 +326,7 @@ class Incoming:
         self.state.people.pop(self.state.fold(nick), None)
         for msg in out[1:]:
             msg.id = unique_id(f"{self.name}:")
-        return out
+        return list(out)
 
     def _nick(self, line: Line) -> list[Effect]:
         old, new = line.nick, line.param(0)
@@ -351,7 +351,7 @@ class Incoming:
                for chan in shared]
         for msg in out[1:]:
             msg.id = unique_id(f"{self.name}:")
-        return out
+        return list(out)
 
     def _topic(self, line: Line) -> list[Effect]:
         name = line.param(0)

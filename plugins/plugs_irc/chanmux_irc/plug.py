@@ -100,7 +100,7 @@ class IRCPlug(Plug):
     network_name: ClassVar[str] = "IRC"
     #: IRC keeps no history: the host keeps what we receive until it is relayed (inbox)
     journal = True
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         edit=False, delete=False, reply=False, upload=False, rich_text=True, actions=True,
         joins=True, titles=True, message_ids=True, max_message_bytes=4000)
 
@@ -406,7 +406,7 @@ class IRCPlug(Plug):
         if self._listing is not None:
             if line.command == "322" and len(line.params) >= 2:
                 self._listing.append(line.params[1])
-            elif line.command == "323":
+            elif line.command == "323" and self._listed is not None:
                 self._listed.set()
         if line.command in JOIN_ERRORS and len(line.params) >= 2:
             folded = self.network.fold(line.params[1])

@@ -63,15 +63,20 @@ def sent_at(event: dict[str, Any]) -> float:
     return ts / 1000 if isinstance(ts, (int, float)) and ts > 0 else float("inf")
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """A JSON object read from an event, or an empty one when the server sent something else
+    (absent, null, a string, a list): what every reader of a nested key goes through."""
+    return value if isinstance(value, dict) else {}
+
+
 def relation(content: dict[str, Any]) -> dict[str, Any]:
-    rel = content.get("m.relates_to")
-    return rel if isinstance(rel, dict) else {}
+    return obj(content.get("m.relates_to"))
 
 
 def prev_content(event: dict[str, Any]) -> dict[str, Any] | None:
     """The content the state event replaced (``unsigned.prev_content``, or the older top-level
     ``prev_content``), or None when the server did not say."""
-    unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
+    unsigned = obj(event.get("unsigned"))
     prev = unsigned.get("prev_content") or event.get("prev_content")
     return prev if isinstance(prev, dict) else None
 
@@ -117,7 +122,7 @@ class Incoming:
         if not isinstance(content, dict):
             raise BadEvent("content is not an object")
         user = self.user(room, sender)
-        base = {"id": event_id, "channel": channel, "at": _at(event), "user": user, "raw": event}
+        base: dict[str, Any] = {"id": event_id, "channel": channel, "at": _at(event), "user": user, "raw": event}
         if kind == "m.room.message":
             return self._message(channel, room, content, base)
         if kind == "m.room.redaction":
@@ -214,7 +219,7 @@ class Incoming:
         url = _str(content, "url")
         if url is None:
             raise BadEvent(f"{msgtype} without url (encrypted attachments are not supported)")
-        info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        info = obj(content.get("info"))
         size = info.get("size")
         mime = info.get("mimetype")
         fetch = self.fetch

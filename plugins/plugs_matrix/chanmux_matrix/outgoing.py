@@ -18,7 +18,18 @@ from typing import Any
 
 import attrs
 
-from chanmux import Channel, File, FileKind, Location, Message, Receipt, RichText, Segment, User
+from chanmux import (
+    Channel,
+    File,
+    FileKind,
+    Location,
+    Message,
+    Receipt,
+    RichText,
+    Segment,
+    SentMessage,
+    User,
+)
 
 from .html import render_html, render_plain
 
@@ -169,8 +180,8 @@ class Transactions:
 
     def base(self, msg: Message | None, *extra: str) -> str:
         if msg is not None and hasattr(msg, "channel") and hasattr(msg, "id"):
-            channel: Channel = msg.channel  # type: ignore[attr-defined]
-            identity = f"{channel.plug}|{channel.source}|{msg.id}|{getattr(msg, 'revision', '')}"  # type: ignore[attr-defined]
+            channel: Channel = msg.channel
+            identity = f"{channel.plug}|{channel.source}|{msg.id}|{getattr(msg, 'revision', '')}"
         elif msg is not None:
             identity = self._random.get(msg) or ""
             if not identity:
@@ -188,9 +199,8 @@ class Transactions:
 def reply_target(msg: Message, channel: Channel, room_id: str) -> str | None:
     """The event id to reply to, when `msg.reply_to` is a copy in this very room."""
     parent = msg.reply_to
-    if isinstance(parent, Receipt) or (parent is not None and hasattr(parent, "channel")):
-        chan = parent.channel  # type: ignore[union-attr]
-        pid = parent.id  # type: ignore[union-attr]
+    if isinstance(parent, (Receipt, SentMessage)):
+        chan, pid = parent.channel, parent.id
         if chan.plug == channel.plug and chan.source in (channel.source, room_id) and pid.startswith("$"):
             return pid
     return None

@@ -26,7 +26,7 @@ from chanmux import (
 
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig
-from .incoming import Incoming
+from .incoming import Incoming, obj
 from .outgoing import Renderer, Transactions, reply_target
 from .positions import Positions
 from .rooms import Bounded, Rooms
@@ -50,7 +50,7 @@ class MatrixPlug(Plug):
 
     Config = MatrixConfig
     network_name: ClassVar[str] = "Matrix"
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         edit=True, delete=True, reply=True, upload=True, rich_text=True, actions=True,
         joins=True, titles=True, message_ids=True)
 
@@ -390,7 +390,7 @@ class MatrixPlug(Plug):
             return
         self._invites_seen.add(room_id)
         inviter, direct = None, False
-        state = invite.get("invite_state") if isinstance(invite.get("invite_state"), dict) else {}
+        state = obj(invite.get("invite_state"))
         for event in state.get("events", []) if isinstance(state.get("events"), list) else []:
             if (isinstance(event, dict) and event.get("type") == "m.room.member"
                     and event.get("state_key") == self.user_id and isinstance(event.get("content"), dict)):
@@ -432,7 +432,7 @@ class MatrixPlug(Plug):
 
     def is_own_echo(self, event: dict[str, Any]) -> bool:
         """True for the homeserver's copy of something this plug sent in this run."""
-        unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
+        unsigned = obj(event.get("unsigned"))
         txn = unsigned.get("transaction_id")
         return isinstance(txn, str) and txn in self._own_txns
 

@@ -55,8 +55,8 @@ class Room:
             user = event.get("state_key")
             if not isinstance(user, str) or event.get("event_id") in self.superseded:
                 return
-            unsigned = event.get("unsigned") if isinstance(event.get("unsigned"), dict) else {}
-            replaced = unsigned.get("replaces_state")
+            unsigned = event.get("unsigned")
+            replaced = unsigned.get("replaces_state") if isinstance(unsigned, dict) else None
             if isinstance(replaced, str):
                 self.superseded[replaced] = True
             membership = content.get("membership")

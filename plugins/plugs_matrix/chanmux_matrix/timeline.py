@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .client import MatrixClient, MatrixError
-from .incoming import BadEvent, Incoming, age_seconds, prev_membership, relation, sent_at
+from .incoming import BadEvent, Incoming, age_seconds, obj, prev_membership, relation, sent_at
 from .positions import Batch, Positions
 from .rooms import Room, Rooms
 
@@ -146,7 +146,7 @@ class Timeline:
         for event in _events(data.get("account_data")):
             if event.get("type") == "m.direct" and isinstance(event.get("content"), dict):
                 self.rooms.set_direct(event["content"])
-        rooms = data.get("rooms") if isinstance(data.get("rooms"), dict) else {}
+        rooms = obj(data.get("rooms"))
         for room_id, invite in _items(rooms.get("invite")):
             await self.sink.invited(room_id, invite)
         for room_id, _left in _items(rooms.get("leave")):
@@ -158,7 +158,7 @@ class Timeline:
         too_old = None if backlog_before is None else min(backlog_before, now - cutoff)
         for room_id, joined in _items(rooms.get("join")):
             room = self.rooms[room_id]
-            timeline = joined.get("timeline") if isinstance(joined.get("timeline"), dict) else {}
+            timeline = obj(joined.get("timeline"))
             events = _events(timeline)
             in_timeline = {ev.get("event_id") for ev in events}
             for event in _events(joined.get("state")):
@@ -287,7 +287,7 @@ class Timeline:
         if (kind == "m.room.message" and isinstance(event.get("event_id"), str)
                 and isinstance(sender, str)):
             self.senders[event["event_id"]] = sender
-        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        content = obj(event.get("content"))
         rel = relation(content)
         if kind == "m.room.message" and rel.get("rel_type") == "m.replace":
             if not isinstance(rel.get("event_id"), str):

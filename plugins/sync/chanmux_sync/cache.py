@@ -8,7 +8,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from chanmux import BatchWriter, Channel, Host, Message, Receipt
+from chanmux import BatchWriter, Channel, Host, Message, Receipt, SentMessage
 
 from . import store as store_mod
 from .store import SyncBackRef
@@ -149,7 +149,7 @@ class SyncCache:
             raise KeyError(key)
         return ref
 
-    def get(self, key: Receipt | str, default: SyncRef | None = None) -> SyncRef | None:
+    def get(self, key: Receipt | SentMessage | str, default: SyncRef | None = None) -> SyncRef | None:
         """The ref for a copy's Receipt or a SyncPlug message id (a ref key), if in memory."""
         if isinstance(key, str):
             ref = self._refs.get(key)
@@ -276,7 +276,7 @@ class SyncCache:
 
     # -- reading back ------------------------------------------------------------------------
 
-    async def fetch(self, key: Receipt | str) -> SyncRef | None:
+    async def fetch(self, key: Receipt | SentMessage | str) -> SyncRef | None:
         """The ref for a copy or a key, from memory or else (in a worker thread) the database."""
         ref = self.get(key)
         if ref is not None or not self.may_miss:

@@ -265,7 +265,7 @@ class SyncHook(Hook):
         if ref is None and cache.may_miss and (
                 sent.edited or sent.deleted or source is not sent or replayed
                 or (sent.user is not None and sent.user.is_self)):
-            ref = await cache.fetch(sent)  # type: ignore[arg-type]
+            ref = await cache.fetch(sent)
         if ref is not None:
             if not ref.is_origin(key):
                 return  # one of our copies (an echo, or its edit or delete)
@@ -438,7 +438,7 @@ class SyncHook(Hook):
             name = self.plug.name if self.plug is not None else self.name
             context = _Context(SyncPlug.network_name, name, label, msg.reply_to, None)
         parent = msg.reply_to
-        if parent is not None and hasattr(parent, "channel") and hasattr(parent, "id"):
+        if isinstance(parent, (Receipt, SentMessage)):
             context.parent_ref = await self.cache.fetch(parent)
         return context
 

@@ -23,7 +23,7 @@ class SyncPlug(Plug):
     """
 
     network_name: ClassVar[str] = "sync"
-    capabilities: ClassVar[Capabilities] = Capabilities(edit=True, delete=True, reply=True)
+    capabilities = Capabilities(edit=True, delete=True, reply=True)
 
     def __init__(self, name: str, hook: SyncHook, host: Host) -> None:
         super().__init__(name, None, host)

@@ -14,7 +14,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from chanmux import Receipt, insert_new
+from chanmux import Receipt, SentMessage, insert_new
 
 if TYPE_CHECKING:
     from .hook import SyncHook
@@ -67,7 +67,7 @@ class SyncBackRef:
                 self.excerpt)
 
     @classmethod
-    async def map_from_sent(cls, sent: Receipt, *, hook: SyncHook) -> tuple[str, Mapping]:
+    async def map_from_sent(cls, sent: Receipt | SentMessage, *, hook: SyncHook) -> tuple[str, Mapping]:
         """Take a `Receipt` and attempt to resolve it to a key from a previously synced
         reference, then defer to `map_from_key` to make the mapping with the key.
 
