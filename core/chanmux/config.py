@@ -89,6 +89,9 @@ class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     levels: dict[str, str] = attrs.field(factory=dict, validator=_levels)
     file: str | None = attrs.field(default=None, validator=attrs.validators.optional(check.non_empty))
+    #: "text": one line per event, for people; "json": one JSON object per line, for a log
+    #: collector (journald, Loki, Elasticsearch)
+    format: Literal["text", "json"] = "text"
 
 
 @attrs.frozen
@@ -104,11 +107,56 @@ class HostConfig:
     reconnect_max: float = attrs.field(default=300.0, validator=check.positive)
     lanes: int = attrs.field(default=16, validator=check.at_least(1))
     echo_cache: int = attrs.field(default=10_000, validator=check.at_least(1))
+    #: Seconds the event loop may be held by one piece of code (nothing else runs meanwhile:
+    #: no plug reads, no PING is answered) before a warning names that code; 0: no watchdog.
+    loop_block_warning: float = attrs.field(default=1.0, validator=check.non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.reconnect_max < self.reconnect_min:
             raise ValueError(f"reconnect_max ({self.reconnect_max}) must not be less than "
                              f"reconnect_min ({self.reconnect_min})")
+
+
+_LOOPBACK = ("127.", "::1", "[::1]", "localhost")
+
+
+def _listen(_inst: Any, _attr: Any, value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+        raise ValueError(f'must be an address and port like "127.0.0.1:9180", got {json.dumps(value)}')
+
+
+def listen_address(listen: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:9180` for IPv6) as the host and port to bind."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    return host.startswith(_LOOPBACK)
+
+
+@attrs.frozen
+class HttpConfig:
+    """The HTTP listener: off unless `listen` is set. It serves `/health`, `/metrics`
+    (Prometheus) and `/status`, and the routes plugins add (`http_routes`)."""
+
+    listen: str | None = attrs.field(default=None, validator=attrs.validators.optional(_listen))
+    #: A secret that `/metrics` and `/status` need (`Authorization: Bearer ...`); required when
+    #: `listen` is not a loopback address. `/health` needs none: it names only plugs and states.
+    token: str | None = attrs.field(default=None, validator=attrs.validators.optional(check.non_empty))
+
+    def __attrs_post_init__(self) -> None:
+        if not self.listen or self.token is not None:
+            return
+        try:
+            _listen(None, None, self.listen)
+        except ValueError:
+            return  # the key's own check says what is wrong
+        if not is_loopback(listen_address(self.listen)[0]):
+            raise ValueError(f'listen = "{self.listen}" is reachable from other machines: set '
+                             f'token (a secret the metrics and status routes then need), or '
+                             f'listen on "127.0.0.1:{listen_address(self.listen)[1]}"')
 
 
 @attrs.frozen
@@ -151,6 +199,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     host: HostConfig = HostConfig()
     plugins: PluginsConfig = PluginsConfig()
+    http: HttpConfig = HttpConfig()
     path: Path | None = None
 
     def database_url(self) -> str:
@@ -472,7 +521,7 @@ def expand_env(data: Any, env: Mapping[str, str], path: str = "",
 
 # -- the whole file --------------------------------------------------------------------------
 
-_TOP = {"plugs", "channels", "hooks", "database", "logging", "host", "plugins"}
+_TOP = {"plugs", "channels", "hooks", "database", "logging", "host", "plugins", "http"}
 
 
 def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = None,
@@ -504,6 +553,7 @@ def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = No
     logging_cfg = section("logging", LoggingConfig)
     host = section("host", HostConfig)
     plugins = section("plugins", PluginsConfig)
+    http = section("http", HttpConfig)
     issues.extend(_disable_issues(plugins, registry))
 
     channels: dict[str, ChannelConfig] = {}
@@ -540,10 +590,10 @@ def parse(data: Mapping[str, Any], registry: Registry, *, path: Path | None = No
     if issues:
         partial = Config(plugs=partial_plugs, channels=partial_channels, hooks=partial_hooks,
                          database=database, logging=logging_cfg, host=host, plugins=plugins,
-                         path=path)
+                         http=http, path=path)
         raise ConfigError(issues, str(path) if path else None, partial=partial)
     return Config(plugs=plugs, channels=channels, hooks=hooks, database=database,
-                  logging=logging_cfg, host=host, plugins=plugins, path=path)
+                  logging=logging_cfg, host=host, plugins=plugins, http=http, path=path)
 
 
 def _disable_issues(plugins: PluginsConfig, registry: Registry) -> Iterator[tuple[str, str]]:
