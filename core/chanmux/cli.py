@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from .registry import (
     disabled_by_env,
     load_registry,
 )
+from .service import Notifier
 from .store import DatabaseUnusable, check_database, sqlite_file
 
 log = logging.getLogger("chanmux")
@@ -435,17 +437,97 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run(host: Host) -> None:
-    async with anyio.create_task_group() as tg:
-        async def signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
-                async for signum in received:
-                    log.info("received %s; stopping", signal.Signals(signum).name)
-                    tg.cancel_scope.cancel()
-                    return
+class _Hangups:
+    """SIGHUP for the whole of `chanmux run`, from before the plugins and the config are
+    loaded until the process ends: it never stops the bridge. The handler only counts the
+    signal and wakes the event loop through a socket pair (logging inside a signal handler
+    could interrupt a line being written); the loop, or `cmd_run` outside it, then reopens
+    the log file and says so."""
 
-        tg.start_soon(signals)
-        await host.run()
+    def __init__(self) -> None:
+        self.received = 0
+        self.handled = 0
+        self._wake, self._woken = socket.socketpair()
+        for end in (self._wake, self._woken):
+            end.setblocking(False)
+        signal.signal(signal.SIGHUP, self._handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.received += 1
+        try:
+            self._wake.send(b"\0")
+        except OSError:  # full (the loop has a byte to read already) or closed at the end
+            pass
+
+    def handle(self, log_file: str | None, notifier: Notifier | None = None) -> None:
+        """Act on the SIGHUPs received since the last call: reopen the log file (logrotate
+        renamed it away) and log one line saying so; a service manager that heard READY=1
+        hears RELOADING=1 before and READY=1 after."""
+        if self.received == self.handled:
+            return
+        self.handled = self.received
+        reloading = notifier is not None and notifier.reloading()
+        try:
+            if not log_file:
+                log.info("received SIGHUP; there is no log file to reopen (the log goes to "
+                         "standard error)")
+                return
+            try:
+                logs.reopen()
+            except OSError as exc:
+                log.warning("received SIGHUP; cannot reopen the log file %s (%s); still "
+                            "writing to the file opened before", log_file, describe(exc))
+                return
+            log.info("received SIGHUP; reopened the log file %s", log_file)
+        finally:
+            if reloading and notifier is not None:
+                notifier.reloaded()
+
+    async def serve(self, log_file: str | None, notifier: Notifier) -> None:
+        """Handle SIGHUPs in the event loop until cancelled (also those received before it)."""
+        while True:
+            try:
+                while self._woken.recv(4096):
+                    pass
+            except BlockingIOError:
+                pass
+            self.handle(log_file, notifier)
+            await anyio.wait_readable(self._woken)
+
+    def close(self) -> None:
+        """Close the socket pair; the handler stays, so a late SIGHUP still harms nothing."""
+        self._wake.close()
+        self._woken.close()
+
+
+async def _run(host: Host, hangups: _Hangups | None = None, notifier: Notifier | None = None,
+               log_file: str | None = None) -> None:
+    """Run `host` until SIGINT or SIGTERM: SIGHUP reopens the log file meanwhile (also while
+    the host stops), and the service manager hears how the bridge is (`notifier`)."""
+    notifier = notifier or Notifier(None)
+    try:
+        async with anyio.create_task_group() as tg:
+            stop = anyio.CancelScope()
+
+            async def signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                    async for signum in received:
+                        log.info("received %s; stopping", signal.Signals(signum).name)
+                        notifier.stop()
+                        stop.cancel()
+                        return
+
+            if hangups is not None:
+                tg.start_soon(hangups.serve, log_file, notifier)
+            tg.start_soon(signals)
+            notifier.status("starting: opening the database and the hooks")
+            with stop:
+                async with anyio.create_task_group() as inner:
+                    await inner.start(host.run)
+                    inner.start_soon(notifier.follow, host)
+            tg.cancel_scope.cancel()  # the host has stopped: SIGHUP is handled up to here
+    finally:
+        notifier.stop()
 
 
 def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -460,6 +542,14 @@ def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    hangups = _Hangups()  # first of all: a SIGHUP while plugins and config load stops nothing
+    try:
+        return _run_command(args, hangups)
+    finally:
+        hangups.close()
+
+
+def _run_command(args: argparse.Namespace, hangups: _Hangups) -> int:
     if args.backend == "trio":
         try:
             import trio  # noqa: F401
@@ -481,15 +571,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         logs.setup(args.log_level or cfg.logging.level, cfg.logging.levels, cfg.logging.file,
-                   secrets=_secrets(config_mod.expand_env(raw, os.environ)))
+                   secrets=_secrets(config_mod.expand_env(raw, os.environ)),
+                   format=cfg.logging.format)
     except (OSError, ValueError) as exc:
         print(f"error: logging: {exc}", file=sys.stderr)
         return 2
     for line in _load_problems(registry):
         log.warning("%s", line)
     log.info("chanmux %s starting: %d plugs, %d hooks", __version__, len(host.plugs), len(host.hooks))
+    notifier = Notifier.from_environ()
     try:
-        anyio.run(_run, host, backend=args.backend)
+        anyio.run(_run, host, hangups, notifier, cfg.logging.file, backend=args.backend)
     except KeyboardInterrupt:
         pass
     except BaseException as exc:
@@ -501,6 +593,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.error("%s", line)
         print(f"error: {line}", file=sys.stderr)
         return 1
+    finally:
+        notifier.close()
+        hangups.handle(cfg.logging.file)  # one received after the event loop ended
     return 0
 
 
@@ -528,6 +623,12 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import cmd_status
+
+    return cmd_status(args)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chanmux", description="Bridge chat networks.")
     parser.add_argument("--version", action=_Version,
@@ -544,6 +645,12 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check a config file without connecting anywhere")
     p.add_argument("file", help="the config file (TOML)")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("status", help="what a bridge is doing: plugs, links, channels, queued "
+                                      "copies (asked of it through [http] listen, or read from "
+                                      "its database when it is stopped)")
+    p.add_argument("file", help="the config file (TOML) of the bridge")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.set_defaults(fn=_cmd_status)
     p = sub.add_parser("plugins", help="list installed plugin packages and what they provide "
                                        "(exit 1 if one failed to load)")
     p.add_argument("--strict", action="store_true",
