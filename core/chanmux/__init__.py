@@ -14,6 +14,7 @@ from .delivery import Hold, Tracker
 from .errors import ActionRequired, Refused, TryLater, describe
 from .hookspecs import hookimpl, hookspec
 from .host import Host, HostStopped
+from .http import HTTPError, Request, Response, Route
 from .journal import Journal
 from .model import (
     Channel,
@@ -34,10 +35,11 @@ from .richtext import RichText, Segment
 from .store import BatchWriter, Store, insert_new
 
 __all__ = [
-    "ActionRequired", "BatchWriter", "Capabilities", "Channel", "Config", "ConfigError",
-    "Delivery", "DeliveryQueue", "DeliveryQueues", "File", "FileKind", "Hold", "Hook", "Host",
-    "HostStopped", "Journal", "LoadError", "Location", "Message", "NameFormat", "NoConfig",
-    "Overrides", "Plug", "Policies", "Policy", "Receipt", "Refused", "RichText", "Segment", "SentMessage", "State",
-    "Store", "Tracker", "TryLater", "User", "__version__", "codec", "current_key", "describe",
-    "hookimpl", "hookspec", "insert_new", "relayed_fields", "unique_id", "validators",
+    "__version__", "ActionRequired", "BatchWriter", "Capabilities", "Channel", "codec",
+    "Config", "ConfigError", "current_key", "Delivery", "DeliveryQueue", "DeliveryQueues",
+    "describe", "File", "FileKind", "Hold", "Hook", "hookimpl", "hookspec", "Host",
+    "HostStopped", "HTTPError", "insert_new", "Journal", "LoadError", "Location", "Message",
+    "NameFormat", "NoConfig", "Overrides", "Plug", "Policies", "Policy", "Receipt", "Refused",
+    "relayed_fields", "Request", "Response", "RichText", "Route", "Segment", "SentMessage",
+    "State", "Store", "Tracker", "TryLater", "unique_id", "User", "validators",
 ]

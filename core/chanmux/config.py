@@ -122,7 +122,7 @@ _LOOPBACK = ("127.", "::1", "[::1]", "localhost")
 
 def _listen(_inst: Any, _attr: Any, value: str) -> None:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
         raise ValueError(f'must be an address and port like "127.0.0.1:9180", got {json.dumps(value)}')
 
 

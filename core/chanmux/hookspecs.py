@@ -206,6 +206,19 @@ async def on_plug_state(plug: Plug, state: str, reason: str | None) -> None:
     """
 
 
+@_spec("fanout", since="0.2.2")
+async def http_routes() -> list[Any]:
+    """Routes this plug or hook serves on the host's HTTP listener (``[http] listen``):
+    a list of :class:`chanmux.Route` (method, path with ``{name}`` segments, an async handler
+    taking a :class:`chanmux.Request` and returning a :class:`chanmux.Response`, and
+    optionally a ``secret`` the request must bear as ``Authorization: Bearer``).
+
+    Asked once, when the listener starts (after hooks are open, before plugs connect); a path
+    the host or another plugin serves already is refused with an error naming both. Not asked
+    when no listener is configured. Async, fan-out. Since 0.2.2.
+    """
+
+
 # -- the command line (synchronous, implemented by distributions) ----------------------------
 
 

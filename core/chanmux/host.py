@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import sqlalchemy as sa
@@ -25,20 +26,41 @@ from .caller import HookCaller, NoOwner
 from .config import Config, ConfigError, HostConfig
 from .delivery import Hold
 from .errors import ActionRequired, cause, describe
+from .http import HTTPError, Listener, Request, Response, Route, Router
 from .inbox import Inbox
 from .journal import metadata as journal_metadata
 from .lanes import Lanes
 from .membership import foldable
+from .metrics import Metrics, failure_reason
 from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
 from .registry import LoadError, Registry, misspelt_specs
 from .store import Store
+
+if TYPE_CHECKING:
+    from .queue import DeliveryQueues
 
 log = logging.getLogger("chanmux.host")
 
 
 class HostStopped(RuntimeError):
     """The host is not running (not started yet, or stopped): nothing can be received."""
+
+
+class ListenError(OSError):
+    """`[http] listen` cannot be opened (the port is in use, not permitted): one line."""
+
+
+def _links(hook: Hook) -> dict[str, list[str]]:
+    try:
+        return {str(k): [str(c) for c in v] for k, v in hook.links().items()}
+    except Exception as exc:  # noqa: BLE001 - one hook's bug never breaks status or a stop
+        log.debug("%s: links() failed: %s", hook.name, describe(exc))
+        return {}
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class _Inflight:
@@ -105,6 +127,15 @@ class Host:
         self._ready: dict[str, anyio.Event] = {}
         self._changed: dict[str, anyio.Event] = {}  # set (and replaced) at each state change
         self._connections: dict[str, int] = {}  # times each plug has become active
+        self._since: dict[str, float] = {}  # when each plug entered its state (Unix time)
+        self.metrics = Metrics()
+        #: every relay hook's delivery queues (each DeliveryQueues adds itself), for metrics
+        #: and status
+        self.delivery_queues: list[DeliveryQueues] = []
+        self._labels: dict[Channel, str] = {}
+        self._last_received: dict[Channel, float] = {}
+        self._last_relayed: dict[Channel, float] = {}
+        self.http: Listener | None = None
         self.running = False
         self.stopped = anyio.Event()
         self._build()
@@ -150,6 +181,7 @@ class Host:
         self._ready[plug.name] = anyio.Event()
         self._changed[plug.name] = anyio.Event()
         self._connections[plug.name] = 0
+        self._since[plug.name] = time.time()
         return plug
 
     def add_hook(self, hook: Hook) -> Hook:
@@ -174,6 +206,7 @@ class Host:
         if known is not None and known != channel:
             raise ConfigError([(f"channels.{name}", f'the name "{name}" is taken by {known}')])
         self.channels[name] = channel
+        self._labels.clear()
         return channel
 
     def channel(self, name: str, path: str | None = None) -> Channel:
@@ -190,6 +223,18 @@ class Host:
             if chan == channel:
                 return name
         return None
+
+    def channel_label(self, channel: Channel) -> str:
+        """The channel's config name, or `plug:source` for one the config does not name (a
+        direct chat): how metrics and status show it."""
+        label = self._labels.get(channel)
+        if label is None:
+            if not self._labels:
+                self._labels = {chan: name for name, chan in self.channels.items()}
+            label = self._labels.get(channel) or f"{channel.plug}:{channel.source}"
+            if len(self._labels) < 10_000:
+                self._labels[channel] = label
+        return label
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -221,6 +266,11 @@ class Host:
         await self.store.run(self.store.create, self.metadatas())
         log.info("database %s ready", self.store.describe())
         try:
+            socket = await self._bind()
+        except ListenError:
+            await self.store.run(self.store.dispose)
+            raise
+        try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for writer in self.store.writers:
@@ -229,6 +279,9 @@ class Host:
                 for hook in sorted(self.hooks.values(), key=lambda h: h.priority):
                     await self._open_hook(hook)
                 await self._replay()
+                if socket is not None:
+                    await self._serve(tg, socket)
+                    socket = None
                 for plug in self.plugs.values():
                     tg.start_soon(self._supervise, plug, name=f"plug:{plug.name}")
                 self.running = True
@@ -237,7 +290,107 @@ class Host:
         finally:
             self.running = False
             with anyio.CancelScope(shield=True):
+                if socket is not None:
+                    await socket.aclose()
                 await self._shutdown()
+
+    # -- the HTTP listener -------------------------------------------------------------------
+
+    async def _bind(self) -> Any:
+        """Open `[http] listen` before anything starts, so a port in use is said at once."""
+        listen = self.config.http.listen
+        if not listen:
+            return None
+        from .config import listen_address
+
+        address, port = listen_address(listen)
+        self.http = Listener(Router(), address, port)
+        try:
+            return await self.http.bind()
+        except OSError as exc:
+            raise ListenError(f"http.listen: cannot listen on {listen}: "
+                              f"{exc.strerror or exc}") from None
+
+    async def _serve(self, tg: TaskGroup, socket: Any) -> None:
+        assert self.http is not None
+        token = self.config.http.token
+        router = self.http.router
+        router.add(Route("GET", "/health", self._health_route))
+        router.add(Route("GET", "/metrics", self._metrics_route, secret=token))
+        router.add(Route("GET", "/status", self._status_route, secret=token))
+        for owner, routes in await self.caller.fanout("http_routes"):
+            for route in routes or ():
+                try:
+                    router.add(route)
+                except ValueError as exc:
+                    log.error("%s: route not served: %s", owner, exc)
+        tg.start_soon(self.http.serve, socket, name="http")
+        log.info("http: listening on %s (/health, /metrics, /status%s)", self.http.url,
+                 "".join(f", {r.path}" for r in router.routes[3:]))
+
+    async def _health_route(self, request: Request) -> Response:
+        health = self.health()
+        return Response.json(health, 503 if health["status"] == "failed" else 200)
+
+    async def _metrics_route(self, request: Request) -> Response:
+        from .metrics import CONTENT_TYPE, render
+
+        return Response(200, render(self), CONTENT_TYPE)
+
+    async def _status_route(self, request: Request) -> Response:
+        if not self.running:
+            raise HTTPError(503, "the bridge is starting or stopping")
+        return Response.json(self.status())
+
+    def health(self) -> dict[str, Any]:
+        """`ok` (every plug connected), `degraded` (some are not: which, and since when) or
+        `failed` (the host is not running, or no plug is connected)."""
+        now = time.time()
+        plugs = {name: {"state": self.plug_state(name), "since": _iso(self._since.get(name, now)),
+                        "for_seconds": round(now - self._since.get(name, now), 1)}
+                 for name in sorted(self.plugs)}
+        down = [name for name in sorted(self.plugs) if not self.plug_ready(name)]
+        if not self.running or (self.plugs and len(down) == len(self.plugs)):
+            status = "failed"
+        elif down:
+            status = "degraded"
+        else:
+            status = "ok"
+        return {"status": status, "down": down, "plugs": plugs}
+
+    def status(self) -> dict[str, Any]:
+        """What `chanmux status` shows: plugs, links, channels, queued copies."""
+        from ._version import __version__
+
+        now = time.time()
+        health = self.health()
+        plugs = {name: {**health["plugs"][name], "type": type(plug).__name__,
+                        "connections": self.plug_connection(name)}
+                 for name, plug in sorted(self.plugs.items())}
+        hooks = {name: {"state": hook.state.value, "type": type(hook).__name__,
+                        "links": _links(hook)}
+                 for name, hook in sorted(self.hooks.items())}
+        channels: dict[str, Any] = {}
+        seen = set(self.channels.values()) | set(self._last_received) | set(self._last_relayed)
+        for channel in seen:
+            received, relayed = self._last_received.get(channel), self._last_relayed.get(channel)
+            channels[self.channel_label(channel)] = {
+                "plug": channel.plug, "source": channel.source,
+                "last_received": _iso(received) if received else None,
+                "last_relayed": _iso(relayed) if relayed else None}
+        queues = []
+        for group in self.delivery_queues:
+            for channel, queue in group.items():
+                first = next(iter(queue), None)
+                if first is None and not queue.down:
+                    continue
+                queues.append({"hook": group.owner, "target": self.channel_label(channel),
+                               "queued": len(queue),
+                               "oldest_age": round(now - first.since, 1) if first else 0.0,
+                               "waiting_for": queue.waiting})
+        return {"version": __version__, "running": self.running, "at": _iso(now),
+                "status": health["status"], "plugs": plugs, "hooks": hooks,
+                "channels": dict(sorted(channels.items())), "queues": queues}
 
     async def _replay(self) -> None:
         """Hand the hooks again what the inbox kept from the last run (received from a plug
@@ -265,6 +418,7 @@ class Host:
         hook.state = State.active
 
     async def _shutdown(self) -> None:
+        snapshot = self.status()  # what `chanmux status` shows once the bridge is stopped
         for hook in sorted(self.hooks.values(), key=lambda h: h.priority, reverse=True):
             if hook.state is not State.failed:
                 await self._close(hook)
@@ -282,6 +436,11 @@ class Host:
             await writer.write_pending()
             if writer.pending:
                 log.warning("%s: %d rows were not written before shutdown", writer.name, writer.pending)
+        try:
+            snapshot["stopped_at"] = _iso(time.time())
+            await self.store.set_state("chanmux", "status", snapshot)
+        except Exception as exc:  # noqa: BLE001 - the status is a courtesy; nothing depends on it
+            log.debug("could not keep the status at the stop: %s", describe(exc))
         await self.store.run(self.store.dispose)
         self.stopped.set()
         log.info("stopped")
@@ -326,6 +485,8 @@ class Host:
 
     def _set_state(self, plug: Plug, state: State) -> None:
         """Move a plug to `state`, waking whoever waits for it to be ready (`until_ready`)."""
+        if plug.state is not state:
+            self._since[plug.name] = time.time()
         plug.state = state
         if state is State.active:
             self._connections[plug.name] = self._connections.get(plug.name, 0) + 1
@@ -343,6 +504,10 @@ class Host:
         """The state of plug `name` as a word (`active`, `starting`, `failed`, ...)."""
         plug = self.plugs.get(name)
         return plug.state.value if plug is not None else "unknown"
+
+    def plug_since(self, name: str) -> float:
+        """When plug `name` entered its present state (Unix time)."""
+        return self._since.get(name, self.metrics.started)
 
     def plug_connection(self, name: str) -> int:
         """How many times plug `name` has become active: a new number is a new connection."""
@@ -470,6 +635,9 @@ class Host:
         ours = (source is not None or sent.key in self._echoes or sent.channel in self._inflight
                 or (sent.user is not None and sent.user.is_self))
         membership = foldable(sent)
+        if not ours:
+            self.metrics.received[sent.channel.plug, self.channel_label(sent.channel)] += 1
+            self._last_received[sent.channel] = time.time()
         if on_handled is None and not ours and not membership:
             plug = self.plugs.get(sent.channel.plug)
             if plug is not None and plug.journal:
@@ -521,9 +689,14 @@ class Host:
             if msg is not None:
                 result = list(result or [])
                 self._remember(result, msg)
-            return result
+        except Exception as exc:
+            self.metrics.put_failures[where.plug, failure_reason(exc)] += 1
+            raise
         finally:
             self._inflight.leave(where, seq)
+        self.metrics.relayed[where.plug, self.channel_label(where), spec] += 1
+        self._last_relayed[where] = time.time()
+        return result
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""

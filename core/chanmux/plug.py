@@ -143,6 +143,12 @@ class Hook(_Component):
     async def close(self) -> None:
         """Stop; called before plugs close."""
 
+    def links(self) -> dict[str, list[str]]:
+        """What this hook joins, for `chanmux status`: a name (a sync label, a forward
+        source) and the channels it links, by their config names (default: nothing).
+        Since 0.2.2."""
+        return {}
+
 
 __all__ = ["Capabilities", "Hook", "NoConfig", "Plug", "State", "Channel", "Message",
            "Receipt", "SentMessage", "User"]

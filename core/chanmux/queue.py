@@ -476,6 +476,7 @@ class DeliveryQueues:
         self.retry = (retry_min, retry_max)
         self.queues: dict[Channel, DeliveryQueue] = {}
         self._restored = False
+        host.delivery_queues.append(self)  # for metrics and status
 
     def add(self, channel: Channel) -> DeliveryQueue:
         queue = self.queues.get(channel)

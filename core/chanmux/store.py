@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from . import migrations
 from .errors import ActionRequired, describe
+from .metrics import ROWS, SECONDS, Histogram
 
 log = logging.getLogger("chanmux.store")
 T = TypeVar("T")
@@ -451,6 +453,8 @@ class BatchWriter(Generic[T]):
         self._failing = False
         self.batches = 0
         self.failures = 0
+        self.batch_rows = Histogram(ROWS)
+        self.batch_seconds = Histogram(SECONDS)
         #: rows dropped because the database could not be written for too long
         self.dropped = 0
 
@@ -509,6 +513,7 @@ class BatchWriter(Generic[T]):
                 self._write(conn, batch)
             committed = True
 
+        started = time.monotonic()
         try:
             await self.store.run(work)
         except BaseException as exc:
@@ -526,6 +531,8 @@ class BatchWriter(Generic[T]):
             self._bound()
             return False
         self.batches += 1
+        self.batch_rows.observe(len(batch))
+        self.batch_seconds.observe(time.monotonic() - started)
         self._done += len(batch)
         if self._failing:
             self._failing = False

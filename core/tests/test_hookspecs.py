@@ -84,6 +84,10 @@ class SpyHook(Hook):
     async def on_plug_state(self, plug, state, reason):
         self.calls.append(("on_plug_state", (plug, state, reason)))
 
+    async def http_routes(self):
+        self.calls.append(("http_routes", ()))
+        return []
+
 
 def spy_module(calls: list) -> types.ModuleType:
     """A plugin module implementing every registration spec, recording each call."""
@@ -119,7 +123,7 @@ async def everything_the_host_does(tmp_path) -> list[tuple[str, tuple]]:
     module = spy_module(calls)
     config = {"database": {"url": f"sqlite:///{tmp_path / 'spy.sqlite'}"},
               "plugs": {"a": {"type": "spy"}}, "channels": {"a": {"plug": "a", "source": "#a"}},
-              "hooks": {"spy": {"type": "spy"}}}
+              "hooks": {"spy": {"type": "spy"}}, "http": {"listen": "127.0.0.1:0"}}
     registry = make_registry([("spy-plugin", module)])
     assert cli._starter(registry, "bridge")
     assert "spy" in cli._examples(registry)
@@ -159,6 +163,7 @@ EXPECTED = {
     "public_channels": lambda args: args == (),
     "private_channels": lambda args: args == (),
     "on_plug_state": lambda args: args[0].name == "a" and args[1] == "active",
+    "http_routes": lambda args: args == (),
 }
 
 

@@ -132,6 +132,15 @@ class ForwardHook(Hook):
             for target in targets:
                 self.queues.add(target)
 
+    def links(self) -> dict[str, list[str]]:
+        """Each source and where it is forwarded (`chanmux status`; called by chanmux>=0.2.2)."""
+        label = self.host.channel_label
+        out = {label(source): [label(t) for t in targets] for source, targets in self._routes.items()}
+        for plugs, sources, targets in self._groups:
+            name = ", ".join([*sorted(plugs), *sorted(label(c) for c in sources)])
+            out[name] = [label(t) for t in targets]
+        return out
+
     async def open(self) -> None:
         await self.queues.restore()
         self.queues.start()

@@ -190,6 +190,10 @@ class SyncHook(Hook):
         if config.persist:
             self.cache.writer = self.host.store.writer(f"sync:{self.name}", self.cache.write)
 
+    def links(self) -> dict[str, list[str]]:
+        """Each label and the channels it joins (`chanmux status`; called by chanmux>=0.2.2)."""
+        return {label: list(names) for label, names in self.config.channels.items()}
+
     async def open(self) -> None:
         if self.cache.writer is not None:
             self.cache.stored_before = await self.host.store.transaction(
