@@ -450,7 +450,8 @@ class _Hangups:
         self._wake, self._woken = socket.socketpair()
         for end in (self._wake, self._woken):
             end.setblocking(False)
-        signal.signal(signal.SIGHUP, self._handler)
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            signal.signal(signal.SIGHUP, self._handler)
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.received += 1
