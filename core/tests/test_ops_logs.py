@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chanmux.logs import JsonFormatter, SecretFilter, escape_controls
+from chanmux.logs import JsonFormatter, ReopenableFileHandler, SecretFilter, escape_controls
 
 from test_ops_service import CHANMUX_COMMAND, FIRST_PARTY, Listener, bridge, write_bridge
 from test_registry import fake_dist
@@ -115,6 +115,31 @@ def test_any_message_is_one_json_line_saying_what_was_logged(text):
     (line,) = handler.lines
     assert line.splitlines() == [line]
     assert json.loads(line)["message"] == secrets.clean(f"said: {text}")
+
+
+def test_a_file_that_cannot_be_reopened_keeps_the_old_one_and_loses_nothing(tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    handler = ReopenableFileHandler(str(folder / "bridge.log"), encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test_ops_logs.reopen")
+    log.propagate = False
+    log.handlers[:] = [handler]
+    try:
+        log.warning("before")
+        folder.rename(tmp_path / "gone")  # the path's folder is no more
+        with pytest.raises(FileNotFoundError):
+            handler.reopen()
+        log.warning("after")
+        assert [e["message"] for e in json_lines(tmp_path / "gone" / "bridge.log")] == [
+            "before", "after"]
+        (tmp_path / "logs").mkdir()
+        handler.reopen()
+        log.warning("new")
+        assert [e["message"] for e in json_lines(tmp_path / "logs" / "bridge.log")] == ["new"]
+    finally:
+        log.handlers[:] = []
+        handler.close()
 
 
 # -- SIGHUP against the real command ---------------------------------------------------------
