@@ -36,6 +36,7 @@ from .model import Channel, Message, Receipt, SentMessage
 from .plug import Hook, Plug, State
 from .registry import LoadError, Registry, misspelt_specs
 from .store import Store
+from .watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from .queue import DeliveryQueues
@@ -136,6 +137,7 @@ class Host:
         self._last_received: dict[Channel, float] = {}
         self._last_relayed: dict[Channel, float] = {}
         self.http: Listener | None = None
+        self.watchdog: LoopWatchdog | None = None
         self.running = False
         self.stopped = anyio.Event()
         self._build()
@@ -262,7 +264,24 @@ class Host:
         return self.store.check_schema(self.metadatas())
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[Host] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled; report started once hooks are open and plugs are starting."""
+        """Run until cancelled; report started once hooks are open and plugs are starting.
+        The event-loop watchdog (`[host] loop_block_warning`) watches all of it, the start
+        and the stop included."""
+        watchdog = self.watchdog = LoopWatchdog(self.settings.loop_block_warning)
+        watchdog.on_lag = self.metrics.observe_lag
+        failure: Exception | None = None
+        async with anyio.create_task_group() as outer:
+            await outer.start(watchdog.run, name="watchdog")
+            try:
+                await self._run(task_status)
+            except Exception as exc:  # noqa: BLE001 - raised as it is, not in the watchdog's group
+                failure = exc
+            finally:
+                outer.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _run(self, task_status: anyio.abc.TaskStatus[Host]) -> None:
         await self.store.run(self.store.create, self.metadatas())
         log.info("database %s ready", self.store.describe())
         try:

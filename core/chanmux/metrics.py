@@ -76,7 +76,6 @@ class Metrics:
         self.relayed: Counter[tuple[str, str, str]] = Counter()
         self.put_failures: Counter[tuple[str, str]] = Counter()
         self.loop_lag = Histogram(SECONDS)
-        self.loop_blocked = 0
 
     def observe_lag(self, lag: float) -> None:
         self.loop_lag.observe(lag)
@@ -194,7 +193,7 @@ def _families(host: Host) -> Iterator[Any]:
     yield lag
     blocked = CounterMetricFamily("chanmux_event_loop_blocked",
                                   "times the event loop was held past [host] loop_block_warning")
-    blocked.add_metric([], m.loop_blocked)
+    blocked.add_metric([], host.watchdog.blocked if host.watchdog is not None else 0)
     yield blocked
 
 

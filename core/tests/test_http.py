@@ -9,6 +9,8 @@ import json
 import logging
 import re
 import socket
+import threading
+import time
 import types
 
 import anyio
@@ -46,12 +48,20 @@ class RoutesHook(Hook):
         raise HTTPError(418, "short and stout", errcode="M_TEAPOT")
 
 
+class BlockingHook(Hook):
+    """Holds the event loop for 0.7 s on a message saying "block" (a bug the watchdog finds)."""
+
+    async def on_receive(self, sent, source, primary):
+        if sent.channel.plug == "a" and sent.text is not None and sent.text.plain == "block":
+            time.sleep(0.7)
+
+
 def _module() -> types.ModuleType:
     module = types.ModuleType("routes_plugin")
 
     @hookimpl
     def chanmux_hook_types():
-        return {"routes": RoutesHook}
+        return {"routes": RoutesHook, "blocking": BlockingHook}
 
     module.chanmux_hook_types = chanmux_hook_types
     return module
@@ -253,3 +263,38 @@ async def test_a_port_in_use_is_one_line_before_anything_starts(tmp_path):
             await host.run()
         assert str(err.value) == f"http.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
         assert host.plugs["a"].opens == 0
+
+
+class _Watched(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.warnings: list[str] = []
+        self.resumed = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.warnings.append(record.getMessage())
+        elif "ran again" in record.getMessage():
+            self.resumed.set()
+
+
+async def test_a_hook_holding_the_event_loop_is_named_and_counted(tmp_path):
+    cfg = config()
+    cfg["hooks"]["blocker"] = {"type": "blocking"}
+    cfg["host"]["loop_block_warning"] = 0.2
+    watched = _Watched()
+    logger = logging.getLogger("chanmux.watchdog")
+    logger.addHandler(watched)
+    try:
+        async with run_host(cfg, path=tmp_path / "x.toml", modules=MODULES) as host:
+            await host.plugs["a"].inject("#in", "block")
+            await host.wait_idle()
+            await anyio.to_thread.run_sync(watched.resumed.wait, 10)
+            _, _, text = await request(host, "GET", "/metrics")
+    finally:
+        logger.removeHandler(watched)
+    assert len(watched.warnings) == 1, watched.warnings
+    assert "event loop blocked for" in watched.warnings[0]
+    assert "test_http.py" in watched.warnings[0] and "BlockingHook.on_receive" in watched.warnings[0]
+    assert metric(text, "chanmux_event_loop_blocked_total") == 1
+    assert metric(text, "chanmux_event_loop_lag_seconds_count") >= 1
