@@ -670,7 +670,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    return args.fn(args)
+    try:
+        code: int = args.fn(args)
+    except BrokenPipeError:  # `chanmux plugins | head`: the reader went away; say nothing
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    return code
 
 
 if __name__ == "__main__":

@@ -260,3 +260,29 @@ async def test_a_plugin_that_fails_to_import_is_said_once(tmp_path, anyio_backen
     assert said[0].endswith(" WARNING chanmux: plugin broken-plugin not loaded: failed to "
                             "import broken_plugin_mod: ModuleNotFoundError: No module named "
                             "'no_such_module_here'")
+
+
+LAUNCHER_PROBE = """
+import builtins, signal, sys
+real = builtins.__import__
+def probe(name, *args, **kwargs):
+    if name.startswith("chanmux"):
+        ignored = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        print(f"{name}: SIGHUP ignored={ignored}", flush=True)
+        sys.exit(0)
+    return real(name, *args, **kwargs)
+sys.argv = ["chanmux", *sys.argv[1:]]
+import chanmux_launcher
+builtins.__import__ = probe
+chanmux_launcher.main()
+"""
+
+
+@pytest.mark.parametrize(("command", "ignored"), [("run", True), ("check", False)])
+def test_the_console_script_ignores_sighup_before_importing_chanmux(command, ignored):
+    """Importing chanmux takes about a second; the `chanmux` script (chanmux_launcher) ignores
+    SIGHUP before that import for `run`, so a SIGHUP then cannot kill the start; other
+    commands keep the default (a closed terminal ends them)."""
+    out = subprocess.run([sys.executable, "-c", LAUNCHER_PROBE, command, "x.toml"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == f"chanmux.cli: SIGHUP ignored={ignored}", out.stdout + out.stderr
