@@ -164,3 +164,57 @@ async def test_metrics_health_and_status_follow_an_irc_outage(synapse, tmp_path)
         bridge.check_clean()
     finally:
         await anyio.to_thread.run_sync(ircd.close)
+
+
+async def until_healthy(port: int, timeout: float = 60.0) -> None:
+    """Until /health says ok (the bridge logs to a file here, so its log is not watched)."""
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                status, body = await get(port, "/health")
+                if status == 200 and json.loads(body)["status"] == "ok":
+                    return
+            except OSError:
+                pass  # not listening yet
+            await anyio.sleep(0.1)
+
+
+async def test_sighup_reopens_the_log_file_and_the_bridge_keeps_relaying(synapse, ngircd, tmp_path):
+    """logrotate's way: the log file is renamed away, then SIGHUP. The bridge opens a new file
+    at the configured path, says so there, and relays as before."""
+    hs = synapse
+    tag = f"hu{uid()}"
+    port = free_port()
+    alice = register(hs, f"{tag}a", "Alice M")
+    bot = register(hs, f"{tag}bridge")
+    room = create_room(hs, alice, tag)
+    channel = f"#{tag}"
+    log_file = tmp_path / "bridge-file.log"
+    config = two_way_config(ngircd, tag, hs, bot, channel, alias_of(hs, tag))
+    config["http"] = {"listen": f"127.0.0.1:{port}"}
+    config["logging"] = {"level": "INFO", "file": str(log_file)}
+    path = write_config(tmp_path / "bridge.toml", config)
+    bridge = Bridge(path, plugs=["irc", "matrix"], secrets=[bot.token, bot.password])
+    bridge.start()
+    try:
+        await until_healthy(port)
+        async with HumanMatrix(hs.base_url, alice.user_id, alice.token) as mx, \
+                HumanIRC.connect(ngircd.host, ngircd.port, f"p{uid(7)}") as irc:
+            s = Stream(mx, room, channel, tag, bot.user_id)
+            s.irc = irc
+            await irc.join(channel)
+            await mx.catch_up()
+            await s.batch()
+            rotated = log_file.with_name("bridge-file.log.1")
+            log_file.rename(rotated)
+            os.kill(bridge.pid, signal.SIGHUP)
+            await s.batch()     # relayed both ways after the SIGHUP
+            assert bridge.running
+    finally:
+        code = bridge.stop()
+    assert code == 0, bridge.tail()
+    before, after = rotated.read_text(), log_file.read_text()
+    assert "chanmux.host: irc: connected" in before and "SIGHUP" not in before
+    assert after.splitlines()[0].endswith(f"received SIGHUP; reopened the log file {log_file}")
+    assert after.splitlines()[-1].endswith("chanmux.host: stopped")
+    assert " ERROR " not in before + after and "Traceback" not in before + after
