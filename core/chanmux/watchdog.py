@@ -45,7 +45,7 @@ class LoopWatchdog:
     """
 
     def __init__(self, threshold: float = 1.0, *, interval: float | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, project: Iterable[str] = ()) -> None:
         if not (threshold >= 0 and math.isfinite(threshold)):
             raise ValueError(f"LoopWatchdog: threshold must be 0 (off) or a finite number of "
                              f"seconds, got {threshold!r}")
@@ -71,6 +71,9 @@ class LoopWatchdog:
         # how long an episode lasted, or that one passed while it could not look
         self._late: tuple[float, float] | None = None
         self._loop_thread: int | None = None
+        #: top-level packages named as the code that ran, beside chanmux, the installed
+        #: plugin packages and code outside site-packages
+        self._extra = frozenset(project)
         self._project: frozenset[str] | None = None
 
     async def run(self, *,
@@ -198,7 +201,7 @@ class LoopWatchdog:
     def _is_project(self, module: str, filename: str) -> bool:
         top = module.partition(".")[0]
         if self._project is None:
-            self._project = frozenset({"chanmux", *_plugin_packages()})
+            self._project = frozenset({"chanmux", *_plugin_packages(), *self._extra})
         if top in self._project:
             return True
         if top in sys.stdlib_module_names or top in INFRASTRUCTURE or filename.startswith("<"):

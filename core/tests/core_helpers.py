@@ -180,3 +180,22 @@ class GateHook(Hook):
         if sent.text and sent.text.plain == "gate":
             self.waiting.set()
             await self.gate.wait()
+
+
+def _installed_first_party() -> str:
+    from importlib import metadata
+
+    names = []
+    for name in ("chanmux-irc", "chanmux-matrix", "chanmux-sync", "chanmux-forward"):
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        names.append(name)
+    return ",".join(names)
+
+
+#: The first-party plugin packages installed here, for CHANMUX_DISABLE_PLUGINS: a `chanmux`
+#: subprocess with only core (and a test's throwaway package) loaded, wherever core's tests
+#: run (alone, or beside every plugin). Naming one not installed would be warned about.
+FIRST_PARTY = _installed_first_party()

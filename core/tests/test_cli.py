@@ -12,11 +12,12 @@ import pytest
 
 from chanmux.logs import SecretFilter
 
+from core_helpers import FIRST_PARTY
+
 CHANMUX = [sys.executable, "-m", "chanmux.cli"]
 #: The installed console script, as a user runs it.
 CHANMUX_COMMAND = os.path.join(os.path.dirname(sys.executable), "chanmux")
 
-FIRST_PARTY = "chanmux-irc,chanmux-matrix,chanmux-sync,chanmux-forward"
 #: As if only core were installed, wherever these tests run: every first-party plugin disabled.
 CORE_ONLY = {**os.environ, "CHANMUX_DISABLE_PLUGINS": FIRST_PARTY}
 

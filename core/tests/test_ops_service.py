@@ -23,13 +23,13 @@ import pytest
 from chanmux.service import Notifier
 from chanmux.testing import make_host
 
+from core_helpers import FIRST_PARTY
 from test_registry import fake_dist
 
 CHANMUX_COMMAND = os.path.join(os.path.dirname(sys.executable), "chanmux")
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "examples" / "deploy"
 #: Only core and the throwaway package: a quick start wherever these tests run.
-FIRST_PARTY = "chanmux-irc,chanmux-matrix,chanmux-sync,chanmux-forward"
 
 GATED = """
     import os

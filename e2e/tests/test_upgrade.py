@@ -36,15 +36,19 @@ OLD_RUN = textwrap.dedent('''
     import json, sys
     import anyio, chanmux, chanmux_sync
     import chanmux_sync.plugin
+    import chanmux.testing.plugin
     from chanmux.testing import run_host
 
     print("imported", json.dumps([chanmux.__file__, chanmux_sync.__file__]), flush=True)
     config = json.loads(sys.argv[1])
 
     async def main():
-        # The installed chanmux-sync is HEAD's, which 0.1.0's core refuses (it needs a newer
-        # core): the 0.1.0 sync plugin is registered from the unpacked release instead.
-        async with run_host(config, modules=[("chanmux-sync", chanmux_sync.plugin)]) as host:
+        # The installed entry points are HEAD's: 0.1.0's core refuses HEAD's chanmux-sync (it
+        # needs a newer core) and cannot import HEAD's name for its own test kit's module
+        # (chanmux.testing.entrypoint, which 0.1.0 called chanmux.testing.plugin); both are
+        # registered from the unpacked release instead.
+        modules = [("chanmux-sync", chanmux_sync.plugin), ("chanmux-testing", chanmux.testing.plugin)]
+        async with run_host(config, modules=modules) as host:
             a, b = host.plugs["a"], host.plugs["b"]
             for i in range(3):
                 await a.inject("#a", f"old {i}", id=f"old-a-{i}", user=a.user("alice", "Alice"))
