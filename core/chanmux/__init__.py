@@ -9,6 +9,7 @@ the config parser, ...) is the host's own and may change in any release.
 
 from . import codec, validators
 from ._version import __version__
+from .commands import Command
 from .config import Config, ConfigError
 from .delivery import Hold, Tracker
 from .errors import ActionRequired, Refused, TryLater, describe
@@ -35,7 +36,7 @@ from .richtext import RichText, Segment
 from .store import BatchWriter, Store, insert_new
 
 __all__ = [
-    "__version__", "ActionRequired", "BatchWriter", "Capabilities", "Channel", "codec",
+    "__version__", "ActionRequired", "BatchWriter", "Capabilities", "Channel", "codec", "Command",
     "Config", "ConfigError", "current_key", "Delivery", "DeliveryQueue", "DeliveryQueues",
     "describe", "File", "FileKind", "Hold", "Hook", "hookimpl", "hookspec", "Host",
     "HostStopped", "HTTPError", "insert_new", "Journal", "LoadError", "Location", "Message",

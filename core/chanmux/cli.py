@@ -630,7 +630,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return cmd_status(args)
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(plugin_commands: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chanmux", description="Bridge chat networks.")
     parser.add_argument("--version", action=_Version,
                         help="show the versions of chanmux and every installed chanmux plugin package")
@@ -665,11 +665,48 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--example", nargs="?", const="", metavar="NAME",
                    help="write the example config NAME the installed plugins ship; alone, list them")
     p.set_defaults(fn=cmd_init)
+    if plugin_commands:
+        _add_plugin_commands(sub, set(sub.choices))
     return parser
 
 
+CORE_COMMANDS = ("run", "check", "status", "plugins", "init")
+
+
+def _add_plugin_commands(sub: Any, taken: set[str], registry: Registry | None = None) -> None:
+    """The subcommands installed plugin packages add (`chanmux_commands`)."""
+    registry = _registry() if registry is None else registry
+    owner: dict[str, str] = {name: "chanmux" for name in taken}
+    for impl in sorted(registry.pm.hook.chanmux_commands.get_hookimpls(), key=lambda i: i.plugin_name):
+        name = impl.plugin_name.removeprefix("dist:")
+        try:
+            commands = impl.function() or []
+        except Exception as exc:  # noqa: BLE001 - one plugin's bug never breaks the command
+            print(f"warning: {name}: chanmux_commands failed: {describe(exc)}", file=sys.stderr)
+            continue
+        for command in commands:
+            if command.name in owner:
+                print(f"warning: {name}: command {command.name!r} not added: "
+                      f"{owner[command.name]} has one of that name", file=sys.stderr)
+                continue
+            owner[command.name] = name
+            p = sub.add_parser(command.name, help=f"{command.help} (from {name})")
+            if command.arguments is not None:
+                command.arguments(p)
+            p.set_defaults(fn=command.run)
+
+
+def _wants_plugin_commands(argv: Sequence[str]) -> bool:
+    """Whether the command line may name a plugin's command (or asks for the help that lists
+    them): the plugins are loaded only then, so that `run`, `check`, ... load them once."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return (first is not None and first not in CORE_COMMANDS) or (
+        first is None and any(a in ("-h", "--help") for a in argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser(plugin_commands=_wants_plugin_commands(argv)).parse_args(argv)
     try:
         code: int = args.fn(args)
     except BrokenPipeError:  # `chanmux plugins | head`: the reader went away; say nothing

@@ -145,8 +145,18 @@ class HttpConfig:
     #: A secret that `/metrics` and `/status` need (`Authorization: Bearer ...`); required when
     #: `listen` is not a loopback address. `/health` needs none: it names only plugs and states.
     token: str | None = attrs.field(default=None, validator=attrs.validators.optional(check.non_empty))
+    #: Where people reach the listener (a reverse proxy in front of it, usually): links the
+    #: bridge gives out (a Matrix file for IRC people, a long message's full text) start
+    #: with it. Without it no such links are made.
+    public_url: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(check.url("http", "https", example="https://bridge.example.org")))
+    #: Days a link the bridge gave out keeps working.
+    link_days: float = attrs.field(default=7.0, validator=check.positive)
 
     def __attrs_post_init__(self) -> None:
+        if self.public_url and not self.listen:
+            raise ValueError("public_url is set but listen is not: links would point at "
+                             "nothing; set listen (the address the public_url forwards to)")
         if not self.listen or self.token is not None:
             return
         try:

@@ -247,8 +247,19 @@ def chanmux_examples() -> dict[str, Any] | None:
     """
 
 
+@_spec("register", since="0.2.2")
+def chanmux_commands() -> list[Any] | None:
+    """Subcommands this distribution adds to ``chanmux``: a list of :class:`chanmux.Command`
+    (name, one-line help, ``run(args) -> exit status``, optional ``arguments(parser)``).
+
+    ``chanmux NAME ...`` runs one; ``chanmux --help`` lists them. A name core's own commands
+    use, or that another distribution gave first, is refused with a warning naming both.
+    Sync; every distribution may answer. Since 0.2.2.
+    """
+
+
 REGISTRATION_SPECS = ("chanmux_plug_types", "chanmux_hook_types", "chanmux_metadata",
-                      "chanmux_starter", "chanmux_examples")
+                      "chanmux_starter", "chanmux_examples", "chanmux_commands")
 
 
 def spec_functions() -> dict[str, Callable[..., Any]]:

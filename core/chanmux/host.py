@@ -30,6 +30,7 @@ from .http import HTTPError, Listener, Request, Response, Route, Router
 from .inbox import Inbox
 from .journal import metadata as journal_metadata
 from .lanes import Lanes
+from .links import PRUNE_EVERY, Links
 from .membership import foldable
 from .metrics import Metrics, failure_reason
 from .model import Channel, Message, Receipt, SentMessage
@@ -138,6 +139,7 @@ class Host:
         self._last_relayed: dict[Channel, float] = {}
         self.http: Listener | None = None
         self.watchdog: LoopWatchdog | None = None
+        self.links = Links(self)
         self.running = False
         self.stopped = anyio.Event()
         self._build()
@@ -284,6 +286,8 @@ class Host:
     async def _run(self, task_status: anyio.abc.TaskStatus[Host]) -> None:
         await self.store.run(self.store.create, self.metadatas())
         log.info("database %s ready", self.store.describe())
+        if self.config.http.listen:
+            await self.links.start()
         try:
             socket = await self._bind()
         except ListenError:
@@ -337,6 +341,10 @@ class Host:
         router.add(Route("GET", "/health", self._health_route))
         router.add(Route("GET", "/metrics", self._metrics_route, secret=token))
         router.add(Route("GET", "/status", self._status_route, secret=token))
+        router.refusal = self.links.refusal
+        if self.links.enabled:
+            router.add(Route("GET", "/text/{key}", self.links.serve_text, signed=True))
+            tg.start_soon(self._prune_links, name="links:prune")
         for owner, routes in await self.caller.fanout("http_routes"):
             for route in routes or ():
                 try:
@@ -346,6 +354,28 @@ class Host:
         tg.start_soon(self.http.serve, socket, name="http")
         log.info("http: listening on %s (/health, /metrics, /status%s)", self.http.url,
                  "".join(f", {r.path}" for r in router.routes[3:]))
+
+    async def _prune_links(self) -> None:
+        while True:
+            await anyio.sleep(PRUNE_EVERY)
+            try:
+                await self.links.prune()
+            except Exception as exc:  # noqa: BLE001 - tried again at the next round
+                log.warning("links: could not delete expired texts: %s", describe(exc))
+
+    def public_link(self, path: str, ttl: float | None = None) -> str | None:
+        """A signed link to `path` on this bridge's listener, as people reach it
+        (`[http] public_url`), valid `ttl` seconds (default `[http] link_days`); None when
+        the bridge gives out no links (no public_url). The route serving `path` is made
+        with ``Route(..., signed=True)``."""
+        return self.links.sign(path, ttl)
+
+    async def publish_text(self, owner: str, text: str, *, content_type: str = "text/plain; charset=utf-8",
+                           ttl: float | None = None) -> str | None:
+        """Keep `text` in the database and return a signed link that shows it (a long
+        message's whole text for a network that cannot carry it), or None when the bridge
+        gives out no links. `owner` names the plug or hook, for the operator."""
+        return await self.links.publish(owner, text, content_type, ttl)
 
     async def _health_route(self, request: Request) -> Response:
         health = self.health()

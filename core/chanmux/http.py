@@ -23,7 +23,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -88,10 +88,17 @@ class Request:
 
 @attrs.frozen
 class Response:
+    """What a handler answers. For a large body (a file streamed from a homeserver) give
+    `stream`, an async iterator of byte chunks, instead of `body`, and its `length` when known
+    (else it is sent chunked); a stream that fails midway cuts the connection, so the client
+    sees an incomplete answer, never a short file taken for whole."""
+
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
+    stream: AsyncIterator[bytes] | None = attrs.field(default=None, repr=False, eq=False)
+    length: int | None = None
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> Response:
@@ -108,12 +115,15 @@ Handler = Callable[[Request], Awaitable[Response]]
 @attrs.frozen
 class Route:
     """`method` and `path` (``{name}`` matches one path segment) served by `handler`;
-    with `secret`, only for requests bearing ``Authorization: Bearer <secret>``."""
+    with `secret`, only for requests bearing ``Authorization: Bearer <secret>``; with
+    `signed`, only at a link the host gave out (`Host.public_link`) that has not expired."""
 
     method: str
     path: str
     handler: Handler
     secret: str | None = attrs.field(default=None, repr=False)
+    #: only for requests to a link the host signed (`Host.public_link`): 403 otherwise
+    signed: bool = False
     pattern: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -141,6 +151,8 @@ class Router:
 
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self.routes: list[Route] = []
+        #: why a request may not have a signed route's answer (None: it may)
+        self.refusal: Callable[[Request], str | None] = lambda request: "this bridge gives out no links"
         for route in routes:
             self.add(route)
 
@@ -162,6 +174,10 @@ class Router:
             if not route.allows(request):
                 return Response(401, b'{"error": "a valid Authorization: Bearer token is needed"}',
                                 "application/json", (("WWW-Authenticate", "Bearer"),))
+            if route.signed:
+                refused = self.refusal(request)
+                if refused is not None:
+                    return Response.text(f"{refused}\n", 403)
             try:
                 return await route.handler(attrs.evolve(request, params=params))
             except HTTPError as exc:
@@ -209,6 +225,8 @@ class Listener:
                 await self._serve_connection(stream)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError):
             pass  # the client went away
+        except Exception as exc:  # noqa: BLE001 - a streamed body that failed midway
+            log.warning("http: an answer was cut short: %s", describe(exc))
 
     async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -272,20 +290,33 @@ class Listener:
 
     async def _send(self, conn: h11.Connection, stream: anyio.abc.SocketStream, response: Response,
                     head: bool = False) -> None:
-        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
-                   ("Cache-Control", "no-store"), *response.headers]
+        headers = [("Content-Type", response.content_type), ("Cache-Control", "no-store"),
+                   *response.headers]
+        if response.stream is None:
+            headers.insert(1, ("Content-Length", str(len(response.body))))
+        elif response.length is not None:
+            headers.insert(1, ("Content-Length", str(response.length)))
         try:
             data = conn.send(h11.Response(status_code=response.status, headers=headers,
-                                          reason=_REASONS.get(response.status, b"")))
-            if not head and response.body:
-                data = (data or b"") + (conn.send(h11.Data(data=response.body)) or b"")
-            data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
+                                          reason=_REASONS.get(response.status, b""))) or b""
+            if response.stream is not None and not head:
+                await stream.send(data)
+                async for chunk in response.stream:
+                    if chunk:
+                        await stream.send(conn.send(h11.Data(data=chunk)) or b"")
+                data = b""
+            elif not head and response.body:
+                data += conn.send(h11.Data(data=response.body)) or b""
+            data += conn.send(h11.EndOfMessage()) or b""
         except h11.LocalProtocolError:
+            if response.stream is not None and conn.our_state is h11.SEND_BODY:
+                raise anyio.BrokenResourceError from None  # a stream that ran long or short
             # no request was read (a broken or unfinished head): h11 cannot answer, so say
             # it ourselves, once, and close
             reason = _REASONS.get(response.status, b"")
             data = b"".join([b"HTTP/1.1 %d %s\r\n" % (response.status, reason),
                              *(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers),
+                             b"Content-Length: %d\r\n" % len(response.body),
                              b"Connection: close\r\n\r\n", response.body])
         await stream.send(data)
 

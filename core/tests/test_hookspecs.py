@@ -1,6 +1,7 @@
 """Every hook specification is documented, and the host really calls each one: a plugin
 implementing every spec records the calls while a host runs through what triggers them."""
 
+import argparse
 import inspect
 import re
 import types
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from chanmux import Hook, Message, cli, hookimpl, hookspecs
+from chanmux import Command, Hook, Message, cli, hookimpl, hookspecs
 from chanmux.testing import MemoryPlug, make_registry, run_host
 
 SPECS = hookspecs.spec_functions()
@@ -113,6 +114,7 @@ def spy_module(calls: list) -> types.ModuleType:
 
     module.chanmux_starter = chanmux_starter
     module.chanmux_examples = record("chanmux_examples", {"spy": Path(__file__)})
+    module.chanmux_commands = record("chanmux_commands", [Command("spy-cmd", "a spy", run=lambda a: 0)])
     return module
 
 
@@ -127,6 +129,9 @@ async def everything_the_host_does(tmp_path) -> list[tuple[str, tuple]]:
     registry = make_registry([("spy-plugin", module)])
     assert cli._starter(registry, "bridge")
     assert "spy" in cli._examples(registry)
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli._add_plugin_commands(sub, set(), registry)
+    assert "spy-cmd" in sub.choices
     async with run_host(config, modules=[("spy-plugin", module)]) as host:
         a, channel = host.plugs["a"], host.channels["a"]
         await a.inject("#a", "hello")
@@ -150,6 +155,7 @@ EXPECTED = {
     "chanmux_metadata": lambda args: args == (),
     "chanmux_starter": lambda args: args == ([],),
     "chanmux_examples": lambda args: args == (),
+    "chanmux_commands": lambda args: args == (),
     "before_receive": lambda args: args[0].text.plain == "hello" and args[2] is True,
     "on_receive": lambda args: args[0].text.plain == "hello" and args[2] is True,
     "before_put": lambda args: args[0].source == "#a" and args[1].text.plain == "put",

@@ -33,7 +33,20 @@ class RoutesHook(Hook):
     async def http_routes(self):
         return [Route("GET", "/echo/{word}", self.echo), Route("GET", "/boom", self.boom),
                 Route("PUT", "/put/{txn}", self.take, secret="hs-secret"),
-                Route("GET", "/teapot", self.teapot), Route("GET", "/health", self.echo)]
+                Route("GET", "/teapot", self.teapot), Route("GET", "/health", self.echo),
+                Route("GET", "/stream/{mode}", self.stream)]
+
+    async def stream(self, request):
+        mode = request.params["mode"]
+
+        async def chunks():
+            for i in range(100):
+                if mode == "fail" and i == 50:
+                    raise RuntimeError("homeserver went away")
+                yield bytes([65 + i % 26]) * 10_000
+
+        return Response(stream=chunks(), length=1_000_000 if mode != "chunked" else None,
+                        content_type="image/png")
 
     async def echo(self, request):
         return Response.json({"word": request.params.get("word"), "q": request.query})
@@ -298,3 +311,51 @@ async def test_a_hook_holding_the_event_loop_is_named_and_counted(tmp_path):
     assert "test_http.py" in watched.warnings[0] and "BlockingHook.on_receive" in watched.warnings[0]
     assert metric(text, "chanmux_event_loop_blocked_total") == 1
     assert metric(text, "chanmux_event_loop_lag_seconds_count") >= 1
+
+
+async def test_published_texts_are_served_at_signed_expiring_links(tmp_path):
+    cfg = config(public_url="https://bridge.example.org/")
+    async with run_host(cfg, path=tmp_path / "x.toml", modules=MODULES) as host:
+        link = await host.publish_text("irc", "line 1\nline 2 <b>not html</b>\n")
+        assert link.startswith("https://bridge.example.org/text/")
+        target = link.removeprefix("https://bridge.example.org")
+        status, headers, body = await request(host, "GET", target)
+        assert status == 200 and body == b"line 1\nline 2 <b>not html</b>\n"
+        assert headers["content-type"] == "text/plain; charset=utf-8"
+        status, _, body = await request(host, "GET", target[:-1] + ("0" if target[-1] != "0" else "1"))
+        assert status == 403 and body == b"this link is not valid\n"
+        status, _, body = await request(host, "GET", target.split("?")[0])
+        assert status == 403 and b"lacks its signature" in body
+        old = await host.publish_text("irc", "gone soon", ttl=-1)
+        status, _, body = await request(host, "GET", old.removeprefix("https://bridge.example.org"))
+        assert status == 403 and body == b"this link has expired\n"
+        signed = host.public_link("/text/nothing-here")
+        status, _, _ = await request(host, "GET", signed.removeprefix("https://bridge.example.org"))
+        assert status == 404
+        assert await host.links.prune() == 1      # the expired text is deleted
+    async with run_host(cfg, path=tmp_path / "x.toml", modules=MODULES) as host:
+        status, _, body = await request(host, "GET", target)   # the key is kept: links live on
+        assert status == 200 and body.startswith(b"line 1")
+
+
+async def test_without_public_url_no_link_is_made(tmp_path):
+    async with run_host(config(), path=tmp_path / "x.toml", modules=MODULES) as host:
+        assert await host.publish_text("irc", "text") is None
+        assert host.public_link("/text/x") is None
+        status, _, _ = await request(host, "GET", "/text/x")
+        assert status == 404
+
+
+async def test_a_streamed_answer_arrives_whole_and_a_failing_stream_is_cut_not_shortened(tmp_path, caplog):
+    async with run_host(config(), path=tmp_path / "x.toml", modules=MODULES) as host:
+        for mode in ("sized", "chunked"):
+            status, headers, body = await request(host, "GET", f"/stream/{mode}")
+            assert status == 200 and len(body) == 1_000_000 and body[:3] == b"AAA"
+            assert headers["content-type"] == "image/png"
+            assert ("content-length" in headers) == (mode == "sized")
+        with pytest.raises(h11.RemoteProtocolError):   # the client sees it is incomplete
+            await request(host, "GET", "/stream/fail")
+        status, _, _ = await request(host, "GET", "/health")
+        assert status == 200
+    assert any("answer was cut short: RuntimeError: homeserver went away" in r.getMessage()
+               for r in caplog.records)

@@ -153,8 +153,8 @@ NOTES_2 = """
 
 async def test_a_new_database_gets_every_core_table_at_the_newest_revision(db_url):
     create(db_url)
-    assert {"chanmux_state", "chanmux_journal", "chanmux_schema_chanmux"} <= tables(db_url)
-    assert revisions(db_url, "chanmux") == ["chanmux_0002"]
+    assert {"chanmux_state", "chanmux_journal", "chanmux_published", "chanmux_schema_chanmux"} <= tables(db_url)
+    assert revisions(db_url, "chanmux") == ["chanmux_0003"]
     assert schema_diff(db_url, core_metadata) == [], (
         "core's migrations do not make the tables chanmux.store declares")
 
@@ -167,7 +167,7 @@ async def test_a_database_of_chanmux_0_1_0_is_recognised_and_upgraded(db_url, ca
             "INSERT INTO chanmux_state VALUES ('matrix', 'since', '\"s42\"')")
     caplog.set_level("INFO", "chanmux.migrations")
     create(db_url)
-    assert revisions(db_url, "chanmux") == ["chanmux_0002"]
+    assert revisions(db_url, "chanmux") == ["chanmux_0003"]
     assert "chanmux_journal" in tables(db_url)
     store = Store(db_url)
     assert await store.get_state("matrix", "since") == "s42"
@@ -175,8 +175,8 @@ async def test_a_database_of_chanmux_0_1_0_is_recognised_and_upgraded(db_url, ca
     assert caplog.messages == [
         f"database {name_of(db_url)}: chanmux tables without a schema version (chanmux_state; "
         "written before chanmux 0.2.0): adopting them and upgrading",
-        f"database {name_of(db_url)}: chanmux tables upgraded to schema revision chanmux_0002 "
-        "(ran chanmux_0001, chanmux_0002)"]
+        f"database {name_of(db_url)}: chanmux tables upgraded to schema revision chanmux_0003 "
+        "(ran chanmux_0001, chanmux_0002, chanmux_0003)"]
     caplog.clear()
     create(db_url)
     assert not [m for m in caplog.messages if "upgraded" in m], "a second start migrates nothing"
@@ -191,7 +191,7 @@ async def test_a_database_newer_than_core_is_refused_in_one_line(db_url):
     line = str(raised.value)
     assert line.startswith(f"{name_of(db_url)}: its chanmux tables are at schema revision "
                            "chanmux_0099, newer than ")
-    assert line.endswith("knows (its newest is chanmux_0002): install the chanmux release that "
+    assert line.endswith("knows (its newest is chanmux_0003): install the chanmux release that "
                          "wrote it or a later one (pip install -U chanmux), or use another database")
     assert "\n" not in line
     assert tables(db_url) == before
@@ -323,6 +323,6 @@ def test_check_refuses_a_newer_sqlite_database_without_changing_it(tmp_path):
     assert "Traceback" not in out.stderr
     assert f"database.url: {db}: its chanmux tables are at schema revision chanmux_0099" in out.stderr
     assert db.read_bytes() == before
-    execute(f"sqlite:///{db}", "UPDATE chanmux_schema_chanmux SET version_num = 'chanmux_0002'")
+    execute(f"sqlite:///{db}", "UPDATE chanmux_schema_chanmux SET version_num = 'chanmux_0003'")
     out = subprocess.run([*chanmux, "check", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,71 @@
+"""Subcommands plugin packages add to `chanmux` (the `chanmux_commands` spec)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from chanmux.testing import run_cli
+
+from test_registry import fake_dist
+
+HELLO = """
+    from chanmux import Command, hookimpl
+
+    def arguments(parser):
+        parser.add_argument("--name", default="world")
+
+    def hello(args):
+        print(f"hello, {args.name}")
+        return 0
+
+    @hookimpl
+    def chanmux_commands():
+        return [Command("hello", "say hello", run=hello, arguments=arguments),
+                Command("run", "a clash with core's own command", run=hello)]
+"""
+
+AGAIN = """
+    from chanmux import Command, hookimpl
+
+    @hookimpl
+    def chanmux_commands():
+        return [Command("hello", "a second hello", run=lambda args: 5)]
+"""
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_dist(tmp_path, "hello-plugin", [], HELLO, "hello_plugin_mod")
+    fake_dist(tmp_path, "zz-again-plugin", [], AGAIN, "zz_again_plugin_mod")
+    return tmp_path
+
+
+def test_a_plugin_command_runs_with_its_arguments(plugins, capsys):
+    assert run_cli(["hello", "--name", "IRC"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "hello, IRC\n"
+    assert "warning: hello-plugin: command 'run' not added: chanmux has one of that name" in captured.err
+    assert ("warning: zz-again-plugin: command 'hello' not added: hello-plugin has one of that name"
+            in captured.err)
+
+
+def test_help_lists_plugin_commands_and_core_commands_load_no_plugin_for_it(plugins):
+    env_path = str(plugins)
+    out = subprocess.run([sys.executable, "-m", "chanmux.cli", "--help"], capture_output=True,
+                         text=True, timeout=60, env={"PYTHONPATH": env_path, "PATH": ""})
+    assert out.returncode == 0
+    assert "say hello (from hello-plugin)" in " ".join(out.stdout.split())
+    out = subprocess.run([sys.executable, "-m", "chanmux.cli", "init", "--help"], capture_output=True,
+                         text=True, timeout=60, env={"PYTHONPATH": env_path, "PATH": ""})
+    assert out.returncode == 0 and "hello" not in out.stdout and out.stderr == ""
+
+
+def test_an_unknown_command_names_the_commands_there_are(plugins, capsys):
+    with pytest.raises(SystemExit) as exited:
+        run_cli(["helo"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'helo'" in capsys.readouterr().err
