@@ -691,9 +691,27 @@ def _add_plugin_commands(sub: Any, taken: set[str], registry: Registry | None = 
                 continue
             owner[command.name] = name
             p = sub.add_parser(command.name, help=f"{command.help} (from {name})")
+            if command.config:
+                p.add_argument("file", help="the config file (TOML) of the bridge")
             if command.arguments is not None:
                 command.arguments(p)
-            p.set_defaults(fn=command.run)
+            p.set_defaults(fn=_with_config(command.run) if command.config else command.run)
+
+
+def _with_config(run: Any) -> Any:
+    """`run` of a command that takes the config file: read it first (its keys, as `check`
+    does, without the plugs' and hooks' own checks) and give it as `args.config`."""
+
+    def with_config(args: argparse.Namespace) -> int:
+        try:
+            args.config = config_mod.load(args.file, _registry(args.file))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        code: int = run(args)
+        return code
+
+    return with_config
 
 
 def _wants_plugin_commands(argv: Sequence[str]) -> bool:

@@ -161,13 +161,16 @@ class Host:
                 issues.append((f"hooks.{name}", f'the name "{name}" is already used by a plug'))
                 continue
             self.add_hook(cls(name, entry.config, self, priority=entry.priority))
-        for name, hook in list(self.hooks.items()):
+        components: list[tuple[str, Plug | Hook]] = [
+            *((f"plugs.{name}", plug) for name, plug in self.plugs.items()),
+            *((f"hooks.{name}", hook) for name, hook in self.hooks.items())]
+        for where, component in components:
             try:
-                hook.on_load()
+                component.on_load()
             except ConfigError as exc:
                 issues.extend(exc.issues)
-            except Exception as exc:  # noqa: BLE001 - one hook failing to load is reported
-                issues.append((f"hooks.{name}", f"failed to load: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - one plug or hook failing to load is reported
+                issues.append((where, f"failed to load: {type(exc).__name__}: {exc}"))
         pending = self.registry.check_pending()
         if pending:
             raise LoadError("; ".join(pending))

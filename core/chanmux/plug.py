@@ -90,6 +90,12 @@ class Plug(_Component):
     #: itself and is never journaled.
     journal: bool = False
 
+    def on_load(self) -> None:
+        """Checks that need the whole config (other plugs, hooks, `[http]`, files the plug
+        reads), once every plug and hook exists and before anything connects: raise
+        `ConfigError` naming each problem at its key; `chanmux check` and `chanmux run` show
+        them with every other problem of the file. Default: nothing. Since 0.2.3."""
+
     async def open(self) -> None:
         """Connect to the network; return once the plug can put messages."""
 

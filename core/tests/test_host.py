@@ -390,3 +390,27 @@ async def test_a_failure_inside_a_task_group_is_logged_by_its_real_cause(caplog)
             await host.until_ready("a", newer_than=first)
     assert "a: disconnected (ConnectionResetError: peer reset)" in caplog.text
     assert "ExceptionGroup" not in caplog.text
+
+
+def test_plugs_check_the_whole_config_at_load_and_every_problem_is_said_at_once(tmp_path):
+    """`Plug.on_load` (0.2.3) runs once every plug and hook exists; its ConfigError issues
+    are reported with the hooks' and the file's other problems, before anything connects."""
+    import types
+
+    from chanmux import ConfigError, hookimpl
+    from chanmux.testing import MemoryPlug, make_host
+
+    class Picky(MemoryPlug):
+        def on_load(self):
+            others = sorted(n for n in self.host.plugs if n != self.name)
+            raise ConfigError([(f"plugs.{self.name}.network", f"cannot share a network with {others}")])
+
+    mod = types.ModuleType("chanmux_test_picky")
+    mod.chanmux_plug_types = hookimpl(lambda: {"picky": Picky})
+    cfg = two_plugs()
+    cfg["plugs"].update(p={"type": "picky"}, q={"type": "picky"})
+    with pytest.raises(ConfigError) as raised:
+        make_host(cfg, path=tmp_path / "c.toml", modules=[("picky", mod)])
+    assert sorted(raised.value.issues) == [
+        ("plugs.p.network", "cannot share a network with ['a', 'b', 'q']"),
+        ("plugs.q.network", "cannot share a network with ['a', 'b', 'p']")]

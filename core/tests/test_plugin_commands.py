@@ -69,3 +69,52 @@ def test_an_unknown_command_names_the_commands_there_are(plugins, capsys):
         run_cli(["helo"])
     assert exited.value.code == 2
     assert "invalid choice: 'helo'" in capsys.readouterr().err
+
+
+WITH_CONFIG = """
+    from chanmux import Command, hookimpl
+
+    def arguments(parser):
+        parser.add_argument("--plug", default="mem")
+
+    def show(args):
+        entry = args.config.plugs[args.plug]
+        print(f"{args.file}: {args.plug} is a {entry.type} plug on {entry.config.network}")
+        return 0
+
+    @hookimpl
+    def chanmux_commands():
+        return [Command("show-plug", "say what a plug is", run=show, arguments=arguments,
+                        config=True)]
+"""
+
+
+@pytest.fixture
+def config_command(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_dist(tmp_path, "show-plugin", [], WITH_CONFIG, "show_plugin_mod")
+    return tmp_path
+
+
+def test_a_command_taking_the_config_gets_it_read_and_checked(config_command, capsys):
+    """`Command(config=True)`: the file is the command's first argument, read as `check`
+    reads its keys; the command gets the parsed config (with ${VARIABLES} filled in)."""
+    path = config_command / "bridge.toml"
+    path.write_text('[plugs.mem]\ntype = "memory"\nnetwork = "${NET}"\n')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NET", "Testnet")
+        assert run_cli(["show-plug", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: mem is a memory plug on Testnet\n"
+
+
+def test_a_command_taking_the_config_refuses_a_bad_one_in_one_line_per_problem(config_command, capsys):
+    path = config_command / "bridge.toml"
+    path.write_text('[plugs.mem]\ntype = "memory"\nechoo = true\n')
+    assert run_cli(["show-plug", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert 'plugs.mem.echoo: unknown key (did you mean "echo"?)' in captured.err
+    assert "Traceback" not in captured.err
+    assert run_cli(["show-plug", str(config_command / "missing.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.toml" in err and len(err.strip().splitlines()) == 1
