@@ -58,8 +58,8 @@ def _template(_inst: object, attr: attrs.Attribute, value: str) -> None:
 
 def _at_least_two(_inst: object, attr: attrs.Attribute, value: int) -> None:
     if value < 2:
-        raise ValueError(f"must be at least 2 (one line of text and the "
-                         f"truncation marker), got {value}")
+        raise ValueError(f"must be at least 2 (one line of text and the line with the link "
+                         f"to the whole text or the truncation notice), got {value}")
 
 
 @attrs.frozen
@@ -102,6 +102,7 @@ class IRCConfig:
     nick_colours: bool = False
     anti_highlight: bool = False
     max_lines: int = attrs.field(default=10, validator=_at_least_two)
+    long_messages: Literal["link", "truncate"] = "link"
     edits: Literal["auto", "full", "none"] = "auto"
     edit_marker: str = attrs.field(default="* correction: ", validator=_one_line)
     reply_quote: int = attrs.field(default=40, validator=validators.non_negative)

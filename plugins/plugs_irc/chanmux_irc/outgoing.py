@@ -1,5 +1,9 @@
 """Messages to IRC lines: author prefix, actions, edits, replies, events and attachments, split
-to fit the server's line length, with a cap on lines per message."""
+to fit the server's line length, with a cap on lines per message.
+
+Rendering is in two steps because a message longer than the cap may end with a link to its
+whole text, which the plug makes (asynchronously) between them: `Renderer.render` gives every
+line and the whole text, `Renderer.fit` applies the cap with that link or a truncation notice."""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from chanmux import File, Hold, Location, Message, Receipt, RichText, Segment
 
 from .config import IRCConfig
 from .edits import compact_correction
-from .formatting import clean, coloured, render_line
-from .split import split
+from .formatting import clean, coloured, render_line, shown
+from .split import measure, split
 from .state import Said
 
 #: Longest author name shown (characters); longer names are cut with an ellipsis.
@@ -59,6 +63,21 @@ class OutLine:
 
 
 Budget = Callable[[str, bool], int]
+
+
+@attrs.define
+class Rendering:
+    """Every line that says one message (before the cap on lines per message) and what the
+    cap needs: the whole text for a link, and how the last line is made."""
+
+    lines: list[OutLine]
+    #: the message as people read it (author, text, attachments), for the page behind a
+    #: link; made only for a message over `max_lines` lines
+    whole: str = ""
+    #: the line a notice or link replaces the last shown line with (its body is replaced)
+    tail: OutLine | None = None
+    #: bytes of text that fit in that line after its head
+    room: int = 0
 
 
 class Renderer:
@@ -176,7 +195,12 @@ class Renderer:
     # -- the whole message -------------------------------------------------------------------
 
     def lines(self, msg: Message, target: str, budget: Budget, *, puppet: bool = False) -> list[OutLine]:
-        """The lines that say `msg` in `target` (none for an edit under the "none" policy)."""
+        """The lines that say `msg` in `target` (none for an edit under the "none" policy),
+        a longer message ending with the truncation notice."""
+        return self.fit(self.render(msg, target, budget, puppet=puppet))
+
+    def render(self, msg: Message, target: str, budget: Budget, *, puppet: bool = False) -> Rendering:
+        """Every line that says `msg` in `target`, however many, and its whole text."""
         command = "NOTICE" if msg.notice else "PRIVMSG"
         text = msg.text or RichText()
         action = msg.action
@@ -185,13 +209,16 @@ class Renderer:
         if not text and msg.is_event:
             event = self._event(msg)
             if event is None:
-                return []
-            return self._fit([event], target, command, "* " if not puppet else "", False,
-                             budget)
+                return Rendering([])
+            rendering = self._split([event], target, command, "* " if not puppet else "",
+                                    False, budget)
+            if self.too_long(rendering):
+                rendering.whole = self._plain(event) + "\n"
+            return rendering
         if msg.edited and text:
             edited = self._edited(msg, text)
             if edited is None:
-                return []
+                return Rendering([])
             text = edited
         reply = self._reply(msg)
         if reply is not None:
@@ -207,11 +234,36 @@ class Renderer:
         elif name:
             head = self.config.author_format.format(name=self._styled(name))
         chunks = [line for line in text.lines() if line.plain.strip()]
-        chunks += self._attachments(msg)
-        return self._fit(chunks, target, command, head, ctcp, budget)
+        attachments = self._attachments(msg)
+        rendering = self._split(chunks + attachments, target, command, head, ctcp, budget)
+        if self.too_long(rendering):  # only then is the whole text needed
+            rendering.whole = self._whole(msg, name, text, attachments)
+        return rendering
 
-    def _fit(self, texts: list[RichText], target: str, command: str, head: str, ctcp: bool,
-             budget: Budget) -> list[OutLine]:
+    def _plain(self, text: RichText) -> str:
+        """One line as IRC shows it, without formatting codes (links as `text <url>`)."""
+        return "".join(shown(seg, self.mention) for seg in text.segments)
+
+    def _whole(self, msg: Message, name: str | None, text: RichText,
+               attachments: list[RichText]) -> str:
+        """The message as a page shows it: the author as IRC shows them (uncoloured, and
+        without the anti-highlight character, which only matters in an IRC client) before
+        its first line, even for a puppet, so that a link passed on still says who wrote it;
+        blank lines inside the text are kept."""
+        lines = [self._plain(line) for line in text.lines()]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        lines += [self._plain(item) for item in attachments]
+        if msg.action:
+            head = self.config.action_format.format(name=name) if name else "* "
+        else:
+            head = self.config.author_format.format(name=name) if name else ""
+        return head + "\n".join(lines) + "\n"
+
+    def _split(self, texts: list[RichText], target: str, command: str, head: str, ctcp: bool,
+               budget: Budget) -> Rendering:
         encoding = self.config.encoding
         room = budget(command, ctcp) - len(head.encode(encoding, "replace"))
         if room < MIN_ROOM:
@@ -219,12 +271,30 @@ class Renderer:
             room = budget(command, ctcp)
         out = [OutLine(target, command, head, chunk, ctcp)
                for line in texts for chunk in split(line, room, encoding, self.mention)]
-        limit = self.config.max_lines
-        if len(out) > limit:
-            hidden = len(out) - (limit - 1)
-            marker = RichText.plain_text(f"(message truncated: {hidden} more lines not shown)")
-            out = out[: limit - 1] + [OutLine(target, command, head, marker, ctcp)]
-        return out
+        return Rendering(out, "", OutLine(target, command, head, RichText(), ctcp), room)
+
+    def too_long(self, rendering: Rendering) -> bool:
+        """True when the message takes more than `max_lines` lines."""
+        return len(rendering.lines) > self.config.max_lines
+
+    def fit(self, rendering: Rendering, link: str | None = None) -> list[OutLine]:
+        """The lines to send: all of them within `max_lines`; else the first ones and, as the
+        last, `link` (to the whole text) if given and it fits in one line, or a notice saying
+        how many lines are not shown."""
+        out, limit = rendering.lines, self.config.max_lines
+        if len(out) <= limit:
+            return out
+        assert rendering.tail is not None
+        size = measure(self.config.encoding, self.mention)
+        bodies = [] if link is None else [
+            RichText([Segment("(full message at <"), Segment(link, link=link), Segment(">)")]),
+            RichText([Segment(link, link=link)])]
+        for body in bodies:  # a link is only of use whole; a very long one may need the line
+            if size(body) <= rendering.room:
+                return out[: limit - 1] + [attrs.evolve(rendering.tail, body=body)]
+        hidden = len(out) - (limit - 1)
+        marker = RichText.plain_text(f"(message truncated: {hidden} more lines not shown)")
+        return out[: limit - 1] + [attrs.evolve(rendering.tail, body=marker)]
 
 
-__all__ = ["MAX_NAME", "MIN_ROOM", "OutLine", "Renderer"]
+__all__ = ["MAX_NAME", "MIN_ROOM", "OutLine", "Renderer", "Rendering"]

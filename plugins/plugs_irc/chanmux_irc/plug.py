@@ -14,6 +14,8 @@ before a restart still map to our receipts.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -51,7 +53,7 @@ from .incoming import (
     PuppetRenamed,
     Remember,
 )
-from .outgoing import MIN_ROOM, OutLine, Renderer
+from .outgoing import MIN_ROOM, OutLine, Renderer, Rendering
 from .protocol import (
     Line,
     ServerInfo,
@@ -84,6 +86,11 @@ CONFIRM_TIMEOUT = 4.0
 NETWORK_SHARE = 0.7
 #: Share of that network time the confirmation may take at most, so a QUIT still goes out.
 CONFIRM_SHARE = 0.6
+#: Seconds the link to a long message's whole text is given again for the same text (a copy
+#: to another channel, or the delivery queue trying the same copy again) instead of a new one.
+LINK_REUSE = 600.0
+#: Links to whole texts remembered for reuse.
+LINK_MEMORY = 200
 
 
 def close_budget(close_timeout: float) -> tuple[float, float]:
@@ -118,6 +125,8 @@ class IRCPlug(Plug):
         self.unsent = Journal(host.store, f"{name}:unsent")
         self.own_msgids = OwnMsgids(name, config.text_cache, host.store)
         self.renderer = Renderer(name, config, self.said.get)
+        #: links to the whole texts of long messages, by the text's digest: (link, made at)
+        self._links: Bounded[bytes, tuple[str, float]] = Bounded(LINK_MEMORY)
         self.puppets: Puppets | None = (
             Puppets(name, config, self.network, log=self.log, mention=self.renderer.mention)
             if config.puppets else None)
@@ -535,9 +544,17 @@ class IRCPlug(Plug):
             self.network.private[folded] = target
         puppet = self.puppets.route(target, msg) if self.puppets is not None else None
         if puppet is not None:
-            lines = self.renderer.lines(msg, target, puppet.budget_for(target), puppet=True)
-        else:
-            lines = self.renderer.lines(msg, target, lambda cmd, act: self.budget(target, cmd, act))
+            puppet.putting += 1  # not retired for being idle while the link is made
+        try:
+            if puppet is not None:
+                rendering = self.renderer.render(msg, target, puppet.budget_for(target), puppet=True)
+            else:
+                rendering = self.renderer.render(msg, target,
+                                                 lambda cmd, act: self.budget(target, cmd, act))
+            lines = self.renderer.fit(rendering, await self._whole_text_link(rendering))
+        finally:
+            if puppet is not None:
+                puppet.putting -= 1
         if not lines:
             return []
         said = Said(self.renderer.name(msg.user), msg.text)
@@ -560,6 +577,34 @@ class IRCPlug(Plug):
                              "disconnected" if self.conn is None else
                              "the traffic is faster than the server or flood control lets out")
         return receipts
+
+    async def _whole_text_link(self, rendering: Rendering) -> str | None:
+        """A link to the whole text of a message longer than `max_lines` lines, or None: the
+        message fits, `long_messages = "truncate"`, the bridge gives out no links (no `[http]
+        public_url`), or the text could not be kept (logged; the message is then cut with the
+        notice, never lost). The same text gets the same link for a while, so a copy put again
+        (a retry, another channel) does not keep it twice."""
+        if self.config.long_messages != "link" or not self.renderer.too_long(rendering):
+            return None
+        digest = hashlib.sha256(rendering.whole.encode("utf-8", "surrogatepass")).digest()
+        now = time.monotonic()
+        known = self._links.get(digest)
+        if known is not None and now - known[1] < self._link_reuse():
+            return known[0]
+        try:
+            link = await self.host.publish_text(self.name, rendering.whole)
+        except Exception as exc:  # noqa: BLE001 - the message goes out cut rather than not at all
+            why = describe(exc).splitlines()[0]  # a database error goes on with the text itself
+            self.log.warning("could not keep the whole text of a long message for a link (%s); "
+                             "it is cut with a notice instead", shorten(why))
+            return None
+        if link is not None:
+            self._links[digest] = (link, now)
+        return link
+
+    def _link_reuse(self) -> float:
+        """Seconds a link is given again: LINK_REUSE, or a tenth of a link's life if shorter."""
+        return min(LINK_REUSE, self.host.config.http.link_days * 86400 / 10)
 
     def queued(self) -> list[OutLine]:
         """Lines waiting to be sent (for tests and diagnostics)."""
@@ -638,6 +683,11 @@ class IRCPlug(Plug):
         elif c.flood_rate > 2 or c.flood_burst > 10:
             warnings.append(f"flood_burst {c.flood_burst} / flood_rate {c.flood_rate} lines/s "
                             "exceed what large public networks allow")
+        if c.long_messages == "link" and not self.host.config.http.public_url:
+            warnings.append(f'long_messages = "link" but [http] public_url is not set: a message '
+                            f"over max_lines ({c.max_lines}) lines ends with a truncation notice, "
+                            "not a link to its whole text (set [http] listen and public_url, or "
+                            'long_messages = "truncate")')
         return warnings
 
 

@@ -93,6 +93,13 @@ class Puppet:
         self.scope: anyio.CancelScope | None = None
         self.running = False
         self.retired = False
+        #: puts under way that will give it lines (a put may wait for a link to a long text)
+        self.putting = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while it has lines to send, or a put is about to give it some."""
+        return bool(len(self.outbox) or self.putting)
 
     @property
     def current_nick(self) -> str:
@@ -259,7 +266,7 @@ class Puppets:
                 puppet.channels.setdefault(folded, target)
 
     def _evict(self) -> bool:
-        idle = [p for p in self.by_key.values() if not len(p.outbox)]
+        idle = [p for p in self.by_key.values() if not p.busy]
         if not idle:
             return False
         oldest = min(idle, key=lambda p: p.last_used)
@@ -293,7 +300,7 @@ class Puppets:
                     await anyio.sleep(min(idle / 4, 30.0))
                     now = anyio.current_time()
                     for puppet in list(self.by_key.values()):
-                        if now - puppet.last_used > idle and not len(puppet.outbox):
+                        if now - puppet.last_used > idle and not puppet.busy:
                             self._retire_soon(puppet)
         finally:
             self._tg = None

@@ -9,14 +9,17 @@ import attrs
 import pytest
 
 from chanmux import ConfigError
-from chanmux.testing import make_host, make_registry
+from chanmux.testing import make_host, make_registry, run_cli
 from chanmux_irc import IRCConfig, IRCPlug, __version__
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def config(**keys):
-    return {"plugs": {"irc": {"type": "irc", "server": "irc.example", "nick": "bridge", **keys}}}
+def config(http=None, **keys):
+    cfg = {"plugs": {"irc": {"type": "irc", "server": "irc.example", "nick": "bridge", **keys}}}
+    if http is not None:
+        cfg["http"] = http
+    return cfg
 
 
 def problems(**keys) -> list[tuple[str, str]]:
@@ -45,6 +48,10 @@ def test_unknown_keys_and_wrong_types_are_errors():
     assert issues["plugs.irc.flood_rate"] == 'expected a number, got "fast"'
     assert problems(edits="sometimes") == [
         ("plugs.irc.edits", 'expected one of "auto", "full", "none", got "sometimes"')]
+    assert problems(long_messages="paste") == [
+        ("plugs.irc.long_messages", 'expected one of "link", "truncate", got "paste"')]
+    assert problems(long_messages=True) == [
+        ("plugs.irc.long_messages", 'expected one of "link", "truncate", got true')]
 
 
 @pytest.mark.parametrize("keys, message", [
@@ -87,11 +94,31 @@ def test_secrets_come_from_the_environment(tmp_path):
 
 
 def test_check_warnings(tmp_path):
-    def warnings(**keys):
-        return make_host(config(**keys), path=tmp_path / "c.toml").plugs["irc"].check_warnings()
+    def warnings(http=None, **keys):
+        return make_host(config(http, **keys), path=tmp_path / "c.toml").plugs["irc"].check_warnings()
 
-    assert warnings() == []
-    assert any("travels unencrypted" in w for w in warnings(tls=False, password="x"))
-    assert any("not checked" in w for w in warnings(tls_verify=False))
-    assert any("flood control is off" in w for w in warnings(flood_rate=0.0))
-    assert any("exceed what large public networks allow" in w for w in warnings(flood_rate=5.0))
+    links = {"listen": "127.0.0.1:9180", "public_url": "https://bridge.example.org/"}
+    assert warnings(links) == []
+    assert warnings(long_messages="truncate") == []
+    assert warnings() == warnings({"listen": "127.0.0.1:9180"}) == [
+        'long_messages = "link" but [http] public_url is not set: a message over max_lines (10) '
+        "lines ends with a truncation notice, not a link to its whole text (set [http] listen "
+        'and public_url, or long_messages = "truncate")']
+    assert any("travels unencrypted" in w for w in warnings(links, tls=False, password="x"))
+    assert any("not checked" in w for w in warnings(links, tls_verify=False))
+    assert any("flood control is off" in w for w in warnings(links, flood_rate=0.0))
+    assert any("exceed what large public networks allow" in w for w in warnings(links, flood_rate=5.0))
+
+
+def test_chanmux_check_says_when_long_messages_cannot_have_links(tmp_path, capsys):
+    path = tmp_path / "bridge.toml"
+    path.write_text('[plugs.libera]\ntype = "irc"\nserver = "irc.example.org"\nnick = "b"\n'
+                    "max_lines = 4\n")
+    assert run_cli(["check", str(path)]) == 0
+    assert ('warning: plugs.libera: long_messages = "link" but [http] public_url is not set: '
+            "a message over max_lines (4) lines ends with a truncation notice"
+            in capsys.readouterr().err)
+    path.write_text(path.read_text() + '\n[http]\nlisten = "127.0.0.1:9180"\n'
+                    'public_url = "https://bridge.example.org/"\n')
+    assert run_cli(["check", str(path)]) == 0
+    assert "long_messages" not in capsys.readouterr().err

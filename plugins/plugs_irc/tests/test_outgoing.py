@@ -110,6 +110,37 @@ def test_multi_line_messages_become_one_line_each_and_truncate_with_a_marker():
     assert [wire(l) for l in lines] == ["one", "two"]
 
 
+def test_a_long_message_ends_with_a_link_to_its_whole_text_when_there_is_one():
+    r, _ = renderer(max_lines=3, nick_colours=True, anti_highlight=True)
+    text = RichText([Segment("see "), Segment("docs", link="https://docs.example/x", bold=True)])
+    msg = Message(text=text + RichText.plain_text("\n\ntwo\nthree\nfour"),
+                  user=User(username="bob"), attachments=[File(title="f.png", url="https://f/1")])
+    rendering = r.render(msg, "#chan", budget)
+    assert len(rendering.lines) == 5 and r.too_long(rendering)
+    # the page: the author as IRC shows them, but no colour codes or zero-width space
+    assert rendering.whole == "<bob> see docs <https://docs.example/x>\n\ntwo\nthree\nfour\nf.png <https://f/1>\n"
+    link = "https://bridge.example.org/text/k?e=1&s=2"
+    lines = r.fit(rendering, link)
+    assert [parse(wire(l)).plain for l in lines] == [
+        "<b\u200bob> see docs <https://docs.example/x>", "<b\u200bob> two",
+        f"<b\u200bob> (full message at <{link}>)"]
+    assert wire(lines[-1]).startswith("<\x03")              # the head as on every line
+    assert [wire(l) for l in r.fit(rendering)] == [wire(l) for l in lines[:2]] + [
+        wire(lines[0]).split(">", 1)[0] + "> (message truncated: 3 more lines not shown)"]
+    short = r.render(Message(text="one\ntwo", user=User(username="bob")), "#chan", budget)
+    assert r.fit(short, link) == r.fit(short) == short.lines  # within max_lines: unchanged
+
+
+def test_a_link_too_long_for_a_line_is_shown_bare_or_replaced_by_the_notice():
+    r, _ = renderer(max_lines=2)
+    rendering = r.render(Message(text="a\nb\nc", user=User(username="bob")), "#chan", budget)
+    room = budget("PRIVMSG", False) - len("<bob> ")
+    bare = "https://b.example/" + "x" * (room - len("https://b.example/"))
+    assert [wire(l) for l in r.fit(rendering, bare)] == ["<bob> a", f"<bob> {bare}"]
+    assert [wire(l) for l in r.fit(rendering, bare + "y")] == [
+        "<bob> a", "<bob> (message truncated: 2 more lines not shown)"]
+
+
 def test_names_are_cleaned_and_styled():
     r, _ = renderer(nick_colours=True, anti_highlight=True)
     (line,) = r.lines(Message(text="hi", user=User(real_name="Ev\r\nil\0 Name")), "#chan", budget)

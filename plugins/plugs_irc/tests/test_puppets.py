@@ -61,6 +61,16 @@ async def test_over_the_limit_the_idle_puppet_retires_and_a_busy_one_stays():
     assert puppets.queued() == [(BOB, list(bob.outbox))]
 
 
+async def test_a_puppet_whose_put_waits_for_a_link_is_not_retired_to_make_room():
+    puppets = offline_puppets(puppet_max=1)
+    alice = puppets.route("#room", Message(text="long", user=ALICE))
+    alice.putting += 1                  # its put waits for the link to a long message's text
+    assert puppets.route("#room", Message(text="hi", user=BOB)) is None   # the main nick says it
+    assert not alice.retired and list(puppets.by_key.values()) == [alice]
+    alice.putting -= 1
+    assert puppets.route("#room", Message(text="hi", user=BOB)) is not None and alice.retired
+
+
 async def test_a_puppet_nick_is_known_by_case_folding_and_follows_a_rename():
     puppets = offline_puppets()
     alice = puppets.route("#room", Message(text="hi", user=ALICE))
