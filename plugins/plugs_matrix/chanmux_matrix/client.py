@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -105,9 +105,10 @@ class MatrixClient:
     async def request(self, method: str, path: str, *, json: Any = None,
                       params: dict[str, Any] | None = None, content: bytes | None = None,
                       headers: dict[str, str] | None = None, timeout: float | None = None,
-                      retry_for: float | None = None, raw: bool = False,
+                      retry_for: float | None = None, raw: bool = False, stream: bool = False,
                       on_retry: Callable[[], None] | None = None) -> Any:
-        """Send a request and return its JSON body (or the response when `raw`).
+        """Send a request and return its JSON body (or the response when `raw`; with `stream`,
+        the response with its body not read yet, which the caller must close).
 
         Transient failures are retried with backoff for `retry_for` seconds (None: until it
         works or the caller is cancelled), then HomeserverUnavailable is raised: no answer, 5xx,
@@ -120,8 +121,8 @@ class MatrixClient:
         while True:
             wait: float | None = None
             try:
-                response = await self._http.request(
-                    method, path, json=json, params=params, content=content,
+                response = await self._send(
+                    method, path, stream, json=json, params=params, content=content,
                     headers=self._headers(headers),
                     timeout=self.timeout if timeout is None else timeout)
             except httpx.TransportError as exc:
@@ -138,7 +139,7 @@ class MatrixClient:
                 if status < 500:
                     self.outage.answered()
                 if status < 400:
-                    if raw:
+                    if raw or stream:
                         return response
                     if not response.content:
                         return {}
@@ -170,6 +171,21 @@ class MatrixClient:
                         f"{method} {path.split('?')[0]}: no answer from {self.base_url} "
                         f"within {retry_for:.0f}s ({reason})")
             await anyio.sleep(wait)
+
+    async def _send(self, method: str, path: str, stream: bool, **options: Any) -> httpx.Response:
+        """One request; with `stream`, a success comes back with its body unread (an error's
+        body is read, as it is small and says what went wrong)."""
+        if not stream:
+            return await self._http.request(method, path, **options)
+        response = await self._http.send(self._http.build_request(method, path, **options),
+                                         stream=True)
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+        return response
 
     # -- the API calls the plug uses ---------------------------------------------------------
 
@@ -280,6 +296,57 @@ class MatrixClient:
                                       raw=True, retry_for=retry_for)
         return response.content
 
+    async def open_download(self, server: str, media_id: str,
+                            retry_for: float | None = None) -> Download:
+        """Start downloading ``mxc://server/media_id`` through the authenticated media API:
+        its type and length are known when this returns, its bytes come from
+        `Download.chunks` as they arrive (never held whole in memory). MatrixError when the
+        homeserver refuses it (404: it has no such file), HomeserverUnavailable when it does
+        not answer within `retry_for`."""
+        response = await self.request("GET", f"{MEDIA_DOWNLOAD}/{q(server)}/{q(media_id)}",
+                                      headers={"Accept-Encoding": "identity"}, stream=True,
+                                      retry_for=retry_for)
+        return await Download.start(response)
+
+
+class Download:
+    """A file being read from the homeserver: `content_type` and `length` (None when not
+    given) as the homeserver said, and `chunks`, its bytes as they arrive.
+
+    The response is closed however the reading ends: all bytes read, a failure (the
+    exception goes on to the reader), `aclose()`, or `chunks` dropped unfinished (the event
+    loop finalizes an async generator it no longer reaches, on asyncio and trio alike). That
+    is why `start` steps into the generator at once: from then on its ``finally`` is armed,
+    even if nobody ever asks for a byte.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.content_type: str | None = response.headers.get("content-type")
+        length = response.headers.get("content-length", "")
+        self.length: int | None = int(length) if length.isdigit() else None
+        self._reader = self._read(response)
+        self.chunks: AsyncIterator[bytes] = self._reader
+
+    @classmethod
+    async def start(cls, response: httpx.Response) -> Download:
+        download = cls(response)
+        await anext(download.chunks)
+        return download
+
+    @staticmethod
+    async def _read(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+        try:
+            yield b""  # the step `start` takes
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        finally:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+
+    async def aclose(self) -> None:
+        """Stop reading and close the response (nothing happens if it is closed already)."""
+        await self._reader.aclose()
+
 
 def _json_body(response: httpx.Response) -> dict[str, Any]:
     try:
@@ -303,4 +370,4 @@ def _retry_after(response: httpx.Response, body: dict[str, Any]) -> float:
     return 1.0
 
 
-__all__ = ["HomeserverUnavailable", "MatrixClient", "MatrixError", "Outage", "q"]
+__all__ = ["Download", "HomeserverUnavailable", "MatrixClient", "MatrixError", "Outage", "q"]
