@@ -683,10 +683,13 @@ class IRCPlug(Plug):
         elif c.flood_rate > 2 or c.flood_burst > 10:
             warnings.append(f"flood_burst {c.flood_burst} / flood_rate {c.flood_rate} lines/s "
                             "exceed what large public networks allow")
-        if c.long_messages == "link" and not self.host.config.http.public_url:
+        http = self.host.config.http
+        # a bridge without a listener has chosen none; one with a listener but no public URL
+        # likely wants links and does not get them
+        if c.long_messages == "link" and http.listen and not http.public_url:
             warnings.append(f'long_messages = "link" but [http] public_url is not set: a message '
                             f"over max_lines ({c.max_lines}) lines ends with a truncation notice, "
-                            "not a link to its whole text (set [http] listen and public_url, or "
+                            "not a link to its whole text (set [http] public_url, or "
                             'long_messages = "truncate")')
         return warnings
 
