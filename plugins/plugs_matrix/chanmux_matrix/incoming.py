@@ -3,7 +3,9 @@
 ``m.room.message`` becomes text, an action (``m.emote``), a notice or attachments; an
 ``m.replace`` becomes an edit of the original event (its id, ``edited=True``); a redaction a
 ``deleted`` message with the redacted event's id; ``m.room.name`` a title. Reply fallbacks
-are stripped, HTML goes through the allow-list parser.
+are stripped, HTML goes through the allow-list parser. A file's `File.url` is its public link
+(the media proxy's, when the plug gives `link`) or else its ``mxc://`` URI; its `fetch` always
+downloads the bytes.
 
 An ``m.room.member`` event becomes a join, a leave (a kick or ban too) or, when a joined member
 changes their display name, a rename: ``renamed=(before, after)``. Each names the person as the
@@ -97,11 +99,14 @@ class Incoming:
     """Converts one room's timeline events into SentMessages for the host."""
 
     def __init__(self, plug: str, own_id: str, mention: Callable[[str, str], User | None],
-                 fetch: Callable[[str], Awaitable[bytes]]) -> None:
+                 fetch: Callable[[str], Awaitable[bytes]],
+                 link: Callable[[str, str | None], str | None] | None = None) -> None:
         self.plug = plug
         self.own_id = own_id
         self.mention = mention
         self.fetch = fetch
+        #: a file's public link from its mxc URI and name (None: the file keeps its mxc URI)
+        self.link = link
 
     def user(self, room: Room, user_id: str) -> User:
         return self.named(user_id, room.names.get(user_id))
@@ -223,12 +228,14 @@ class Incoming:
         size = info.get("size")
         mime = info.get("mimetype")
         fetch = self.fetch
+        title = _str(content, "filename") or body or None
 
         async def download() -> bytes:
             return await fetch(url)
 
-        return File(title=_str(content, "filename") or body or None, kind=_FILE_KINDS[msgtype],
-                    url=url, mime=mime if isinstance(mime, str) else None,
+        public = self.link(url, title) if self.link is not None else None
+        return File(title=title, kind=_FILE_KINDS[msgtype],
+                    url=public or url, mime=mime if isinstance(mime, str) else None,
                     size=size if isinstance(size, int) else None, fetch=download)
 
     @staticmethod

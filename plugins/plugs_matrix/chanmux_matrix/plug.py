@@ -17,6 +17,7 @@ from chanmux import (
     Message,
     Plug,
     Receipt,
+    Route,
     SentMessage,
     State,
     TryLater,
@@ -27,6 +28,7 @@ from chanmux import (
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig
 from .incoming import Incoming, obj
+from .media import MediaProxy
 from .outgoing import Renderer, Transactions, reply_target
 from .positions import Positions
 from .rooms import Bounded, Rooms
@@ -65,7 +67,10 @@ class MatrixPlug(Plug):
         self.senders: Bounded = Bounded(MEMORY)
         self.renderer = Renderer(name, config.name_format, config.action_name_format)
         self.transactions = Transactions()
-        self.incoming = Incoming(name, self.user_id, self._mention, self.download)
+        self.media = MediaProxy(name, client=self._connected, public_link=host.public_link,
+                                log=self.log)
+        self.incoming = Incoming(name, self.user_id, self._mention, self.download,
+                                 link=self.media.link)
         self.since: str | None = None  # where the next /sync fetches from
         self.positions = Positions(None, (), self._note_position)  # where the next start resumes
         self.timeline = Timeline(
@@ -445,6 +450,10 @@ class MatrixPlug(Plug):
     async def download(self, mxc: str) -> bytes:
         """The bytes of a file on the homeserver (authenticated media)."""
         return await self._connected().download(mxc, retry_for=self.config.send_retry_for)
+
+    async def http_routes(self) -> list[Route]:
+        """The media proxy's route on the host's HTTP listener (files as links for IRC)."""
+        return self.media.routes()
 
     # -- sending -----------------------------------------------------------------------------
 
