@@ -43,10 +43,12 @@ def cause(exc: BaseException) -> BaseException:
 
 def describe(exc: BaseException) -> str:
     """`Type: message` of the real cause (`cause`), so a log says `ConnectionResetError: ...`,
-    not `ExceptionGroup: unhandled errors in a TaskGroup`."""
+    not `ExceptionGroup: unhandled errors in a TaskGroup`; one line: only the message's first
+    (a database error goes on with the statement and its parameters, which may hold what
+    people said)."""
     exc = cause(exc)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 __all__ = ["ActionRequired", "RETRYABLE", "Refused", "TryLater", "cause", "describe"]

@@ -482,8 +482,10 @@ class Host:
                 try:
                     with anyio.fail_after(self.settings.close_timeout):
                         await plug.stopped()
-                except Exception:  # one plug failing here does not stop the rest
-                    log.exception("%s: failed to save its state at shutdown", plug.name)
+                except Exception as exc:  # one plug failing here does not stop the rest
+                    log.error("%s: failed to save its state at shutdown (%s)", plug.name,
+                              describe(exc))
+                    log.debug("%s: the failure at shutdown", plug.name, exc_info=True)
         for writer in self.store.writers:  # rows the hooks and plugs added while closing
             await writer.write_pending()
             if writer.pending:

@@ -188,6 +188,21 @@ def setup(level: str = "INFO", levels: dict[str, str] | None = None, file: str |
         logging.getLogger(name).setLevel(lvl.upper())
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    psycopg = logging.getLogger("psycopg")
+    if not any(isinstance(f, _AfterFailedWrite) for f in psycopg.filters):
+        psycopg.addFilter(_AfterFailedWrite())
+
+
+class _AfterFailedWrite(logging.Filter):
+    """psycopg warns "error ignored terminating <psycopg.Pipeline ...>: pipeline aborted" when
+    it closes a batch the database refused, at each retry: the store says that once already
+    ("database ... cannot be written"), so these become DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and record.getMessage().endswith("pipeline aborted"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
 
 
 def reopen() -> list[str]:

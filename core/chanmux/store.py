@@ -14,6 +14,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -184,11 +185,26 @@ def _sqlite_problem(path: Path, exc: BaseException) -> str:
     return f"{path}: {text}"
 
 
+#: PostgreSQL's "cannot execute ... in a read-only transaction".
+READ_ONLY_SQLSTATE = "25006"
+
+
 def make_engine(url: str, echo: bool = False) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, a busy timeout and thread-safe use."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+        engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
+
+        @sa.event.listens_for(engine, "handle_error")
+        def _read_only_session(context: Any) -> None:
+            # A session opened while the server refused writes (read-only, a standby) keeps
+            # refusing them after the server takes writes again: drop that connection, so the
+            # next attempt opens a session that sees the change.
+            if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_SQLSTATE:
+                context.is_disconnect = True
+                context.invalidate_pool_on_disconnect = False
+
+        return engine
     memory = parsed.database in (None, "", ":memory:")
     engine = sa.create_engine(
         url,
@@ -293,6 +309,16 @@ class Store:
         self.kept_limit = KEPT_ROWS
         #: Why the last write failed, while writes fail; None while they pass.
         self.unwritable: str | None = None
+        self._failing_writers: set[str] = set()  # the writers whose last write that did anything failed
+        self._statements = threading.local()  # statements run, per worker thread
+        sa.event.listen(self.engine, "after_cursor_execute", self._counted)
+
+    def _counted(self, *_args: Any) -> None:
+        self._statements.count = self.statements() + 1
+
+    def statements(self) -> int:
+        """Statements the calling thread has run: a write that ran none proves nothing."""
+        return getattr(self._statements, "count", 0)
 
     def describe(self) -> str:
         """The URL with any password hidden, for logs."""
@@ -367,8 +393,10 @@ class Store:
     # -- whether writes pass, told once per outage -------------------------------------------
 
     def _write_failed(self, writer: str, exc: BaseException, kept: int) -> None:
+        """One ERROR when writes start failing, however many writers fail after."""
+        self._failing_writers.add(writer)
         if self.unwritable is None:
-            self.unwritable = describe(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.unwritable = describe(exc)
             log.error("database %s cannot be written (%s: %s); keeping unwritten rows in "
                       "memory (at most %d per writer) and retrying", self.describe(), writer,
                       self._reason(exc), self.kept_limit)
@@ -376,7 +404,10 @@ class Store:
             log.debug("%s: writing %d rows failed again (%s)", writer, kept, self._reason(exc))
 
     def _write_passed(self, writer: str, rows: int) -> None:
-        if self.unwritable is not None:
+        """One INFO once every writer that failed has written again (a batch that ran no
+        statement, its rows cancelling out, does not count)."""
+        self._failing_writers.discard(writer)
+        if self.unwritable is not None and not self._failing_writers:
             self.unwritable = None
             log.info("database %s is writable again (%s: wrote %d kept rows)",
                      self.describe(), writer, rows)
@@ -507,11 +538,15 @@ class BatchWriter(Generic[T]):
         batch, self._pending = self._pending, []
         committed = False
 
+        wrote = False
+
         def work() -> None:
-            nonlocal committed
+            nonlocal committed, wrote
+            before = self.store.statements()
             with self.store.engine.begin() as conn:
                 self._write(conn, batch)
             committed = True
+            wrote = self.store.statements() != before
 
         started = time.monotonic()
         try:
@@ -534,7 +569,7 @@ class BatchWriter(Generic[T]):
         self.batch_rows.observe(len(batch))
         self.batch_seconds.observe(time.monotonic() - started)
         self._done += len(batch)
-        if self._failing:
+        if self._failing and wrote:
             self._failing = False
             self.store._write_passed(self.name, len(batch))
         self._advance()

@@ -90,3 +90,30 @@ def test_words_of_a_server_are_never_masked(phrase):
 ])
 def test_secret_values_are_masked(text, masked):
     assert SecretFilter(["hunter2-s3cret", "syt_bridge_token_value"]).clean(text) == masked
+
+
+def test_a_failure_is_described_in_one_line_of_its_real_cause():
+    """`chanmux.describe` names the real cause in one line: a database error's statement and
+    parameters (which may hold what people said) stay out of the log."""
+    from chanmux import describe
+
+    db_error = RuntimeError("cannot execute INSERT in a read-only transaction\n"
+                            "[SQL: INSERT INTO t (text) VALUES (%(text)s)]\n"
+                            "[parameters: {'text': 'what alice said'}]")
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [db_error])
+    assert describe(group) == "RuntimeError: cannot execute INSERT in a read-only transaction"
+    assert describe(ConnectionResetError()) == "ConnectionResetError"
+
+
+def test_psycopg_noise_after_a_refused_write_is_debug():
+    """psycopg's warning on closing a batch the database refused, repeated at every retry,
+    is DEBUG: the store says once that the database cannot be written."""
+    out = subprocess.run([sys.executable, "-c", """
+import logging
+from chanmux import logs
+logs.setup("INFO")
+logging.getLogger("psycopg").warning("error ignored terminating %r: %s", "<psycopg.Pipeline>", "pipeline aborted")
+logging.getLogger("psycopg").warning("something else")
+"""], check=True, capture_output=True, text=True, timeout=60)
+    assert "pipeline aborted" not in out.stderr
+    assert "WARNING psycopg: something else" in " ".join(out.stderr.split())
