@@ -320,8 +320,8 @@ class IRCPlug(Plug):
     async def _save_msgids(self) -> None:
         try:
             await self.own_msgids.save()
-        except Exception:  # a database problem must not stop the shutdown
-            self.log.exception("could not keep the msgids of our last lines")
+        except Exception as exc:  # noqa: BLE001 - a database problem must not stop the shutdown
+            self.log.error("could not keep the msgids of our last lines (%s)", describe(exc))
 
     def _author_head(self, user: Any) -> str:
         """How a puppet's line shows its author when the main connection sends it instead."""
@@ -594,7 +594,7 @@ class IRCPlug(Plug):
         try:
             link = await self.host.publish_text(self.name, rendering.whole)
         except Exception as exc:  # noqa: BLE001 - the message goes out cut rather than not at all
-            why = describe(exc).splitlines()[0]  # a database error goes on with the text itself
+            why = describe(exc)  # one line: not a database error's statement, with the text
             self.log.warning("could not keep the whole text of a long message for a link (%s); "
                              "it is cut with a notice instead", shorten(why))
             return None
