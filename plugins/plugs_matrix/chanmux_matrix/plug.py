@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -23,6 +24,7 @@ from chanmux import (
     TryLater,
     User,
     current_key,
+    describe,
 )
 
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
@@ -82,6 +84,7 @@ class MatrixPlug(Plug):
                       encrypted=self.report_encryption))
         self._position_changed: anyio.Event | None = None
         self._position_saved: tuple[str | None, list[str]] | None = None
+        self._position_unsaved: str | None = None  # why the last save failed, said once
         self._token: str | None = config.access_token
         self._own_txns: Bounded = Bounded(MEMORY)
         self._locks: dict[str, anyio.Lock] = {}
@@ -247,8 +250,21 @@ class MatrixPlug(Plug):
             for writer in list(self.host.store.writers):
                 with anyio.move_on_after(5):  # a database that refuses writes: save anyway
                     await writer.flush()
-            await self._save_position()
-            await self._position_changed.wait()
+            try:
+                await self._save_position()
+            except Exception as exc:  # noqa: BLE001 - the database refuses writes: kept in memory
+                if self._position_unsaved is None:
+                    self._position_unsaved = describe(exc)
+                    self.log.error("cannot save the resume point (%s); relaying goes on and it "
+                                   "is saved once the database takes writes again",
+                                   self._position_unsaved)
+            else:
+                if self._position_unsaved is not None:
+                    self._position_unsaved = None
+                    self.log.info("the resume point is saved again")
+            # unsaved, it is tried again after a while even if nothing else happens
+            with anyio.move_on_after(math.inf if self._position_unsaved is None else 10.0):
+                await self._position_changed.wait()
 
     async def _save_position(self) -> None:
         state = self.positions.state()
