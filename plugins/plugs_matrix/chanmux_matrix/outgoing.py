@@ -95,16 +95,42 @@ class Renderer:
             return RichText.plain_text(f"{who or 'someone'} changed the title to {msg.title}")
         return None
 
-    def text_content(self, text: RichText, msgtype: str) -> dict[str, Any]:
+    def text_content(self, text: RichText, msgtype: str,
+                     rendered: tuple[str, str] | None = None) -> dict[str, Any]:
+        """The content of one text event (`rendered`: its body and HTML, if already made)."""
         mentions = sorted({uid for seg in text if seg.mention is not None
                            for uid in [self.mention_id(seg.mention)] if uid})
-        html = render_html(text, self.mention_id)
-        return {"msgtype": msgtype, "body": render_plain(text), "format": HTML,
+        body, html = rendered if rendered is not None else self._render(text)
+        return {"msgtype": msgtype, "body": body, "format": HTML,
                 "formatted_body": html, "m.mentions": {"user_ids": mentions} if mentions else {}}
 
-    @staticmethod
-    def _size(text: RichText) -> int:
-        return len(render_plain(text).encode()) + len(render_html(text).encode())
+    def _render(self, text: RichText) -> tuple[str, str]:
+        return render_plain(text), render_html(text, self.mention_id)
+
+    def _size(self, text: RichText) -> int:
+        body, html = self._render(text)
+        return len(body.encode()) + len(html.encode())
+
+    def _split(self, text: RichText, limit: int) -> list[tuple[RichText, tuple[str, str]]]:
+        """`text` in chunks whose event contents (body and formatted_body) measure at most
+        `limit` bytes, each with its rendering; in time linear in the text for any formatting.
+
+        Measuring a candidate chunk means rendering it, so searching each chunk's end by
+        measure costs a render per probe (seconds for a 64 KiB text of many formats). Instead
+        the text is cut by plain bytes at a budget scaled by how much its rendering weighs
+        per plain byte, and each piece is rendered once; a piece still too large (its
+        formatting denser than the average) is cut again at its own scale. Only a piece that
+        cannot be cut by plain bytes at all is searched by measure."""
+        rendered = self._render(text)
+        size = len(rendered[0].encode()) + len(rendered[1].encode())
+        if size <= limit:
+            return [(text, rendered)]
+        plain = len(text.plain.encode()) or 1
+        pieces = text.split_bytes(max(1, int(limit * plain / size * 0.95)))
+        if len(pieces) < 2:
+            return [(chunk, self._render(chunk))
+                    for chunk in text.split_bytes(limit, measure=self._size)]
+        return [done for piece in pieces for done in self._split(piece, limit)]
 
     def parts(self, msg: Message, reply_id: str | None) -> list[Part]:
         """The events that represent `msg`, in order (text first, then attachments)."""
@@ -115,11 +141,8 @@ class Renderer:
             text, author = self.event_text(msg), RichText()
             msgtype = "m.notice"
         if text:
-            full = author + text
-            chunks = [full] if self._size(full) <= MAX_TEXT_BYTES else full.split_bytes(
-                MAX_TEXT_BYTES, measure=self._size)
-            for chunk in chunks:
-                parts.append(Part(content=self.text_content(chunk, msgtype)))
+            for chunk, rendered in self._split(author + text, MAX_TEXT_BYTES):
+                parts.append(Part(content=self.text_content(chunk, msgtype, rendered)))
         for attachment in msg.attachments:
             if isinstance(attachment, File):
                 parts.append(Part(file=attachment))

@@ -231,3 +231,19 @@ def carried_richtext(draw) -> RichText:
 @given(carried_richtext())
 def test_richtext_comes_back_from_html_as_it_was(rt):
     assert reread(rt).normalise().segments == rt.normalise().segments, render_html(rt, mention_id)
+
+
+@given(carried_richtext(), st.integers(min_value=40, max_value=600))
+@settings(max_examples=150, deadline=None)
+def test_long_texts_split_into_events_that_fit_and_join_back(rt, limit):
+    """A text too long for one event is cut into events whose body and formatted_body fit
+    the limit (a single character alone excepted), which joined give the text back."""
+    from chanmux_matrix.outgoing import Renderer
+
+    renderer = Renderer("mx", "{name}: ", "{name} ")
+    chunks = renderer._split(rt, limit)
+    for chunk, (body, html) in chunks:
+        assert (body, html) == renderer._render(chunk)
+        assert len(body.encode()) + len(html.encode()) <= limit or len(chunk.plain) == 1
+    joined = RichText([seg for chunk, _ in chunks for seg in chunk])
+    assert joined.normalise() == rt.normalise()
