@@ -227,14 +227,24 @@ class MatrixClient:
                                   retry_for=retry_for)
 
     async def send(self, room_id: str, event_type: str, txn: str, content: dict[str, Any],
-                   retry_for: float | None = None) -> str:
+                   retry_for: float | None = None, as_user: str | None = None) -> str:
+        """Send an event; `as_user` (an application service's user) sends it as that user."""
         path = f"{CS}/rooms/{q(room_id)}/send/{q(event_type)}/{q(txn)}"
-        return (await self.request("PUT", path, json=content, retry_for=retry_for))["event_id"]
+        return (await self.request("PUT", path, json=content, params=_as(as_user),
+                                   retry_for=retry_for))["event_id"]
 
     async def redact(self, room_id: str, event_id: str, txn: str,
-                     retry_for: float | None = None) -> str:
+                     retry_for: float | None = None, as_user: str | None = None) -> str:
         path = f"{CS}/rooms/{q(room_id)}/redact/{q(event_id)}/{q(txn)}"
-        return (await self.request("PUT", path, json={}, retry_for=retry_for))["event_id"]
+        return (await self.request("PUT", path, json={}, params=_as(as_user),
+                                   retry_for=retry_for))["event_id"]
+
+    async def ping(self, appservice_id: str, retry_for: float | None = None) -> dict[str, Any]:
+        """Ask the homeserver to call the application service's ping route (it also sends
+        the transactions it kept for the service at once)."""
+        return await self.request("POST", f"/_matrix/client/v1/appservice/{q(appservice_id)}/ping",
+                                  json={"transaction_id": f"chanmux-ping-{time.time():.0f}"},
+                                  retry_for=retry_for)
 
     async def join(self, room: str, retry_for: float | None = None) -> str:
         return (await self.request("POST", f"{CS}/join/{q(room)}", json={},
@@ -346,6 +356,11 @@ class Download:
     async def aclose(self) -> None:
         """Stop reading and close the response (nothing happens if it is closed already)."""
         await self._reader.aclose()
+
+
+def _as(user_id: str | None) -> dict[str, str] | None:
+    """The query parameter with which an application service acts as one of its users."""
+    return {"user_id": user_id} if user_id else None
 
 
 def _json_body(response: httpx.Response) -> dict[str, Any]:

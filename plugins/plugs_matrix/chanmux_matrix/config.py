@@ -40,6 +40,12 @@ def _check_rooms(_inst: object, _attr: attrs.Attribute, value: list[str]) -> Non
             raise ValueError(f'"{room}" is neither a room id (!id) nor an alias (#name:server)')
 
 
+def _check_prefix(_inst: object, _attr: attrs.Attribute, value: str) -> None:
+    if not value or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789-._=/" for c in value):
+        raise ValueError(f'"{value}" cannot start a Matrix user id: use lower-case letters, '
+                         f'digits and -._=/ (e.g. "irc_")')
+
+
 @attrs.frozen
 class MatrixConfig:
     """Keys of a `type = "matrix"` plug (seconds for every time)."""
@@ -60,10 +66,15 @@ class MatrixConfig:
     send_retry_for: float = attrs.field(default=20.0, validator=validators.positive)
     retry_max_delay: float = attrs.field(default=10.0, validator=validators.positive)
     timeline_limit: int = attrs.field(default=50, validator=validators.positive)
+    #: the application service's registration file (relative to the config file's folder):
+    #: set, the plug runs as an application service (`chanmux matrix-registration` writes it)
+    registration: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
+    ghost_prefix: str = attrs.field(default="chanmux_", validator=_check_prefix)
 
     def __attrs_post_init__(self) -> None:
-        if not self.access_token and not self.password:
-            raise ValueError("give access_token or password (the bridge account's credentials)")
+        if not self.access_token and not self.password and not self.registration:
+            raise ValueError("give access_token or password (the bridge account's credentials), "
+                             "or registration (to run as an application service)")
 
 
 __all__ = ["MatrixConfig"]

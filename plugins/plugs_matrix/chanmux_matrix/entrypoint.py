@@ -30,3 +30,10 @@ source = "#myproject:example.org"
 @chanmux.hookimpl(optionalhook=True)  # a spec since chanmux 0.2.0
 def chanmux_starter() -> str:
     return STARTER
+
+
+@chanmux.hookimpl(optionalhook=True)  # a spec since chanmux 0.2.2
+def chanmux_commands() -> list[chanmux.Command]:
+    from .commands import COMMANDS
+
+    return COMMANDS

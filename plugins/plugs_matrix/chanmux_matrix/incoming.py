@@ -100,9 +100,12 @@ class Incoming:
 
     def __init__(self, plug: str, own_id: str, mention: Callable[[str, str], User | None],
                  fetch: Callable[[str], Awaitable[bytes]],
-                 link: Callable[[str, str | None], str | None] | None = None) -> None:
+                 link: Callable[[str, str | None], str | None] | None = None,
+                 is_own: Callable[[str], bool] | None = None) -> None:
         self.plug = plug
         self.own_id = own_id
+        #: whether a user id is the owner's (its account, or an application service's ghost)
+        self.is_own = is_own if is_own is not None else own_id.__eq__
         self.mention = mention
         self.fetch = fetch
         #: a file's public link from its mxc URI and name (None: the file keeps its mxc URI)
@@ -114,7 +117,7 @@ class Incoming:
     def named(self, user_id: str, name: str | None) -> User:
         """The user `user_id` under the display name `name`."""
         return User(id=user_id, plug=self.plug, username=user_id, real_name=name,
-                    link=f"https://matrix.to/#/{user_id}", is_self=user_id == self.own_id)
+                    link=f"https://matrix.to/#/{user_id}", is_self=self.is_own(user_id))
 
     def convert(self, channel: Channel, room: Room, event: dict[str, Any]) -> SentMessage | None:
         """The message an event means, or None for events that carry none (raises BadEvent)."""

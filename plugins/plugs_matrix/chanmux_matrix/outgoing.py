@@ -14,6 +14,7 @@ import hashlib
 import string
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -62,20 +63,28 @@ def _template(template: str, name: str) -> RichText:
 class Renderer:
     """Turns messages into event contents for one plug."""
 
-    def __init__(self, plug: str, name_format: str, action_name_format: str) -> None:
+    def __init__(self, plug: str, name_format: str, action_name_format: str,
+                 ghost_of: Callable[[User], str | None] | None = None) -> None:
         self.plug = plug
         self.name_format = name_format
         self.action_name_format = action_name_format
+        #: the Matrix user standing for a person of another network (application-service mode)
+        self.ghost_of = ghost_of
 
     def mention_id(self, user: User) -> str | None:
-        """The Matrix id a mention of `user` pills, if the user is on this plug's network."""
+        """The Matrix id a mention of `user` pills: a user on this plug's network, or the
+        ghost of a person of another network."""
         if user.plug == self.plug and user.id and user.id.startswith("@") and ":" in user.id:
             return user.id
+        if self.ghost_of is not None and user.plug != self.plug:
+            return self.ghost_of(user)
         return None
 
-    def author(self, msg: Message) -> RichText:
+    def author(self, msg: Message, named: bool = True) -> RichText:
+        """The author in front of the text (nothing when `named` is False: the message is
+        sent by its author's ghost)."""
         user = msg.user
-        if user is None or user.is_self:
+        if user is None or user.is_self or not named:
             return RichText()
         template = self.action_name_format if msg.action else self.name_format
         return _template(template, user.display) if template else RichText()
@@ -132,11 +141,12 @@ class Renderer:
                     for chunk in text.split_bytes(limit, measure=self._size)]
         return [done for piece in pieces for done in self._split(piece, limit)]
 
-    def parts(self, msg: Message, reply_id: str | None) -> list[Part]:
-        """The events that represent `msg`, in order (text first, then attachments)."""
+    def parts(self, msg: Message, reply_id: str | None, named: bool = True) -> list[Part]:
+        """The events that represent `msg`, in order (text first, then attachments); without
+        the author in front when not `named`."""
         parts: list[Part] = []
         msgtype = "m.emote" if msg.action else "m.notice" if msg.notice else "m.text"
-        text, author = msg.text, self.author(msg)
+        text, author = msg.text, self.author(msg, named)
         if not text and not msg.attachments:
             text, author = self.event_text(msg), RichText()
             msgtype = "m.notice"
@@ -147,19 +157,19 @@ class Renderer:
             if isinstance(attachment, File):
                 parts.append(Part(file=attachment))
             elif isinstance(attachment, Location):
-                parts.append(Part(content=self.location_content(msg, attachment)))
+                parts.append(Part(content=self.location_content(msg, attachment, named)))
             elif isinstance(attachment, Message):
                 quoted = attachment.text or RichText()
                 name = attachment.user.display if attachment.user is not None else None
                 quote = RichText.plain_text(f"> {name}: " if name else "> ") + quoted
-                parts.append(Part(content=self.text_content(self.author(msg) + quote, "m.text")))
+                parts.append(Part(content=self.text_content(author + quote, "m.text")))
         if reply_id is not None and parts and parts[0].content is not None:
             parts[0].content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_id}}
         return parts
 
-    def location_content(self, msg: Message, place: Location) -> dict[str, Any]:
+    def location_content(self, msg: Message, place: Location, named: bool = True) -> dict[str, Any]:
         label = place.name or place.address or f"{place.latitude}, {place.longitude}"
-        author = self.author(msg).plain
+        author = self.author(msg, named).plain
         return {"msgtype": "m.location", "body": f"{author}{label}",
                 "geo_uri": f"geo:{place.latitude},{place.longitude}"}
 
@@ -171,9 +181,9 @@ class Renderer:
         return {"msgtype": _FILE_TYPES.get(file.kind, "m.file"), "body": title, "filename": title,
                 "url": mxc, "info": info}
 
-    def edit_content(self, msg: Message, target: str) -> dict[str, Any]:
+    def edit_content(self, msg: Message, target: str, named: bool = True) -> dict[str, Any]:
         """An ``m.replace`` of `target` with the text of `msg` (its first part)."""
-        parts = self.parts(msg.clone(attachments=[], reply_to=None), None)
+        parts = self.parts(msg.clone(attachments=[], reply_to=None), None, named)
         new = parts[0].content if parts and parts[0].content else self.text_content(
             RichText.plain_text(" "), "m.text")
         new = {k: v for k, v in new.items() if k != "m.relates_to"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -14,6 +15,7 @@ from chanmux import (
     ActionRequired,
     Capabilities,
     Channel,
+    ConfigError,
     File,
     Message,
     Plug,
@@ -27,9 +29,11 @@ from chanmux import (
     describe,
 )
 
+from .appservice import AppService, Registration
 from .client import CS, HomeserverUnavailable, MatrixClient, MatrixError, Outage, q
 from .config import MatrixConfig
-from .incoming import Incoming, obj
+from .ghosts import Ghosts
+from .incoming import Incoming, obj, sent_at
 from .media import MediaProxy
 from .outgoing import Renderer, Transactions, reply_target
 from .positions import Positions
@@ -50,6 +54,12 @@ class MatrixPlug(Plug):
     ``send_retry_for`` seconds or the login stopped working. The position saved for the next
     start moves only past events whose messages are done (see `positions`). What each /sync
     response says is read by a `timeline.Timeline` the plug builds with what it may use.
+
+    With `registration` set it runs as an application service instead: the homeserver
+    pushes the rooms' events to the host's HTTP listener (`appservice.AppService`), which
+    hands them to the same `Timeline`; people of other networks speak as Matrix users of
+    their own (`ghosts.Ghosts`); and what it receives is kept in the host's inbox until it
+    is done (``journal``), since the homeserver does not send it again once answered.
     """
 
     Config = MatrixConfig
@@ -67,12 +77,17 @@ class MatrixPlug(Plug):
         self.outage = Outage(self.log, config.homeserver.rstrip("/"))
         self.rooms = Rooms()
         self.senders: Bounded = Bounded(MEMORY)
-        self.renderer = Renderer(name, config.name_format, config.action_name_format)
+        #: set in `on_load` when the plug runs as an application service
+        self.registration: Registration | None = None
+        self.ghosts: Ghosts | None = None
+        self.appservice: AppService | None = None
+        self.renderer = Renderer(name, config.name_format, config.action_name_format,
+                                 ghost_of=self._ghost_of)
         self.transactions = Transactions()
         self.media = MediaProxy(name, client=self._connected, public_link=host.public_link,
                                 log=self.log)
         self.incoming = Incoming(name, self.user_id, self._mention, self.download,
-                                 link=self.media.link)
+                                 link=self.media.link, is_own=self._is_own)
         self.since: str | None = None  # where the next /sync fetches from
         self.positions = Positions(None, (), self._note_position)  # where the next start resumes
         self.timeline = Timeline(
@@ -81,12 +96,16 @@ class MatrixPlug(Plug):
             senders=self.senders, log=self.log, timeline_limit=config.timeline_limit,
             max_catchup_age=config.max_catchup_age, retry_for=config.send_retry_for,
             sink=Sink(receive=self._hand_over, invited=self.on_invite, left=self.on_left,
-                      encrypted=self.report_encryption))
+                      encrypted=self.report_encryption), is_own=self._is_own)
         self._position_changed: anyio.Event | None = None
         self._position_saved: tuple[str | None, list[str]] | None = None
         self._position_unsaved: str | None = None  # why the last save failed, said once
         self._token: str | None = config.access_token
         self._own_txns: Bounded = Bounded(MEMORY)
+        self._own_events: Bounded = Bounded(MEMORY)  # event ids the plug sent in this run
+        self._taken: Bounded = Bounded(MEMORY)  # event ids the homeserver pushed, handed over
+        self._started = time.time()  # pushed events older than this may be a last run's
+        self._ping_said: str | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._aliases: dict[str, str] = {}
         self._sources: dict[str, str] = {}
@@ -97,9 +116,75 @@ class MatrixPlug(Plug):
 
     # -- checks that need no connection -------------------------------------------------------
 
+    def registration_path(self) -> Path | None:
+        """The registration file, relative to the config file's folder."""
+        if self.config.registration is None:
+            return None
+        path = Path(self.config.registration).expanduser()
+        folder = self.host.config.path.parent if self.host.config.path else Path.cwd()
+        return path if path.is_absolute() else folder / path
+
+    def on_load(self) -> None:
+        """In application-service mode: the registration file must exist and agree with the
+        config, and the host must listen for the homeserver's calls."""
+        path = self.registration_path()
+        if path is None:
+            return
+        where = f"plugs.{self.name}.registration"
+        config_file = self.host.config.path or "bridge.toml"
+        issues = []
+        try:
+            registration = Registration.read(path)
+        except ValueError as exc:
+            issues.append((where, f"{exc}: write it with `chanmux matrix-registration "
+                                  f"{config_file}` and list it in the homeserver's "
+                                  f"app_service_config_files"))
+        else:
+            for problem in registration.problems(user_id=self.user_id, prefix=self.config.ghost_prefix):
+                issues.append((where, f"{path} does not match the config: {problem}; write it "
+                                      f"again with `chanmux matrix-registration --force "
+                                      f"{config_file}`, then restart the homeserver"))
+        if not self.host.config.http.listen:
+            issues.append(("http.listen", f"plugs.{self.name} runs as an application service, "
+                                          f"so the homeserver must reach the bridge: set "
+                                          f'[http] listen (e.g. "127.0.0.1:9180")'))
+        if issues:
+            raise ConfigError(issues)
+        self._as_appservice(registration)
+
+    def _as_appservice(self, registration: Registration) -> None:
+        self.registration = registration
+        self.journal = True
+        self.ghosts = Ghosts(
+            plug=self.name, client=self._connected, bot=self.user_id,
+            prefix=self.config.ghost_prefix, log=self.log, retry_for=self.config.send_retry_for,
+            load=lambda: self.host.store.get_state(self.name, "ghost_moves"),
+            save=lambda moves: self.host.store.set_state(self.name, "ghost_moves", moves))
+        self.appservice = AppService(registration, intake=self._intake, ready=self._can_take,
+                                     is_ghost=self.ghosts.is_ghost, log=self.log)
+
+    def _is_own(self, user_id: str) -> bool:
+        """The bridge account, or (application service) one of its ghosts."""
+        return user_id == self.user_id or (self.ghosts is not None and self.ghosts.is_ghost(user_id))
+
+    def _ghost_of(self, user: User) -> str | None:
+        return self.ghosts.ghost_id(user) if self.ghosts is not None else None
+
     def check_warnings(self) -> list[str]:
         """Warnings `chanmux check` prints; none of them needs the homeserver."""
         warnings = []
+        registration = self.registration
+        if registration is not None:
+            url = urlsplit(registration.url)
+            listen = self.host.config.http.listen or ""
+            if url.hostname in ("localhost", "127.0.0.1", "::1") and not listen.endswith(f":{url.port}"):
+                warnings.append(f"the registration's url {registration.url} is not where the "
+                                f"bridge listens ([http] listen = {listen!r}): the homeserver "
+                                f"cannot reach it")
+            if self.config.access_token or self.config.password:
+                warnings.append("access_token and password are not used by an application "
+                                "service (it acts with the registration's as_token)")
+            return warnings
         parts = urlsplit(self.config.homeserver)
         if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
             warnings.append(f"homeserver {self.config.homeserver} is plain http: the access token "
@@ -118,6 +203,9 @@ class MatrixPlug(Plug):
                                    timeout=self.config.request_timeout,
                                    retry_max_delay=self.config.retry_max_delay, outage=self.outage)
         await self.client.versions(retry_for=None)
+        if self.registration is not None:
+            await self._open_appservice(self.registration)
+            return
         await self._login()
         await self._load_direct()
         if self._position_saved is None:  # the first start of this run, not a reconnect
@@ -155,6 +243,9 @@ class MatrixPlug(Plug):
     async def run(self) -> None:
         logged_out = self._logged_out
         assert logged_out is not None, "run() before open()"
+        if self.registration is not None:
+            await self._run_appservice(self.registration, logged_out)
+            return
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._keep_position, name=f"{self.name}:position")
 
@@ -285,6 +376,118 @@ class MatrixPlug(Plug):
         if waiting:
             self.log.info("%d received messages were not delivered yet; they are fetched "
                           "again at the next start", waiting)
+
+    # -- the application-service mode ------------------------------------------------------
+
+    async def _open_appservice(self, registration: Registration) -> None:
+        """Check the homeserver knows the service, join the rooms and learn their state (the
+        homeserver pushes only what happens from now on)."""
+        client = self._connected()
+        retry = self.config.send_retry_for
+        client.token = registration.as_token
+        try:
+            who = await client.whoami(retry_for=retry)
+        except MatrixError as exc:
+            if exc.status not in (401, 403):
+                raise
+            raise ActionRequired(
+                f"the homeserver does not know this application service ({exc.errcode}: "
+                f"{exc.error}): list {self.registration_path()} in its app_service_config_files "
+                f"and restart it; messages for Matrix are kept meanwhile") from None
+        self._check_user(who.get("user_id"))
+        assert self.ghosts is not None
+        await self.ghosts.start()
+        await self._load_direct()
+        await self._join_rooms()
+        for room_id in await client.joined_rooms(retry_for=retry):
+            for event in await client.request("GET", f"{CS}/rooms/{q(room_id)}/state", retry_for=retry):
+                if isinstance(event, dict):
+                    self.rooms[room_id].apply(event)
+        if self.config.display_name:
+            current = await client.displayname(self.user_id, retry_for=retry)
+            if current != self.config.display_name:
+                await client.set_displayname(self.user_id, self.config.display_name, retry_for=retry)
+        self._logged_out = anyio.Event()
+
+    async def _run_appservice(self, registration: Registration, logged_out: anyio.Event) -> None:
+        """Have the homeserver call us (which also sends at once what it kept for us while we
+        were away), then watch that it still answers: past ``send_retry_for`` without an
+        answer this ends, and the host connects again."""
+        client = self._connected()
+        await self._ping(client, registration)
+        while not logged_out.is_set():
+            with anyio.move_on_after(self.config.sync_timeout):
+                await logged_out.wait()
+            if not logged_out.is_set():
+                await client.versions(retry_for=self.config.send_retry_for)
+        raise TryLater(self._logout_reason)
+
+    async def _ping(self, client: MatrixClient, registration: Registration) -> None:
+        try:
+            await client.ping(registration.id, retry_for=self.config.send_retry_for)
+        except MatrixError as exc:
+            if exc.errcode == "M_UNRECOGNIZED":  # a homeserver without the ping API
+                return
+            said = f"{exc.errcode}: {exc.error}"
+            if said != self._ping_said:
+                self._ping_said = said
+                self.log.error("the homeserver cannot reach the bridge at %s (%s): check url in "
+                               "%s and [http] listen; messages from Matrix do not arrive until "
+                               "it can", registration.url, said, self.registration_path())
+            return
+        if self._ping_said is not None:
+            self.log.info("the homeserver reaches the bridge at %s again", registration.url)
+        self._ping_said = None
+
+    def _can_take(self) -> bool:
+        """Whether pushed events can be taken now (logged in and in the rooms)."""
+        return (self.state is State.active and self._logged_out is not None
+                and not self._logged_out.is_set())
+
+    async def _intake(self, events: list[dict[str, Any]]) -> None:
+        """The events of one transaction: each handed to the host once, then kept (the
+        inbox is written) before the homeserver is answered."""
+        for event in events:
+            event_id, room_id = event.get("event_id"), event.get("room_id")
+            if not isinstance(event_id, str) or not isinstance(room_id, str):
+                self.log.warning("skipped a pushed event without event_id or room_id")
+                continue
+            if event_id in self._taken:
+                continue
+            if not await self._own_membership(room_id, event):
+                sender = event.get("sender")
+                if (isinstance(sender, str) and self._is_own(sender)
+                        and event_id not in self._own_events):
+                    async with self._lock(room_id):  # our send may not have returned yet
+                        pass
+                # sent before this run started, it may have been handed over by a run that
+                # was killed before answering: a relay then sends it only where it is not yet
+                await self.timeline.handle(room_id, event, relay=True,
+                                           replayed=sent_at(event) < self._started)
+            self._taken[event_id] = True
+        for writer in list(self.host.store.writers):
+            await writer.flush()
+
+    async def _own_membership(self, room_id: str, event: dict[str, Any]) -> bool:
+        """An invite of the bridge account, or its leaving a room: handled here."""
+        if event.get("type") != "m.room.member" or event.get("state_key") != self.user_id:
+            return False
+        membership = obj(event.get("content")).get("membership")
+        if membership == "invite":
+            await self.on_invite(room_id, {"invite_state": {"events": [event]}})
+            return True
+        if membership in ("leave", "ban"):
+            self.on_left(room_id)
+            return True
+        return False
+
+    async def http_routes(self) -> list[Route]:
+        """The media proxy's route (files as links for IRC) and, as an application service,
+        the API the homeserver calls, on the host's HTTP listener."""
+        routes = self.media.routes()
+        if self.appservice is not None:
+            routes += self.appservice.routes()
+        return routes
 
     # -- login -------------------------------------------------------------------------------
 
@@ -455,7 +658,7 @@ class MatrixPlug(Plug):
         """True for the homeserver's copy of something this plug sent in this run."""
         unsigned = obj(event.get("unsigned"))
         txn = unsigned.get("transaction_id")
-        return isinstance(txn, str) and txn in self._own_txns
+        return (isinstance(txn, str) and txn in self._own_txns) or event.get("event_id") in self._own_events
 
     def _mention(self, room_id: str, user_id: str) -> User:
         room = self.rooms[room_id] if room_id in self.rooms else None
@@ -467,10 +670,6 @@ class MatrixPlug(Plug):
         """The bytes of a file on the homeserver (authenticated media)."""
         return await self._connected().download(mxc, retry_for=self.config.send_retry_for)
 
-    async def http_routes(self) -> list[Route]:
-        """The media proxy's route on the host's HTTP listener (files as links for IRC)."""
-        return self.media.routes()
-
     # -- sending -----------------------------------------------------------------------------
 
     def _lock(self, room_id: str) -> anyio.Lock:
@@ -479,17 +678,56 @@ class MatrixPlug(Plug):
             lock = self._locks[room_id] = anyio.Lock()
         return lock
 
-    async def _send(self, room_id: str, event_type: str, txn: str, content: dict[str, Any]) -> str:
+    async def _send(self, room_id: str, event_type: str, txn: str, content: dict[str, Any],
+                    as_user: str | None = None) -> str:
         self._own_txns[txn] = True
         try:
             event_id = await self._ready().send(room_id, event_type, txn, content,
-                                                retry_for=self.config.send_retry_for)
+                                                retry_for=self.config.send_retry_for,
+                                                as_user=as_user)
         except MatrixError as exc:
             if exc.status == 401:
                 raise self._lost_login(exc) from None
             raise
-        self.senders[event_id] = self.user_id
+        self.senders[event_id] = as_user or self.user_id
+        self._own_events[event_id] = True
         return event_id
+
+    async def _ghost(self, msg: Message, room_id: str) -> str | None:
+        """As an application service: the ghost that sends `msg` (its author's, when the
+        author is a person of another network and can be in the room), else None."""
+        user = msg.user
+        if self.ghosts is None or user is None or user.is_self or user.plug == self.name:
+            return None
+        try:
+            return await self.ghosts.ready(user, room_id)
+        except MatrixError as exc:
+            if exc.status == 401:
+                raise self._lost_login(exc) from None
+            raise
+
+    async def _membership(self, msg: Message, room_id: str) -> bool:
+        """As an application service, people of other networks joining, leaving or changing
+        their name are their ghosts doing so; True when done so (no notice to send)."""
+        ghosts = self.ghosts
+        if ghosts is None or msg.text or msg.attachments:
+            return False
+        people = [*msg.joined, *msg.left, *(msg.renamed or ())]
+        if not people or any(u.is_self or u.plug == self.name for u in people):
+            return False
+        try:
+            for user in msg.joined:
+                if await ghosts.ready(user, room_id) is None:
+                    return False
+            for user in msg.left:
+                await ghosts.leave(user, room_id)
+            if msg.renamed is not None and await ghosts.move(*msg.renamed, room_id) is None:
+                return False
+        except MatrixError as exc:
+            if exc.status == 401:
+                raise self._lost_login(exc) from None
+            raise
+        return True
 
     async def _file_content(self, msg: Message, file: File) -> dict[str, Any] | None:
         data = None
@@ -515,7 +753,10 @@ class MatrixPlug(Plug):
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         room_id = await self.room_id(channel.source)
-        parts = self.renderer.parts(msg, reply_target(msg, channel, room_id))
+        if await self._membership(msg, room_id):
+            return []
+        ghost = await self._ghost(msg, room_id)
+        parts = self.renderer.parts(msg, reply_target(msg, channel, room_id), named=ghost is None)
         contents = []
         for part in parts:
             content = part.content if part.content is not None else await self._file_content(msg, part.file)  # type: ignore[arg-type]
@@ -527,34 +768,49 @@ class MatrixPlug(Plug):
         async with self._lock(room_id):
             for index, content in enumerate(contents):
                 event_id = await self._send(room_id, "m.room.message",
-                                            self.transactions.txn(base, index), content)
+                                            self.transactions.txn(base, index), content, ghost)
                 receipts.append(Receipt(id=event_id, channel=channel))
         return receipts
 
     async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
         room_id = await self.room_id(sent.channel.source)
-        content = self.renderer.edit_content(msg, sent.id)
+        ghost = await self._ghost(msg, room_id)
+        content = self.renderer.edit_content(msg, sent.id, named=ghost is None)
         key = current_key()
         txn = self.transactions.txn(f"{key}|edit|{room_id}|{sent.id}" if key else
                                     self.transactions.base(msg, "edit", room_id, sent.id))
         async with self._lock(room_id):
-            event_id = await self._send(room_id, "m.room.message", txn, content)
+            event_id = await self._send(room_id, "m.room.message", txn, content, ghost)
         return [Receipt(id=sent.id, channel=sent.channel, revision=event_id, edited=True)]
 
     async def delete(self, sent: Receipt) -> bool:
         room_id = await self.room_id(sent.channel.source)
         txn = self.transactions.txn(f"redact|{room_id}|{sent.id}")
+        sender = await self._sender(room_id, sent.id)
+        as_user = sender if sender != self.user_id and self._is_own(sender or "") else None
         async with self._lock(room_id):
             self._own_txns[txn] = True
             try:
-                await self._ready().redact(room_id, sent.id, txn,
-                                           retry_for=self.config.send_retry_for)
+                redaction = await self._ready().redact(room_id, sent.id, txn, as_user=as_user,
+                                                       retry_for=self.config.send_retry_for)
+                self._own_events[redaction] = True
             except MatrixError as exc:
                 if exc.status == 401:
                     raise self._lost_login(exc) from None
                 self.log.warning("%s: cannot redact %s (%s)", sent.channel.source, sent.id, exc)
                 return False
         return True
+
+    async def _sender(self, room_id: str, event_id: str) -> str | None:
+        """Who sent an event (an application service redacts its ghosts' events as them)."""
+        sender = self.senders.get(event_id)
+        if sender is None and self.ghosts is not None:
+            try:
+                sender = (await self._connected().event(
+                    room_id, event_id, retry_for=self.config.send_retry_for)).get("sender")
+            except MatrixError:
+                return None
+        return sender if isinstance(sender, str) else None
 
     # -- look-ups ----------------------------------------------------------------------------
 

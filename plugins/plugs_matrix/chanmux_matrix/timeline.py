@@ -92,18 +92,22 @@ class Timeline:
     """Reads the /sync responses of one Matrix account into room state and messages.
 
     `client` is the owner's one way to its homeserver connection: it returns the connected
-    client or raises (`HomeserverUnavailable`) when there is none. `senders` maps event ids to
-    their senders (the owner adds what it sends; edits are checked against it). `channel`
+    client or raises (`HomeserverUnavailable`) when there is none. `senders` maps event ids
+    to their senders (the owner adds what it sends; edits are checked against it). `channel`
     gives the channel of a room id, `is_echo` tells the homeserver's copy of something the
-    owner sent in this run.
+    owner sent in this run. An application service hands it the events the homeserver pushes,
+    one by one (`handle`), instead of /sync responses; `is_own` then tells the events of its
+    ghosts (and its account) from other people's.
     """
 
     def __init__(self, own_id: str, *, client: Callable[[], MatrixClient], rooms: Rooms,
                  positions: Positions, incoming: Incoming, channel: Callable[[str], Channel],
                  is_echo: Callable[[dict[str, Any]], bool], senders: MutableMapping[str, str],
                  sink: Sink, log: logging.Logger, timeline_limit: int, max_catchup_age: float,
-                 retry_for: float | None) -> None:
+                 retry_for: float | None, is_own: Callable[[str], bool] | None = None) -> None:
         self.own_id = own_id
+        #: whether a sender is the owner's (its account, or a ghost of an application service)
+        self.is_own = is_own if is_own is not None else own_id.__eq__
         self.client = client
         self.rooms = rooms
         self.positions = positions
@@ -279,7 +283,7 @@ class Timeline:
             room.encrypted = True
             return None
         sender = event.get("sender")
-        own = sender == self.own_id
+        own = isinstance(sender, str) and self.is_own(sender)
         if (own and not self.is_echo(event)) or not relay:
             return None
         if kind == "m.room.message" and not own and isinstance(sender, str) and sender not in room.names:

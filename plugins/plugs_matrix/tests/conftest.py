@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
+from chanmux_matrix.appservice import Registration
 from chanmux_testservers.matrixclient import HumanMatrix
+from chanmux_testservers.synapse import Synapse, free_port
 
 from matrix_helpers import Account, LogWatch, client, register
 
@@ -50,3 +55,44 @@ def logwatch():
     finally:
         logger.removeHandler(watch)
         logger.setLevel(old)
+
+
+@attrs.frozen
+class AppServiceSetup:
+    """A homeserver that knows the bridge as an application service."""
+
+    synapse: Synapse
+    registration: Path  # the file the homeserver loaded
+    port: int  # where the bridge must listen for the homeserver's calls
+    bot: str  # the bridge account (the registration's sender)
+
+    def host_config(self, rooms: list[str], **extra: Any) -> dict[str, Any]:
+        """A host with a memory plug `irc` (#irc), the application-service plug `mx` in
+        `rooms` (the first as channel `room`), a recorder `rec` and the listener."""
+        plug = {"type": "matrix", "homeserver": self.synapse.base_url, "user_id": self.bot,
+                "registration": str(self.registration), "rooms": list(rooms),
+                "retry_max_delay": 1.0, **extra}
+        config: dict[str, Any] = {
+            "plugs": {"mx": plug, "irc": {"type": "memory"}},
+            "channels": {"irc": {"plug": "irc", "source": "#irc"}},
+            "hooks": {"rec": {"type": "recorder"}},
+            "http": {"listen": f"127.0.0.1:{self.port}"},
+        }
+        if rooms:
+            config["channels"]["room"] = {"plug": "mx", "source": rooms[0]}
+        return config
+
+
+@pytest.fixture(scope="session")
+def appservice(tmp_path_factory) -> Iterator[AppServiceSetup]:
+    """A second Synapse with the bridge's application-service registration loaded (written
+    by the plug's own `Registration`, as `chanmux matrix-registration` does)."""
+    folder = tmp_path_factory.mktemp("appservice")
+    port = free_port()
+    bot = "@chanmux:chanmux.test"
+    registration = Registration.new(plug="mx", url=f"http://127.0.0.1:{port}", user_id=bot,
+                                    prefix="chanmux_")
+    path = folder / "registration.yaml"
+    path.write_text(registration.dump())
+    with Synapse(extra_config={"app_service_config_files": [str(path)]}) as hs:
+        yield AppServiceSetup(hs, path, port, bot)

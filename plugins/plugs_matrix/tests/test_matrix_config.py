@@ -95,7 +95,8 @@ def test_missing_credentials_do_not_hide_a_bad_homeserver_or_user_id():
         make_host({"plugs": {"mx": {"type": "matrix", "homeserver": "matrix.example.org",
                                     "user_id": "bridge", "timeline_limit": "50"}}})
     assert sorted(info.value.issues) == [
-        ("plugs.mx", "give access_token or password (the bridge account's credentials)"),
+        ("plugs.mx", "give access_token or password (the bridge account's credentials), or "
+                     "registration (to run as an application service)"),
         ("plugs.mx.homeserver", ('expected an http(s) URL like "https://matrix.example.org", '
                                  'got "matrix.example.org"')),
         ("plugs.mx.timeline_limit", 'expected an integer, got "50"'),

@@ -1,0 +1,245 @@
+"""The Matrix plug as an application service, against a real Synapse that loaded its registration.
+
+People of other networks speak as Matrix users of their own (ghosts); what the homeserver
+pushes reaches the host once; the homeserver's token guards the routes; the registration file
+and the config must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from chanmux import ConfigError, Message, User
+from chanmux.testing import make_host, run_cli, run_host
+
+from matrix_helpers import client, human_events, human_sees, register
+
+pytestmark = pytest.mark.anyio
+
+GHOST = "@chanmux_irc_alice:chanmux.test"
+
+
+def alice(nick: str = "alice") -> User:
+    """A person of the memory plug `irc`, as a relay hands them to the Matrix plug."""
+    return User(id=f"{nick}!a@example.org", plug="irc", username=nick, real_name=nick)
+
+
+@pytest.fixture
+async def person(appservice):
+    """A person on the application service's homeserver, with a public room of their own."""
+    account = register(appservice.synapse, "human")
+    async with client(appservice.synapse, account) as human:
+        human.room = await human.create_room(name="bridged", preset="public_chat")
+        yield human
+
+
+async def member(human, room: str, user_id: str) -> dict:
+    return await human.get_state(room, "m.room.member", user_id)
+
+
+async def test_people_of_other_networks_speak_as_matrix_users_of_their_own(appservice, person, tmp_path):
+    """A message of an IRC person arrives from their ghost, named as they are, with no name
+    in the text; their actions, edits and deletions too; the homeserver's copies come back to
+    the host as echoes, never as new messages."""
+    room = person.room
+    async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host:
+        channel, rec = host.channels["room"], host.hooks["rec"]
+        receipts = await host.put(channel, Message(text="hello from IRC", user=alice()))
+        seen = await human_sees(person, room, lambda s: s.text.plain == "hello from IRC")
+        assert (seen.sender, seen.id) == (GHOST, receipts[0].id)
+        assert (await member(person, room, GHOST))["displayname"] == "alice"
+        await host.put(channel, Message(text="waves", action=True, user=alice()))
+        act = await human_sees(person, room, lambda s: s.action)
+        assert (act.sender, act.text.plain) == (GHOST, "waves")
+        await host.edit(receipts[0], Message(text="hello again from IRC", user=alice()))
+        edit = await human_sees(person, room, lambda s: s.kind == "edit")
+        assert (edit.sender, edit.target, edit.text.plain) == (GHOST, seen.id, "hello again from IRC")
+        await host.delete(receipts[0])
+        gone = await human_sees(person, room, lambda s: s.kind == "delete")
+        assert (gone.sender, gone.target) == (GHOST, seen.id)
+        await rec.wait_for(lambda r: r.sent.id == edit.target and r.sent.deleted)
+        ours = [r for r in rec.received if r.sent.channel == channel]
+        assert ours and all(r.is_echo for r in ours), [r.sent for r in ours if not r.is_echo]
+
+
+async def test_what_matrix_people_say_reaches_the_host_once(appservice, person, tmp_path):
+    """Messages, edits and redactions of a Matrix person arrive through transactions, each
+    once, with the person's display name."""
+    room = person.room
+    await person.set_displayname("Ann on Matrix")
+    async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host:
+        channel, rec = host.channels["room"], host.hooks["rec"]
+        first = await person.send_text(room, "hello from Matrix")
+        got = await rec.wait_for(lambda r: r.sent.id == first, timeout=20)
+        assert got.sent.text.plain == "hello from Matrix" and not got.is_echo
+        assert (got.sent.user.id, got.sent.user.real_name) == (person.user_id, "Ann on Matrix")
+        await person.edit(room, first, "hello again from Matrix")
+        edited = await rec.wait_for(lambda r: r.sent.id == first and r.sent.edited, timeout=20)
+        assert edited.sent.text.plain == "hello again from Matrix"
+        await person.redact(room, first)
+        await rec.wait_for(lambda r: r.sent.id == first and r.sent.deleted, timeout=20)
+        last = await person.send_text(room, "barrier")
+        await rec.wait_for(lambda r: r.sent.id == last, timeout=20)
+        ids = [r.sent.id for r in rec.received if r.sent.channel == channel and not r.sent.edited
+               and not r.sent.deleted and r.sent.text is not None]
+        assert ids.count(first) == 1 and ids.count(last) == 1
+
+
+async def test_joins_leaves_and_new_nicks_are_the_ghosts_own(appservice, person, tmp_path):
+    """An IRC join makes the ghost join (no notice from the bridge account), a leave makes
+    it leave, and a change of nick renames the same ghost, whose next message still comes
+    from it; someone taking the old nick gets a ghost of their own."""
+    room = person.room
+    async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host:
+        channel = host.channels["room"]
+        assert await host.put(channel, Message(joined=[alice()])) == []
+        await human_events(person, room, lambda e: e.get("type") == "m.room.member"
+                           and e.get("state_key") == GHOST
+                           and e["content"].get("membership") == "join", 1)
+        await host.put(channel, Message(renamed=(alice(), alice("alice_away"))))
+        await human_events(person, room, lambda e: e.get("state_key") == GHOST
+                           and e["content"].get("displayname") == "alice_away", 1)
+        receipts = await host.put(channel, Message(text="brb", user=alice("alice_away")))
+        seen = await human_sees(person, room, lambda s: s.text.plain == "brb")
+        assert (seen.sender, seen.id) == (GHOST, receipts[0].id)
+        await host.put(channel, Message(text="I am new here", user=alice()))
+        newcomer = await human_sees(person, room, lambda s: s.text.plain == "I am new here")
+        assert newcomer.sender == "@chanmux_irc_alice-2:chanmux.test"
+        await host.put(channel, Message(left=[alice("alice_away")]))
+        await human_events(person, room, lambda e: e.get("state_key") == GHOST
+                           and e["content"].get("membership") == "leave", 1)
+        notices = [e for e in person.events if e.get("room_id") == room
+                   and e.get("sender") == appservice.bot and e.get("type") == "m.room.message"]
+        assert notices == []
+
+
+async def test_the_moves_of_nicks_are_kept_across_a_restart(appservice, person, tmp_path):
+    room = person.room
+    config = appservice.host_config([room])
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        await host.put(host.channels["room"], Message(renamed=(alice("bob"), alice("robert"))))
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        await host.put(host.channels["room"], Message(text="still me", user=alice("robert")))
+        seen = await human_sees(person, room, lambda s: s.text.plain == "still me")
+        assert seen.sender == "@chanmux_irc_bob:chanmux.test"
+
+
+async def test_an_invite_only_room_lets_ghosts_in_through_the_bridge_account(appservice, tmp_path, caplog):
+    """Where a ghost may not join by itself the bridge account invites it; where the bridge
+    account may not invite either, one ERROR says what to change and the message comes
+    from the bridge account with the name in front: never lost."""
+    caplog.set_level(logging.ERROR)
+    account = register(appservice.synapse, "owner")
+    async with client(appservice.synapse, account) as owner:
+        open_to_bot = await owner.create_room(name="private", invite=[appservice.bot])
+        closed = await owner.create_room(name="closed", invite=[appservice.bot])
+        levels = await owner.get_state(closed, "m.room.power_levels")
+        await owner.send_state(closed, "m.room.power_levels", {**levels, "invite": 100})
+        config = appservice.host_config([open_to_bot, closed])
+        config["channels"]["closed"] = {"plug": "mx", "source": closed}
+        async with run_host(config, path=tmp_path / "c.toml") as host:
+            await host.put(host.channels["room"], Message(text="in private", user=alice()))
+            seen = await human_sees(owner, open_to_bot, lambda s: s.text.plain == "in private")
+            assert seen.sender == GHOST
+            for n in range(2):
+                await host.put(host.channels["closed"], Message(text=f"in closed {n}", user=alice()))
+                seen = await human_sees(owner, closed, lambda s, n=n: s.text.plain.endswith(f"in closed {n}"))
+                assert seen.sender == appservice.bot and seen.text.plain == f"alice: in closed {n}"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and closed in errors[0] and "power to invite" in errors[0]
+
+
+async def test_the_routes_want_the_homeservers_token_and_a_repeated_transaction_is_taken_once(
+        appservice, person, tmp_path):
+    room = person.room
+    hs_token = appservice.registration.read_text().split("hs_token: ", 1)[1].split()[0]
+    base = f"http://127.0.0.1:{appservice.port}/_matrix/app/v1"
+    event = {"type": "m.room.message", "room_id": room, "sender": person.user_id,
+             "event_id": "$made-up-by-the-test", "origin_server_ts": 1,
+             "content": {"msgtype": "m.text", "body": "pushed twice"}}
+    body = json.dumps({"events": [event]})
+    async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host, \
+            httpx.AsyncClient() as http:
+        rec = host.hooks["rec"]
+        url = f"{base}/transactions/test-1"
+        missing = await http.put(url, content=body)
+        wrong = await http.put(url, content=body, headers={"Authorization": "Bearer nope"})
+        assert (missing.status_code, missing.json()["errcode"]) == (401, "M_UNAUTHORIZED")
+        assert (wrong.status_code, wrong.json()["errcode"]) == (403, "M_FORBIDDEN")
+        auth = {"Authorization": f"Bearer {hs_token}"}
+        for _ in range(2):
+            done = await http.put(url, content=body, headers=auth)
+            assert (done.status_code, done.json()) == (200, {})
+        again = await http.put(f"{base}/transactions/test-2", content=body, headers=auth)
+        assert again.status_code == 200
+        barrier = await person.send_text(room, "barrier")
+        await rec.wait_for(lambda r: r.sent.id == barrier, timeout=20)
+        assert [r.sent.id for r in rec.received].count("$made-up-by-the-test") == 1
+        user = await http.get(f"{base}/users/{GHOST}", headers=auth)
+        stranger = await http.get(f"{base}/users/@someone:chanmux.test", headers=auth)
+        assert (user.status_code, stranger.status_code) == (200, 404)
+        bad = await http.put(f"{base}/transactions/test-3", content=b"{", headers=auth)
+        assert bad.status_code == 400
+
+
+async def test_the_registration_and_the_config_must_agree(appservice, tmp_path):
+    """Each disagreement is one line naming the key and what to do, with the file's other
+    problems; no listener is one too."""
+    other = tmp_path / "other.yaml"
+    other.write_text(appservice.registration.read_text().replace("chanmux_", "other_")
+                     .replace("sender_localpart: chanmux", "sender_localpart: someone"))
+    config = appservice.host_config([])
+    config["plugs"]["mx"]["registration"] = str(other)
+    del config["http"]
+    with pytest.raises(ConfigError) as raised:
+        make_host(config, path=tmp_path / "c.toml")
+    problems = sorted(raised.value.issues)
+    assert [where for where, _ in problems] == ["http.listen", "plugs.mx.registration",
+                                                "plugs.mx.registration"]
+    assert 'sender_localpart is "someone"' in problems[1][1] + problems[2][1]
+    assert "exclusive user namespace is not @chanmux_" in problems[1][1] + problems[2][1]
+    assert all("--force" in problem for _, problem in problems[1:])
+    config["plugs"]["mx"]["registration"] = str(tmp_path / "missing.yaml")
+    config["http"] = {"listen": "127.0.0.1:1"}
+    with pytest.raises(ConfigError) as raised:
+        make_host(config, path=tmp_path / "c.toml")
+    [(where, problem)] = raised.value.issues
+    assert where == "plugs.mx.registration" and "chanmux matrix-registration" in problem
+
+
+def test_the_registration_command_writes_a_file_the_plug_accepts(tmp_path, capsys):
+    bridge = tmp_path / "bridge.toml"
+    bridge.write_text('[http]\nlisten = "127.0.0.1:9180"\n\n[plugs.mx]\ntype = "matrix"\n'
+                      'homeserver = "https://matrix.example.org"\nuser_id = "@bridge:example.org"\n'
+                      'registration = "registration.yaml"\nghost_prefix = "irc_"\n')
+    assert run_cli(["matrix-registration", str(bridge)]) == 0
+    written = tmp_path / "registration.yaml"
+    assert "app_service_config_files" in capsys.readouterr().out
+    assert written.stat().st_mode & 0o777 == 0o600
+    text = written.read_text()
+    assert "url: http://127.0.0.1:9180\n" in text and "sender_localpart: bridge\n" in text
+    assert "regex: '@irc_.*:example\\.org'" in text
+    assert run_cli(["check", str(bridge)]) == 0
+    assert run_cli(["matrix-registration", str(bridge)]) == 2
+    assert "exists" in capsys.readouterr().err and written.read_text() == text
+    assert run_cli(["matrix-registration", "--force", str(bridge)]) == 0
+    assert written.read_text() != text
+
+
+async def test_a_homeserver_that_does_not_know_the_service_is_said_once(appservice, synapse, tmp_path,
+                                                                      logwatch):
+    """Started against a homeserver that never loaded the registration: one ERROR naming the
+    file and what to do, and the plug is not ready (copies wait)."""
+    config = appservice.host_config([])
+    config["plugs"]["mx"]["homeserver"] = synapse.base_url
+    config["host"] = {"reconnect_min": 0.1, "reconnect_max": 0.2}
+    async with run_host(config, path=tmp_path / "c.toml", wait_ready=None) as host:
+        await logwatch.wait_for("still failing", timeout=20)
+        assert not host.plug_ready("mx")
+    errors = [r.getMessage() for r in logwatch.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(appservice.registration) in errors[0], errors
+    assert "app_service_config_files" in errors[0]
