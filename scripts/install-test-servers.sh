@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the servers that chanmux's tests start on loopback: the IRC servers
-# (chanmux_testservers.irc: ngircd, InspIRCd 3, Anope 2 services, openssl) and
-# PostgreSQL (core's storage tests run their own server in a temporary folder).
+# (chanmux_testservers.irc: ngircd, InspIRCd 3, Anope 2 services, openssl),
+# PostgreSQL (core's storage tests run their own server in a temporary folder) and
+# iproute2 (`ss`: e2e tests see a request waiting on a stopped bridge's socket).
 # Debian/Ubuntu only, run as root (CI runs as root). Idempotent: packages
 # already installed are left alone and `apt-get update` only runs when
 # something has to be installed.
@@ -11,7 +12,7 @@
 # so this script keeps them from starting (and disables them).
 set -euo pipefail
 
-PACKAGES=(ngircd inspircd anope openssl postgresql)
+PACKAGES=(ngircd inspircd anope openssl postgresql iproute2)
 # Files the harness needs from those packages (checked after installing).
 REQUIRED_FILES=(
     /usr/sbin/ngircd
@@ -25,6 +26,7 @@ REQUIRED_FILES=(
     /usr/lib/anope/modules/m_sasl.so
     /usr/bin/openssl
     /usr/sbin/runuser
+    /bin/ss
 )
 SERVICES=(ngircd inspircd anope postgresql)
 
