@@ -1,14 +1,19 @@
 """The chanmux demo: a local IRC server and a local Synapse, bridged by `chanmux run`.
 
-Started by scripts/demo. It brings up ngircd and Synapse on loopback, writes a config that
-links an IRC channel and a Matrix room through the sync hook (database: SQLite beside the
-config), runs `chanmux run` on it showing its log, has a person on each side say something,
-and then tells you how to join in. Ctrl-C stops everything it started.
+Started by scripts/demo. It brings up ngircd on loopback, writes a config that links an IRC
+channel and a Matrix room through the sync hook (database: SQLite beside the config), with
+chanmux-matrix as a Matrix application service, so that IRC people are Matrix users of their
+own. `chanmux matrix-registration` writes the registration file and Synapse starts with it,
+as an operator would set it up. Then `chanmux run` runs on the config showing its log, a
+person on each side says something (an IRC person's line arrives from their own Matrix user;
+a picture and a 40-line message said on Matrix reach IRC as links that open them), and it
+tells you how to join in. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import signal
 import sys
@@ -16,22 +21,27 @@ import textwrap
 from pathlib import Path
 
 import anyio
+import httpx
 from anyio.streams.text import TextReceiveStream
 
 from chanmux_testservers.irc import start_ngircd
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
-from chanmux_testservers.synapse import Synapse
+from chanmux_testservers.synapse import Synapse, free_port
 
 CHANNEL = "#chanmux"
 PASSWORD = "chanmux-demo"
 
 
-def config_text(irc, hs: Synapse, bridge_password: str, room: str) -> str:
+def config_text(irc, server_name: str, homeserver: str, listen: str, room: str) -> str:
     return textwrap.dedent(f"""\
         # Written by the chanmux demo: one IRC channel <-> one Matrix room.
         [logging]
         level = "INFO"
+
+        [http]                        # the homeserver pushes Matrix events here; links live here
+        listen = "{listen}"
+        public_url = "http://{listen}"
 
         [plugs.irc]
         type = "irc"
@@ -43,12 +53,13 @@ def config_text(irc, hs: Synapse, bridge_password: str, room: str) -> str:
         join = ["{CHANNEL}"]
         flood_burst = 10
         flood_rate = 5.0
+        max_lines = 5                 # longer messages: their first lines and a link to the whole
 
-        [plugs.matrix]
+        [plugs.matrix]                # an application service: IRC people are Matrix users
         type = "matrix"
-        homeserver = "{hs.base_url}"
-        user_id = "@bridge:{hs.server_name}"
-        password = "{bridge_password}"
+        homeserver = "{homeserver}"
+        user_id = "@chanmux:{server_name}"
+        registration = "registration.yaml"   # written by `chanmux matrix-registration`
         display_name = "chanmux bridge"
         rooms = ["{room}"]
 
@@ -89,20 +100,30 @@ async def run(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    say("starting a local IRC server (ngircd) and a local Matrix homeserver (Synapse)")
+    say("starting a local IRC server (ngircd)")
     irc = await anyio.to_thread.run_sync(start_ngircd, data)
-    hs = Synapse(server_name="chanmux.demo")
+    hs: Synapse | None = None
     try:
+        server_name, port, listen = "chanmux.demo", free_port(), f"127.0.0.1:{free_port()}"
+        alias = f"#chanmux:{server_name}"
+        config = data / "demo.toml"
+        config.write_text(config_text(irc, server_name, f"http://127.0.0.1:{port}", listen, alias))
+        say(f"config written to {config}; its Matrix plug is an application service, so: "
+            f"chanmux matrix-registration {config}")
+        made = await anyio.run_process([sys.executable, "-m", "chanmux.cli",
+                                        "matrix-registration", str(config)], check=False)
+        print(textwrap.indent((made.stdout + made.stderr).decode(), "  chanmux | "), flush=True)
+        if made.returncode:
+            return made.returncode
+        say("starting a local Matrix homeserver (Synapse) that loads that registration")
+        hs = Synapse(server_name=server_name, port=port, extra_config={
+            "app_service_config_files": [str(data / "registration.yaml")]})
         await hs.async_start()
-        bridge_id, _, _ = await hs.async_register("bridge", PASSWORD + "-bridge")
         you_id, you_token, _ = await hs.async_register("you", PASSWORD)
         async with HumanMatrix(hs.base_url, you_id, you_token) as you:
             await you.set_displayname("You (Matrix)")
             room = await you.create_room(name="chanmux demo", alias="chanmux", preset="public_chat")
-            alias = f"#chanmux:{hs.server_name}"
-            config = data / "demo.toml"
-            config.write_text(config_text(irc, hs, PASSWORD + "-bridge", alias))
-            say(f"config written to {config}; starting: chanmux run {config}")
+            say(f"starting: chanmux run {config}")
             seen: list[str] = []
             changed = [anyio.Event()]
             async with await anyio.open_process(
@@ -120,10 +141,11 @@ async def run(args: argparse.Namespace) -> int:
             return code or (bridge.returncode or 0)
     finally:
         with anyio.CancelScope(shield=True):
-            await hs.async_stop()
+            if hs is not None:
+                await hs.async_stop()
+                hs.close()
             await anyio.to_thread.run_sync(irc.close)
-            hs.close()
-            say("stopped the IRC server and Synapse")
+            say("stopped the IRC server" + (" and Synapse" if hs is not None else ""))
 
 
 async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse.Namespace) -> int:
@@ -135,7 +157,10 @@ async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse
         event = await you.sync_until(
             lambda e: e.get("room_id") == room and "hello from IRC" in e.get("content", {}).get("body", ""),
             timeout=30)
-        print(f"  matrix | {event['sender']}: {event['content'].get('formatted_body') or event['content']['body']}")
+        member = await you.get_state(room, "m.room.member", event["sender"])
+        print(f"  matrix | {member.get('displayname')} ({event['sender']}): "
+              f"{event['content'].get('formatted_body') or event['content']['body']}")
+        say(f"alice speaks on Matrix as a user of her own, {event['sender']}")
         say("you say something on Matrix, then edit it")
         event_id = await you.send_text(room, "hello from Matrix", html="hello from <i>Matrix</i>")
         line = await alice.wait_for(lambda ln: ln.command == "PRIVMSG" and "hello from" in (ln.text or "")
@@ -145,6 +170,7 @@ async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse
         line = await alice.wait_for(lambda ln: ln.command == "PRIVMSG" and "again" in (ln.text or ""),
                                     timeout=30)
         print(f"  irc    | <{line.nick}> {line.text!r}")
+        await links(alice, you, room)
         if args.once:
             say("the bridge relayed both ways; --once given, so stopping")
             return 0
@@ -166,6 +192,34 @@ async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse
                         await alice.privmsg(CHANNEL, text)
             tg.cancel_scope.cancel()
     return 0
+
+
+async def links(alice: HumanIRC, you: HumanMatrix, room: str) -> None:
+    """A picture and a 40-line message said on Matrix reach IRC as links that open them."""
+    say("you send a picture on Matrix; IRC gets a link that opens it")
+    picture = bytes(range(256)) * 64
+    mxc = await you.upload(picture, "image/png", "demo.png")
+    await you.send_event(room, "m.room.message", {"msgtype": "m.image", "body": "demo.png",
+                                                  "url": mxc, "info": {"mimetype": "image/png"}})
+    line = await alice.wait_for(lambda ln: ln.command == "PRIVMSG" and "demo.png" in (ln.text or ""),
+                                timeout=30)
+    print(f"  irc    | <{line.nick}> {line.text}")
+    async with httpx.AsyncClient() as http:
+        got = await http.get(re.search(r"<(https?://[^>]+)>", line.text or "").group(1))
+    print(f"  http   | {got.status_code} {got.headers.get('content-type')}, {len(got.content)} bytes"
+          f"{' (the picture)' if got.content == picture else ' (NOT the picture)'}")
+    say("you send a 40-line message on Matrix; IRC gets its first lines and a link to the whole")
+    mark = alice.mark()
+    await you.send_text(room, "\n".join(f"line {n} of 40" for n in range(1, 41)))
+    line = await alice.wait_for(lambda ln: ln.command == "PRIVMSG" and "full message" in (ln.text or ""),
+                                timeout=30, since=mark)
+    for said in alice.lines[mark:]:
+        if said.command == "PRIVMSG" and said.params and said.params[0] == CHANNEL:
+            print(f"  irc    | <{said.nick}> {said.text}")
+    async with httpx.AsyncClient() as http:
+        page = await http.get(re.search(r"<(https?://[^>]+)>", line.text or "").group(1))
+    print(f"  http   | {page.status_code}: {len(page.text.splitlines())} lines, ending "
+          f"{page.text.splitlines()[-1]!r}")
 
 
 async def show_irc(alice: HumanIRC) -> None:
