@@ -515,6 +515,8 @@ async def _run(host: Host, hangups: _Hangups | None = None, notifier: Notifier |
                     async for signum in received:
                         log.info("received %s; stopping", signal.Signals(signum).name)
                         notifier.stop()
+                        if host.running:
+                            await host.settle()
                         stop.cancel()
                         return
 

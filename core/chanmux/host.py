@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("chanmux.host")
 
+#: Seconds a stop waits, at most, for copies on their way to arrive (`Host.settle`).
+SETTLE = 5.0
+
 
 class HostStopped(RuntimeError):
     """The host is not running (not started yet, or stopped): nothing can be received."""
@@ -254,6 +257,7 @@ class Host:
                 await self.wait_ready(wait_ready)
             try:
                 yield self
+                await self.settle()
             finally:
                 tg.cancel_scope.cancel()
 
@@ -504,10 +508,21 @@ class Host:
         state (`close_timeout` each), and the database writers' last rows."""
         return self.settings.close_timeout * (len(self.hooks) + 2 * len(self.plugs)) + 30.0
 
+    async def settle(self) -> None:
+        """Before a stop: let the copies relay hooks are in the middle of delivering arrive
+        (at most `SETTLE` seconds, and never longer than `[host] close_timeout`), so that a
+        clean stop keeps for the next start only what had not been started, and the next
+        start does not make those copies again."""
+        with anyio.move_on_after(min(SETTLE, self.settings.close_timeout)):
+            for group in self.delivery_queues:
+                for queue in group:
+                    await queue.settle()
+
     async def stop(self, timeout: float | None = None) -> None:
         """Stop a running host (as Ctrl-C does) and wait until everything is closed, at most
         `timeout` seconds (by default `stop_budget()`)."""
         timeout = self.stop_budget() if timeout is None else timeout
+        await self.settle()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         with anyio.fail_after(timeout):

@@ -199,6 +199,8 @@ class DeliveryQueue:
         self._room: anyio.Event | None = None
         self._idle: anyio.Event | None = None
         self._running = False
+        self._attempting = 0
+        self._settled: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<DeliveryQueue {self.owner} -> {self.channel} {len(self.queue)} waiting>"
@@ -309,9 +311,27 @@ class DeliveryQueue:
 
     # -- delivering ------------------------------------------------------------------------------
 
+    async def settle(self) -> None:
+        """Wait until no delivery is in the middle of being made (the host, stopping, lets
+        what is on its way arrive before it cancels, so it is not kept and made again)."""
+        while self._attempting:
+            if self._settled is None:
+                self._settled = anyio.Event()
+            await self._settled.wait()
+
     async def _attempt(self, item: Delivery) -> bool:
         """Try `item` once; True when it is done with (delivered, or given up on for good),
         False when it must wait and be tried again (its failure will pass)."""
+        self._attempting += 1
+        try:
+            return await self._attempt_once(item)
+        finally:
+            self._attempting -= 1
+            if not self._attempting and self._settled is not None:
+                self._settled.set()
+                self._settled = None
+
+    async def _attempt_once(self, item: Delivery) -> bool:
         start = time.monotonic()
         item.started = True
         if item.fold is not None:

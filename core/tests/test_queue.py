@@ -197,3 +197,24 @@ async def test_the_target_plug_state_is_known_to_relays(tmp_path):
         with anyio.fail_after(10):
             await host.until_ready("b", newer_than=first)
         assert host.plug_connection("b") == first + 1 and host.plug_ready("b")
+
+
+async def test_a_stop_lets_a_copy_on_its_way_arrive_rather_than_keep_it(tmp_path):
+    """A clean stop while a put is under way (the network has not answered yet) waits for
+    it (at most `SETTLE` seconds): the copy arrives once, nothing is kept for the next start,
+    and so the next start sends it no second time."""
+    cfg = config()
+    cfg["plugs"]["b"] = {"type": "gated"}
+    modules = [*MODULES, ("gated", helpers.gated_module())]
+    path = tmp_path / "x.toml"
+    async with run_host(cfg, path=path, modules=modules) as host:
+        a, b = host.plugs["a"], host.plugs["b"]
+        await a.inject("#in", "on its way")
+        await b.wait_for(lambda: len(b.gates) == 1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(host.stop)
+            b.gates[0].set()
+    assert b.texts() == ["on its way"]
+    async with run_host(cfg, path=path, modules=modules) as host:
+        assert host.hooks["relay"].queues.waiting == 0
+        assert host.plugs["b"].texts() == []
