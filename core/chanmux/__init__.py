@@ -23,6 +23,7 @@ from .model import (
     FileKind,
     Location,
     Message,
+    Reaction,
     Receipt,
     SentMessage,
     User,
@@ -40,7 +41,7 @@ __all__ = [
     "Config", "ConfigError", "current_key", "Delivery", "DeliveryQueue", "DeliveryQueues",
     "describe", "File", "FileKind", "Hold", "Hook", "hookimpl", "hookspec", "Host",
     "HostStopped", "HTTPError", "insert_new", "Journal", "LoadError", "Location", "Message",
-    "NameFormat", "NoConfig", "Overrides", "Plug", "Policies", "Policy", "Receipt", "Refused",
+    "NameFormat", "NoConfig", "Overrides", "Plug", "Policies", "Policy", "Reaction", "Receipt", "Refused",
     "relayed_fields", "Request", "Response", "RichText", "Route", "Segment", "SentMessage",
     "State", "Store", "Tracker", "TryLater", "unique_id", "User", "validators",
 ]

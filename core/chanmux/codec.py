@@ -2,8 +2,9 @@
 
 `dump(msg)` gives plain dicts, lists and strings; `load(data)` gives the Message back. What
 cannot be kept is dropped: a file's `fetch` (only its url stays), the `raw` network data, and
-a parent kept only by reference (`reply_to` / `edit_of` come back as Receipts). Formatting,
-mentions, names, membership, attachments (files, locations, quoted messages) are kept.
+a parent kept only by reference (`reply_to` / `edit_of` and a reaction's target come back as
+Receipts). Formatting (colours too), mentions, names, membership and its reason, reactions,
+attachments (files, locations, quoted messages) are kept.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from .model import Channel, File, FileKind, Location, Message, Receipt, User
+from .model import Channel, File, FileKind, Location, Message, Reaction, Receipt, User
 from .richtext import RichText, Segment
 
 
@@ -38,6 +39,9 @@ def _dump_text(text: RichText) -> list[Any]:
             item["link"] = seg.link
         if seg.mention is not None:
             item["mention"] = _dump_user(seg.mention)
+        for colour in ("color", "background"):
+            if getattr(seg, colour) is not None:
+                item[colour] = getattr(seg, colour)
         out.append(item)
     return out
 
@@ -53,7 +57,8 @@ def _load_text(data: Any) -> RichText:
             item["text"], bold=item.get("bold", False), italic=item.get("italic", False),
             underline=item.get("underline", False), strike=item.get("strike", False),
             code=item.get("code", False), pre=item.get("pre", False), link=item.get("link"),
-            mention=_load_user(mention) if mention is not None else None))
+            mention=_load_user(mention) if mention is not None else None,
+            color=item.get("color"), background=item.get("background")))
     return RichText(segments)
 
 
@@ -111,6 +116,11 @@ def dump(msg: Message) -> dict[str, Any]:
         out["renamed"] = [_dump_user(u) for u in msg.renamed]
     if msg.title is not None:
         out["title"] = msg.title
+    if msg.reason is not None:
+        out["reason"] = msg.reason
+    if msg.reaction is not None:
+        out["reaction"] = {"key": msg.reaction.key, "target": _dump_receipt(msg.reaction.target),
+                           "removed": msg.reaction.removed}
     if msg.attachments:
         out["attachments"] = [_dump_attachment(a) for a in msg.attachments]
     return out
@@ -122,6 +132,7 @@ def load(data: dict[str, Any]) -> Message:
         raise ValueError(f"a kept message is {type(data).__name__}, not an object")
     try:
         renamed = data.get("renamed")
+        reaction = data.get("reaction")
         return Message(
             text=_load_text(data["text"]) if "text" in data else None,
             user=_load_user(data["user"]) if "user" in data else None,
@@ -132,7 +143,9 @@ def load(data: dict[str, Any]) -> Message:
             joined=[_load_user(u) for u in data.get("joined", ())],
             left=[_load_user(u) for u in data.get("left", ())],
             renamed=(_load_user(renamed[0]), _load_user(renamed[1])) if renamed else None,
-            title=data.get("title"),
+            title=data.get("title"), reason=data.get("reason"),
+            reaction=Reaction(reaction["key"], _load_receipt(reaction["target"]),
+                              bool(reaction.get("removed"))) if reaction else None,
             attachments=[_load_attachment(a) for a in data.get("attachments", ())])
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"a kept message cannot be read ({type(exc).__name__}: {exc})") from None

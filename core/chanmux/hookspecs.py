@@ -194,6 +194,27 @@ async def channel_link(channel: Channel) -> str | None:
     """A URL a person can open to reach ``channel``, or None. Async, owner. Since 0.1."""
 
 
+# -- typing (ephemeral: not messages, never kept) --------------------------------------------
+
+
+@_spec("fanout", since="0.2.4")
+async def on_typing(channel: Channel, user: User, active: bool) -> None:
+    """`user` started (``active``) or stopped typing in `channel`, as a plug reported it with
+    `Host.typing_received`. Not a message: no lane, no id, nothing kept; a relay passes it on
+    with `Host.typing` (throttled: networks that say "typing" every few seconds would
+    otherwise flood the others). Async, fan-out (concurrently). Since 0.2.4.
+    """
+
+
+@_spec("owner", since="0.2.4")
+async def typing(channel: Channel, user: User, active: bool) -> None:
+    """Show on the network that `user` (a person of another network, as a relay names them)
+    is typing in `channel` (``active``), or no longer. Answered by the plug owning the
+    channel, if it implements it (a network without typing notifications does not);
+    best-effort, nothing is retried. Async, owner. Since 0.2.4.
+    """
+
+
 # -- lifecycle notifications -----------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from .lanes import Lanes
 from .links import PRUNE_EVERY, Links
 from .membership import foldable
 from .metrics import Metrics, failure_reason
-from .model import Channel, Message, Receipt, SentMessage
+from .model import Channel, Message, Receipt, SentMessage, User
 from .plug import Hook, Plug, State
 from .registry import LoadError, Registry, misspelt_specs
 from .store import Store
@@ -766,6 +766,30 @@ class Host:
         self.metrics.relayed[where.plug, self.channel_label(where), spec] += 1
         self._last_relayed[where] = time.time()
         return result
+
+    async def typing_received(self, channel: Channel, user: User, active: bool) -> None:
+        """A plug says `user` started or stopped typing in `channel`: every hook's
+        `on_typing` hears it (concurrently, each within `hook_timeout`). Own typing (an
+        `is_self` user) is not passed on. Since 0.2.4."""
+        if user.is_self or not self.running or not self.caller.impls("on_typing"):
+            return
+        await self.caller.fanout("on_typing", channel=channel, user=user, active=active)
+
+    async def typing(self, channel: Channel, user: User, active: bool) -> None:
+        """Have the plug owning `channel` show that `user` is typing there, or no longer;
+        nothing when the plug cannot. Best-effort: a failure is logged at DEBUG, never
+        raised. Since 0.2.4."""
+        plug = self.plugs.get(channel.plug)
+        if plug is None or not plug.capabilities.typing or not self.plug_ready(channel.plug):
+            return
+        try:
+            await self.caller.owner("typing", channel.plug, timeout=self.settings.hook_timeout,
+                                    channel=channel, user=user, active=active)
+        except NoOwner:
+            return
+        except Exception as exc:  # noqa: BLE001 - typing is a courtesy: never a failure
+            log.debug("%s: typing in %s not shown: %s", channel.plug, channel.source,
+                      describe(exc))
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""

@@ -78,6 +78,20 @@ def _text_converter(value: Any) -> RichText | None:
     return as_richtext(value)
 
 
+@attrs.frozen
+class Reaction:
+    """A reaction (since 0.2.4): `key` (an emoji, or a short text) to the message `target`;
+    `removed` when the person takes it back (where the network says so as an event of its
+    own; where it says so by deleting the reaction, the reaction message is deleted instead).
+
+    Incoming, `target` is the network's message (a Receipt of the same channel); a relay
+    hands a plug the reaction with `target` the copy in the plug's channel."""
+
+    key: str
+    target: Message | Receipt | None
+    removed: bool = False
+
+
 @attrs.define(kw_only=True, eq=False)
 class Message:
     """What was said: text, author and everything a network can carry with it.
@@ -87,7 +101,9 @@ class Message:
     way; `joined`/`left` list users for membership events, `renamed` is (before, after) for a
     person's change of name (an IRC nick, a Matrix display name) and `title` a new channel
     title. Joins, leaves and renames are membership events: relays show them only where
-    membership is wanted.
+    membership is wanted. `reason` (since 0.2.4) says why people left (a part or quit
+    message, a kick's reason). `reaction` (since 0.2.4) makes the message a reaction to
+    another (see `Reaction`); it has no text of its own.
     """
 
     text: RichText | None = attrs.field(default=None, converter=_text_converter)
@@ -102,6 +118,8 @@ class Message:
     left: list[User] = attrs.field(factory=list)
     renamed: tuple[User, User] | None = None
     title: str | None = None
+    reason: str | None = None
+    reaction: Reaction | None = None
     attachments: list[File | Location | Message] = attrs.field(factory=list)
     raw: Any = attrs.field(default=None, repr=False)
 

@@ -44,6 +44,13 @@ class Capabilities:
     titles: bool = True
     message_ids: bool = True
     max_message_bytes: int | None = None
+    #: (0.2.4) reactions can be shown (natively, or as the plug renders them)
+    reactions: bool = False
+    #: (0.2.4) the plug implements `typing` (shows that a person of another network types)
+    typing: bool = False
+    #: (0.2.4) a name said in text notifies the person of that name (IRC): relays break such
+    #: names there (`no_highlight`), and only there
+    highlights: bool = False
 
 
 class _Component:

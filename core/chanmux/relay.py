@@ -148,10 +148,13 @@ class Policies:
     hook's own keys.
     """
 
-    __slots__ = ("config", "_resolved")
+    __slots__ = ("config", "host", "_resolved")
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, host: Any = None) -> None:
         self.config = config
+        #: with the host (since 0.2.4), `no_highlight` applies only where names said in text
+        #: notify people (`Capabilities.highlights`: IRC), so names stay whole elsewhere
+        self.host = host
         self._resolved: dict[tuple[str, str | None], Policy] = {}
 
     def get(self, plug: str, label: str | None = None) -> Policy:
@@ -160,9 +163,12 @@ class Policies:
         policy = self._resolved.get(key)
         if policy is None:
             labels = getattr(self.config, "labels", None) or {}
-            policy = self._resolved[key] = Policy.resolve(
-                self.config, labels.get(label) if label is not None else None,
-                self.config.plugs.get(plug))
+            policy = Policy.resolve(self.config, labels.get(label) if label is not None else None,
+                                    self.config.plugs.get(plug))
+            target = self.host.plugs.get(plug) if self.host is not None else None
+            if policy.name.no_highlight and target is not None and not target.capabilities.highlights:
+                policy = attrs.evolve(policy, name=NameFormat(policy.name.template, False))
+            self._resolved[key] = policy
         return policy
 
     def problems(self, where: str, plugs: Iterable[str]) -> Iterator[tuple[str, str]]:
@@ -190,16 +196,20 @@ def relayed_fields(msg: Message, *, joins: bool, renames: bool) -> dict[str, Any
     """The event fields of `msg` a relay's copy carries under its settings, or None when the
     copy would say nothing at all.
 
-    `joins` covers membership: joins, leaves and changes of name (an IRC nick, a Matrix display
-    name); `renames` covers a new channel title. Text and attachments always go.
+    `joins` covers membership: joins, leaves (with their `reason`) and changes of name (an IRC
+    nick, a Matrix display name); `renames` covers a new channel title. Text, attachments and
+    a reaction always go.
     """
     member = joins and msg.is_membership
     fields: dict[str, Any] = {
         "joined": msg.joined if member else [],
         "left": msg.left if member else [],
         "renamed": msg.renamed if member else None,
+        "reason": msg.reason if member and msg.left else None,
         "title": msg.title if renames else None,
+        "reaction": msg.reaction,
     }
-    if not (msg.text or msg.attachments or member or fields["title"] is not None):
+    if not (msg.text or msg.attachments or member or msg.reaction is not None
+            or fields["title"] is not None):
         return None
     return fields

@@ -22,9 +22,22 @@ _LINE_BREAK = re.compile(r"\r\n|\n|\r")
 _FLAGS = ("bold", "italic", "underline", "strike", "code", "pre")
 
 
+def _colour(value: str | None) -> str | None:
+    """A colour as ``#rrggbb`` in lower case (None for none); ValueError for anything else."""
+    if value is None:
+        return None
+    if not (isinstance(value, str) and _COLOUR.fullmatch(value)):
+        raise ValueError(f"a colour is #rrggbb, got {value!r}")
+    return value.lower()
+
+
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
 @attrs.frozen
 class Segment:
-    """A run of text with one set of formatting; `link` is a URL, `mention` a User."""
+    """A run of text with one set of formatting; `link` is a URL, `mention` a User;
+    `color` and `background` (since 0.2.4) are ``#rrggbb`` colours of the text and behind it."""
 
     text: str
     bold: bool = False
@@ -35,6 +48,8 @@ class Segment:
     pre: bool = False
     link: str | None = None
     mention: User | None = None
+    color: str | None = attrs.field(default=None, converter=_colour)
+    background: str | None = attrs.field(default=None, converter=_colour)
 
     def same_format(self, other: Segment) -> bool:
         """True when `other` carries exactly this segment's formatting."""
@@ -42,12 +57,14 @@ class Segment:
             all(getattr(self, f) == getattr(other, f) for f in _FLAGS)
             and self.link == other.link
             and self.mention == other.mention
+            and self.color == other.color
+            and self.background == other.background
         )
 
     def with_text(self, text: str) -> Segment:
         """The same formatting around other text."""
         return Segment(text, self.bold, self.italic, self.underline, self.strike, self.code,
-                       self.pre, self.link, self.mention)
+                       self.pre, self.link, self.mention, self.color, self.background)
 
     @property
     def flags(self) -> frozenset[str]:

@@ -52,3 +52,24 @@ def test_parents_come_back_as_receipts():
 def test_a_damaged_record_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="kept message"):
         load(bad)
+
+
+def test_colours_reactions_and_a_leave_reason_come_back():
+    from chanmux import Reaction
+
+    text = RichText([Segment("red on blue", color="#FF0000", background="#0000ff"),
+                     Segment(" plain")])
+    parent = Receipt(id="$m", channel=Channel("mx", "!room"))
+    back = roundtrip(Message(text=text, user=User(id="ann"), left=[User(id="ann")],
+                             reason="bye", reaction=Reaction("👍", parent, removed=True)))
+    assert list(back.text) == list(text) and back.text.segments[0].color == "#ff0000"
+    assert back.reason == "bye"
+    assert (back.reaction.key, back.reaction.target.id, back.reaction.target.channel,
+            back.reaction.removed) == ("👍", "$m", parent.channel, True)
+
+
+def test_a_colour_is_six_hex_digits():
+    with pytest.raises(ValueError, match="a colour is #rrggbb"):
+        Segment("x", color="red")
+    assert Segment("x", color="#ABCDEF") == Segment("x", color="#abcdef")
+    assert not Segment("x", color="#abcdef").same_format(Segment("y"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from chanmux import Command, Hook, Message, cli, hookimpl, hookspecs
+from chanmux import Command, Hook, Message, User, cli, hookimpl, hookspecs
 from chanmux.testing import MemoryPlug, make_registry, run_host
 
 SPECS = hookspecs.spec_functions()
@@ -36,6 +36,9 @@ class SpyPlug(MemoryPlug):
     async def edit(self, sent, msg):
         self.calls.append(("edit", (sent, msg)))
         return await super().edit(sent, msg)
+
+    async def typing(self, channel, user, active):
+        self.calls.append(("typing", (channel, user, active)))
 
     async def delete(self, sent):
         self.calls.append(("delete", (sent,)))
@@ -84,6 +87,9 @@ class SpyHook(Hook):
 
     async def on_plug_state(self, plug, state, reason):
         self.calls.append(("on_plug_state", (plug, state, reason)))
+
+    async def on_typing(self, channel, user, active):
+        self.calls.append(("on_typing", (channel, user, active)))
 
     async def http_routes(self):
         self.calls.append(("http_routes", ()))
@@ -139,6 +145,8 @@ async def everything_the_host_does(tmp_path) -> list[tuple[str, tuple]]:
         (receipt,) = await host.put(channel, Message(text="put"))
         await host.edit(receipt, Message(text="edited"))
         await host.delete(receipt)
+        await a.type("#a", "alice")
+        await host.typing(channel, User(username="bob"), False)
         assert await host.channel_title(channel) == "Title"
         assert [u.username for u in await host.channel_members(channel)] == ["alice"]
         assert await host.channel_is_private(channel) is False
@@ -169,6 +177,8 @@ EXPECTED = {
     "public_channels": lambda args: args == (),
     "private_channels": lambda args: args == (),
     "on_plug_state": lambda args: args[0].name == "a" and args[1] == "active",
+    "on_typing": lambda args: args[0].source == "#a" and args[1].username == "alice" and args[2],
+    "typing": lambda args: args[0].source == "#a" and args[1].username == "bob" and not args[2],
     "http_routes": lambda args: args == (),
 }
 

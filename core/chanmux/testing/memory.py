@@ -21,6 +21,14 @@ from ..model import Channel, Message, Receipt, SentMessage, User
 from ..plug import Capabilities, Plug, State
 
 
+def _reaction(msg: Message) -> str | None:
+    reaction = msg.reaction
+    if reaction is None:
+        return None
+    target = getattr(reaction.target, "id", None)
+    return f"{'took back ' if reaction.removed else ''}reaction {reaction.key} to {target}"
+
+
 @attrs.frozen
 class ScriptLine:
     """A line the memory network says by itself: `user` says `text` in `channel` after
@@ -49,6 +57,10 @@ class MemoryConfig:
     stdin_channel: str | None = None
     stdin_user: str = "you"
     journal: bool = False
+    reactions: bool = True
+    typing: bool = True
+    #: names said in text notify people, as on IRC (relays break them: `no_highlight`)
+    highlights: bool = True
 
 
 @attrs.define
@@ -72,7 +84,11 @@ class MemoryPlug(Plug):
 
     def __init__(self, name: str, config: MemoryConfig, host: Any) -> None:
         super().__init__(name, config, host)
-        self.capabilities = Capabilities(edit=config.edit, delete=config.delete, reply=config.reply)
+        self.capabilities = Capabilities(edit=config.edit, delete=config.delete, reply=config.reply,
+                                         reactions=config.reactions, typing=config.typing,
+                                         highlights=config.highlights)
+        #: (user display name, active) for each `typing` the host asked for, per channel source
+        self.typings: dict[str, list[tuple[str, bool]]] = {}
         self.network_name = config.network
         self.journal = config.journal  # a network without history: the host keeps what came
         self.events: list[Event] = []
@@ -279,7 +295,7 @@ class MemoryPlug(Plug):
         receipt = sent.receipt()
         self.events.append(Event("put", channel, msg, receipt, queue.current_key()))
         self.log.info("%s <- %s%s", channel.source, self._author(msg), msg.text.plain if msg.text else
-                      (msg.title or "(no text)"))
+                      (msg.title or _reaction(msg) or "(no text)"))
         self._touch()
         await self._echo(sent)
         return [receipt]
@@ -305,6 +321,16 @@ class MemoryPlug(Plug):
         self._touch()
         await self._echo(SentMessage(id=sent.id, channel=sent.channel, user=self.bot, deleted=True))
         return True
+
+    async def typing(self, channel: Channel, user: User, active: bool) -> None:
+        self.typings.setdefault(channel.source, []).append((user.display, active))
+        self._touch()
+
+    async def type(self, source: str, user: User | str = "human", active: bool = True) -> None:
+        """A human starts (or stops) typing in `source`."""
+        if isinstance(user, str):
+            user = self.user(user)
+        await self.host.typing_received(self.channel(source), user, active)
 
     async def channel_title(self, channel: Channel) -> str | None:
         return self.titles.get(channel.source, channel.source)

@@ -16,6 +16,7 @@ from chanmux import (
     Host,
     Message,
     Policies,
+    Reaction,
     Receipt,
     RichText,
     SentMessage,
@@ -65,7 +66,7 @@ class ForwardHook(Hook):
         self._routes: dict[Channel, list[Channel]] = {}
         self._groups: list[tuple[frozenset[str], frozenset[Channel], list[Channel]]] = []
         self._users = frozenset(config.users) if config.users is not None else None
-        self.policies = Policies(config)
+        self.policies = Policies(config, host)
         self._forwarded: OrderedDict[CopyKey, _Forwarded] = OrderedDict()
         self._copies: dict[CopyKey, _Forwarded] = {}
         self._size = max(1, config.cache_size)
@@ -198,7 +199,7 @@ class ForwardHook(Hook):
                 return
             if sent.deleted:
                 return
-        if not (sent.text or sent.attachments or sent.is_event):
+        if not (sent.text or sent.attachments or sent.is_event or sent.reaction is not None):
             return
         if getattr(sent, "replayed", False):  # received again after a restart
             entry = self._forwarded.get(key) or await self._fetch(key)
@@ -293,6 +294,14 @@ class ForwardHook(Hook):
         fields = relayed_fields(msg, joins=policy.joins, renames=policy.renames)
         if fields is None:
             return None
+        reaction = fields["reaction"]
+        if reaction is not None:  # only to a message forwarded there, to its copy
+            reacted = self._forwarded.get(reaction.target.key) if hasattr(reaction.target, "key") else None
+            ids = reacted.copies.get(target) if reacted is not None else None
+            if not ids:
+                return None
+            fields["reaction"] = Reaction(reaction.key, Receipt(id=ids[0], channel=target),
+                                          reaction.removed)
         reply_to = msg.reply_to
         text = msg.text
         if reply_to is not None and getattr(reply_to, "channel", None) != target:

@@ -228,3 +228,21 @@ async def test_anchor_memory_of_forwarded_messages_is_bounded(tmp_path):
         await c.wait_for(lambda: len(c.edits) == 1)
         assert c.edits[0].receipt.id == c.sent[0].receipt.id and len(c.sent) == 10
         assert len(fwd._forwarded) == 3
+
+
+async def test_reactions_reach_the_forwarded_copies_only(tmp_path):
+    from chanmux import Reaction
+
+    async with run_host(config(), path=tmp_path / "x.toml") as host:
+        a, b = host.plugs["a"], host.plugs["b"]
+        news = await a.inject("#a", "news")
+        await b.wait_for(lambda: b.texts() == ["news"])
+        await a.inject("#a", user="bob", reaction=Reaction("👍", news.receipt()))
+        await a.inject("#a", user="bob", reaction=Reaction("👎", Receipt(id="never-forwarded",
+                                                                         channel=news.channel)))
+        await a.inject("#a", "marker")
+        await b.wait_for(lambda: "marker" in b.texts())
+        await settle(host)
+        reactions = [(e.msg.reaction.key, e.msg.reaction.target.id) for e in b.sent
+                     if e.msg.reaction is not None]
+        assert reactions == [("👍", b.sent[0].receipt.id)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from chanmux import (
     NameFormat,
     Policies,
     Policy,
+    Reaction,
     Receipt,
     RichText,
     Segment,
@@ -70,13 +72,20 @@ class _Step:
 
 def _content(msg: Message) -> bool:
     """True if `msg` has anything to relay."""
-    return bool(msg.text or msg.attachments or msg.is_event)
+    return bool(msg.text or msg.attachments or msg.is_event or msg.reaction is not None)
+
+
+#: Seconds between two "is typing" a relay passes on for one person to one channel (networks
+#: repeat it every few seconds while someone types; a stop is always passed on).
+TYPING_EVERY = 3.0
 
 
 class _Context:
-    """What every copy of one message shares: where it came from and its reply."""
+    """What every copy of one message shares: where it came from, its reply, and the message
+    a reaction is to."""
 
-    __slots__ = ("network", "plug", "title", "parent", "parent_ref", "names", "quotes")
+    __slots__ = ("network", "plug", "title", "parent", "parent_ref", "reacted_ref", "names",
+                 "quotes")
 
     def __init__(self, network: str, plug: str, title: str, parent: Any, parent_ref: SyncRef | None) -> None:
         self.network = network
@@ -84,8 +93,12 @@ class _Context:
         self.title = title
         self.parent = parent
         self.parent_ref = parent_ref
+        self.reacted_ref: SyncRef | None = None
         self.names: dict[NameFormat, User | None] = {}
         self.quotes: RichText | None = None
+
+    def context_names(self, label: str) -> dict[str, str]:
+        return {"network": self.network, "plug": self.plug, "channel": self.title, "label": label}
 
 
 class SyncHook(Hook):
@@ -103,7 +116,9 @@ class SyncHook(Hook):
         self.cache = SyncCache(self)
         self.members: dict[str, list[Channel]] = {}
         self._labels: dict[Channel, str] = {}
-        self.policies = Policies(config)
+        self.policies = Policies(config, host)
+        #: (target channel, person) -> when "is typing" was last passed on (`on_typing`)
+        self._typing: dict[tuple[Channel, str], float] = {}
         self._needs_title: dict[str, bool] = {}
         self._titles: dict[Channel, str] = {}
         #: the delivery queue of each member channel (core's `DeliveryQueues`)
@@ -273,7 +288,15 @@ class SyncHook(Hook):
         if ref is not None:
             if not ref.is_origin(key):
                 return  # one of our copies (an echo, or its edit or delete)
-            if sent.deleted:
+            origin = ref.source
+            reaction = origin.reaction if origin is not None else None
+            if sent.deleted and origin is not None and reaction is not None and not reaction.removed:
+                # a reaction taken back by deleting it (a Matrix redaction): its copies are
+                # taken back the way each network does it
+                removal = Message(user=origin.user, reaction=Reaction(
+                    reaction.key, reaction.target, removed=True))
+                await self.send(label, removal, sent)
+            elif sent.deleted:
                 await self.remove(label, ref)
             elif sent.edited and not ref.deleted:
                 if ref.origin is not None and sent.id not in ref.ids.get(channel, ()):
@@ -288,6 +311,37 @@ class SyncHook(Hook):
             self.log.debug("not syncing %s: nothing to relay", sent.key)
             return
         await self.send(label, source, sent)
+
+    async def on_typing(self, channel: Channel, user: User, active: bool) -> None:
+        """Someone types in a linked channel: the other channels of its label show it, as
+        the person is named there; "is typing" at most every `TYPING_EVERY` seconds per
+        person and channel, a stop always (when a start was passed on)."""
+        label = self._labels.get(channel)
+        if label is None:
+            return
+        person = user.id or user.username or user.display
+        now = time.monotonic()
+        plug = self.host.plugs.get(channel.plug)
+        context = _Context(plug.network_name if plug is not None else channel.plug,
+                           channel.plug, channel.source, None, None)
+        for target in self.members[label]:
+            if target == channel:
+                continue
+            key = (target, person)
+            last = self._typing.get(key)
+            if active:
+                if last is not None and now - last < TYPING_EVERY:
+                    continue
+                self._typing[key] = now
+            elif last is None:
+                continue
+            else:
+                del self._typing[key]
+            name = self.policies.get(target.plug, label).name
+            await self.host.typing(target, name.apply(user, **context.context_names(label)) or user,
+                                   active)
+        while len(self._typing) > 10_000:  # people who never said they stopped
+            self._typing.pop(next(iter(self._typing)))
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -444,6 +498,9 @@ class SyncHook(Hook):
         parent = msg.reply_to
         if isinstance(parent, (Receipt, SentMessage)):
             context.parent_ref = await self.cache.fetch(parent)
+        reacted = msg.reaction.target if msg.reaction is not None else None
+        if isinstance(reacted, (Receipt, SentMessage)):
+            context.reacted_ref = await self.cache.fetch(reacted)
         return context
 
     async def _title(self, channel: Channel, msg: Message) -> str:
@@ -468,9 +525,25 @@ class SyncHook(Hook):
         if policy.name in names:
             user = names[policy.name]
         else:
-            user = names[policy.name] = policy.name.apply(
-                msg.user, network=context.network, plug=context.plug, channel=context.title,
-                label=label)
+            user = names[policy.name] = policy.name.apply(msg.user, **context.context_names(label))
+        if fields["joined"] or fields["left"] or fields["renamed"]:
+            # the people a membership notice names are shown as authors are (and, where names
+            # notify, kept from pinging anyone: `no_highlight`)
+            def named(person: User) -> User:
+                return policy.name.apply(person, **context.context_names(label)) or person
+
+            fields["joined"] = [named(u) for u in fields["joined"]]
+            fields["left"] = [named(u) for u in fields["left"]]
+            if fields["renamed"] is not None:
+                fields["renamed"] = (named(fields["renamed"][0]), named(fields["renamed"][1]))
+        reaction = fields["reaction"]
+        if reaction is not None:
+            # a reaction goes to the target channel's own copy of the message it is to
+            ids = context.reacted_ref.ids.get(target) if context.reacted_ref is not None else None
+            if not ids:
+                return None
+            fields["reaction"] = Reaction(reaction.key, Receipt(id=ids[0], channel=target),
+                                          reaction.removed)
         return Message(text=msg.text, user=user, action=msg.action, notice=msg.notice,
                        edited=edited or msg.edited, attachments=msg.attachments, **fields)
 
