@@ -51,6 +51,9 @@ class Capabilities:
     #: (0.2.4) a name said in text notifies the person of that name (IRC): relays break such
     #: names there (`no_highlight`), and only there
     highlights: bool = False
+    #: (0.2.4) a burst of one person's lines is better shown as one message (a relay's
+    #: delivery queue merges lines from networks that cannot edit them: `DeliveryQueues(merge=)`)
+    merge: bool = False
 
 
 class _Component:

@@ -54,6 +54,24 @@ RETRY_MIN = 1.0
 RETRY_MAX = 30.0
 
 
+#: Most characters of text one merged put carries.
+MERGE_BYTES = 16_000
+
+
+def mergeable(msg: Any) -> bool:
+    """Whether a copy can go out as part of another: plain lines of text (no reply, action,
+    notice, edit, reaction, attachment or event)."""
+    return (isinstance(msg, Message) and bool(msg.text) and not msg.attachments
+            and msg.reply_to is None and not (msg.action or msg.notice or msg.edited or msg.deleted)
+            and msg.reaction is None and not msg.is_membership and msg.title is None)
+
+
+def _author(msg: Message) -> tuple[Any, ...]:
+    user = msg.user
+    return (None,) if user is None else (user.id, user.plug, user.username, user.real_name)
+
+
+
 class Delivery:
     """One copy to deliver: `kind` (put, edit or delete, for the hook's `execute`), the message
     to send (`msg`), what the hook relates it to (`ref`) and anything else it needs (`extra`).
@@ -63,7 +81,7 @@ class Delivery:
     sent again after a crash is not shown twice where the network de-duplicates."""
 
     __slots__ = ("kind", "msg", "ref", "extra", "key", "hold", "started", "since", "level",
-                 "fold", "folded")
+                 "fold", "folded", "merged")
 
     def __init__(self, kind: str, msg: Any = None, ref: Any = None, extra: Any = None, *,
                  key: str | None = None, hold: Hold | None = None, since: float | None = None) -> None:
@@ -80,14 +98,32 @@ class Delivery:
         #: membership deliveries folded into this one while it waited (see `membership`)
         self.fold: Fold | None = None
         self.folded: list[Delivery] = []
+        #: later lines of the same author sent as part of this one (see `DeliveryQueues(merge=)`):
+        #: a hook records the copy this delivery made for their `ref`s too
+        self.merged: list[Delivery] = []
 
     def finished(self) -> None:
         """Delivered, given up on or kept: its message no longer waits for it."""
         if self.hold is not None:
             self.hold.release()
-        for other in self.folded:
+        for other in (*self.folded, *self.merged):
             other.finished()
         self.folded.clear()
+        self.merged.clear()
+
+    def merge(self, other: Delivery, limit: int = MERGE_BYTES) -> bool:
+        """Send `other`, a later put of the same author's plain lines, as part of this waiting
+        put; False if they do not merge (see `mergeable`)."""
+        if (self.kind != "put" or other.kind != "put" or self.started or self.level
+                or other.started or other.level or self.extra is not None
+                or other.extra is not None or not mergeable(self.msg)
+                or not mergeable(other.msg) or _author(self.msg) != _author(other.msg)
+                or len(self.msg.text.plain) + len(other.msg.text.plain) > limit):
+            return False
+        # in place: the hook may know its copy by the object (sync's lineage)
+        self.msg.text = RichText.join([self.msg.text, other.msg.text], "\n")
+        self.merged.append(other)
+        return True
 
     def absorb(self, other: Delivery) -> bool:
         """Fold a later membership put into this waiting one; False if they do not fold."""
@@ -174,8 +210,10 @@ class DeliveryQueue:
     def __init__(self, host: Host, owner: str, channel: Channel, execute: Execute, *,
                  limit: int = 0, max_age: float = 0, high_water: int = 1_000,
                  slow: float = 0.005, retry_min: float = RETRY_MIN,
-                 retry_max: float = RETRY_MAX) -> None:
+                 retry_max: float = RETRY_MAX, merge: bool = False) -> None:
         self.host = host
+        #: the hook records copies for `Delivery.merged` too: lines may be merged (`_merge`)
+        self.merge = merge
         self.owner = owner
         self.channel = channel
         self._execute = execute
@@ -284,7 +322,8 @@ class DeliveryQueue:
 
     def has(self, match: Callable[[Delivery], bool]) -> bool:
         """True if a waiting delivery `match`es (a copy of that message is on its way)."""
-        return any(match(item) or any(match(f) for f in item.folded) for item in self.queue)
+        return any(match(item) or any(match(f) for f in (*item.folded, *item.merged))
+                   for item in self.queue)
 
     def discard(self, match: Callable[[Delivery], bool]) -> int:
         """Forget the unstarted deliveries that `match` (their message was deleted); how many."""
@@ -425,6 +464,23 @@ class DeliveryQueue:
                         _copies(self._dropped_since), self.channel)
             self._dropped_since = 0
 
+    def _merge(self) -> None:
+        """A burst of plain lines of one author waiting behind (a paste, line by line) goes out
+        as one message, where the target plug says it prefers that (`Capabilities.merge`) and
+        the lines come from a network that cannot edit them (so no edit can aim at one line
+        of the merged copy); replies and reactions to any of them reach the merged copy."""
+        target = self.host.plugs.get(self.channel.plug)
+        if target is None or not target.capabilities.merge:
+            return
+        queue, head = self.queue, self.queue[0]
+        source = head.msg.user.plug if isinstance(head.msg, Message) and head.msg.user else None
+        origin = self.host.plugs.get(source) if source else None
+        if origin is None or origin.capabilities.edit:
+            return
+        while len(queue) > 1 and head.merge(queue[1]):
+            del queue[1]
+        self._check_room()
+
     def _check_room(self, force: bool = False) -> None:
         if self._room is not None and (force or len(self.queue) < self.high_water // 2):
             room, self._room = self._room, None
@@ -450,6 +506,8 @@ class DeliveryQueue:
                 delay = self.retry_min
                 continue
             item = queue[0]
+            if self.merge and len(queue) > 1:
+                self._merge()
             connection = host.plug_connection(plug)
             if not await self._attempt(item):
                 if item.level and item is queue[0]:
@@ -479,12 +537,17 @@ class DeliveryQueues:
     hook closes and `restore()` queues it again when it opens. Restored copies are forgotten
     from the database once all of them are delivered; killed before, they are delivered again
     after the next start (at least once).
+
+    With `merge=True` (since 0.2.4) a burst of plain lines of one author waiting for a target
+    whose plug prefers it (`Capabilities.merge`) goes out as one message, when the lines come
+    from a network that cannot edit them: the hook's `execute` then records the copy it made
+    for the `ref` of each `Delivery.merged` too.
     """
 
     def __init__(self, host: Host, owner: str, execute: Execute, *, limit: int = 0,
                  max_age: float = 0, dump: Dump | None = None, load: Load | None = None,
                  key: str = "queued", retry_min: float = RETRY_MIN,
-                 retry_max: float = RETRY_MAX) -> None:
+                 retry_max: float = RETRY_MAX, merge: bool = False) -> None:
         self.host = host
         self.owner = owner
         self._execute = execute
@@ -494,6 +557,7 @@ class DeliveryQueues:
         self._load = load
         self.key = key
         self.retry = (retry_min, retry_max)
+        self.merge = merge
         self.queues: dict[Channel, DeliveryQueue] = {}
         self._restored = False
         host.delivery_queues.append(self)  # for metrics and status
@@ -503,7 +567,8 @@ class DeliveryQueues:
         if queue is None:
             queue = self.queues[channel] = DeliveryQueue(
                 self.host, self.owner, channel, self._execute, limit=self.limit,
-                max_age=self.max_age, retry_min=self.retry[0], retry_max=self.retry[1])
+                max_age=self.max_age, retry_min=self.retry[0], retry_max=self.retry[1],
+                merge=self.merge)
         return queue
 
     def __getitem__(self, channel: Channel) -> DeliveryQueue:

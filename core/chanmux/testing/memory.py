@@ -61,6 +61,8 @@ class MemoryConfig:
     typing: bool = True
     #: names said in text notify people, as on IRC (relays break them: `no_highlight`)
     highlights: bool = True
+    #: a burst of one person's lines is better shown as one message (`Capabilities.merge`)
+    merge: bool = False
 
 
 @attrs.define
@@ -86,7 +88,7 @@ class MemoryPlug(Plug):
         super().__init__(name, config, host)
         self.capabilities = Capabilities(edit=config.edit, delete=config.delete, reply=config.reply,
                                          reactions=config.reactions, typing=config.typing,
-                                         highlights=config.highlights)
+                                         highlights=config.highlights, merge=config.merge)
         #: (user display name, active) for each `typing` the host asked for, per channel source
         self.typings: dict[str, list[tuple[str, bool]]] = {}
         self.network_name = config.network

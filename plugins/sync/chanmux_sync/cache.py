@@ -226,6 +226,16 @@ class SyncCache:
         if not cached:
             self.remember(ref)
 
+    def edited(self, ref: SyncRef) -> None:
+        """The original of `ref` was edited: the excerpt kept in the database for replies
+        after a restart becomes the new text's (in the next batch)."""
+        origin, writer = ref.origin, self.writer
+        if origin is None or writer is None:
+            return
+        author, excerpt = ref.quote(self._hook.config.quote_length)
+        writer.add((self._hook.name, origin.channel.plug, origin.channel.source, origin.id,
+                    author, excerpt))
+
     def _store(self, ref: SyncRef, copy: CopyKey, origin: bool) -> None:
         ref._stored.add(copy)
         writer = self.writer
@@ -247,7 +257,7 @@ class SyncCache:
     def write(self, conn: Any, rows: list[tuple[Any, ...]]) -> None:
         """The writer's batch function (in a worker thread): store rows, count them confirmed."""
         store_mod.write_rows(conn, rows)
-        self.confirmed += len(rows)
+        self.confirmed += sum(1 for row in rows if len(row) == len(store_mod.ROW_COLUMNS))
 
     async def rescue(self) -> int:
         """Write rows the writer took but never wrote (its batch was cancelled at shutdown

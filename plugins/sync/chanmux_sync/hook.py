@@ -124,7 +124,7 @@ class SyncHook(Hook):
         #: the delivery queue of each member channel (core's `DeliveryQueues`)
         self.queues = DeliveryQueues(host, name, self._execute, limit=config.retry_limit,
                                      max_age=config.retry_max_age, dump=self._dump,
-                                     load=self._load, key=QUEUED_STATE)
+                                     load=self._load, key=QUEUED_STATE, merge=True)
         #: rows waiting for the database beyond which a message waits for them to be written
         #: (keeps memory flat when the database is slower than the chat)
         self.write_backlog = 20_000
@@ -361,6 +361,7 @@ class SyncHook(Hook):
             ref = self.cache.remember(SyncRef({}, source=msg, origin=origin))  # type: ignore[arg-type]
         elif update:
             ref.source = msg
+            self.cache.edited(ref)  # a reply after a restart quotes the text as it is now
         context = await self._context(label, msg, origin)
         if origin is None and ref.origin is not None:
             origin = ref.origin
@@ -480,6 +481,8 @@ class SyncHook(Hook):
         else:
             receipts = await self.host.put(channel, msg)
         self.cache.record(ref, channel, receipts)
+        for line in item.merged:  # lines sent as part of this copy: replies find it from each
+            self.cache.record(line.ref, channel, receipts)
 
     # -- building copies ---------------------------------------------------------------------
 

@@ -123,7 +123,21 @@ def has_rows(conn: Connection, hook: str) -> bool:
 ROW_COLUMNS = ("hook", "key", "plug", "channel", "message", "origin", "author", "excerpt")
 
 
+#: Columns of an excerpt update: an original was edited (its row gets the new excerpt).
+EXCERPT_COLUMNS = ("hook", "plug", "channel", "message", "author", "excerpt")
+
+
 def write_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert a batch of row tuples (`ROW_COLUMNS`) in one statement; a copy already stored
-    is left alone."""
-    insert_new(conn, backrefs, ROW_COLUMNS, rows)
+    """Insert a batch of row tuples (`ROW_COLUMNS`) in one statement, a copy already stored
+    left alone; then apply the excerpt updates among them (`EXCERPT_COLUMNS`: an original
+    edited since), in order."""
+    inserts = [row for row in rows if len(row) == len(ROW_COLUMNS)]
+    updates = [{f"v_{name}": value for name, value in zip(EXCERPT_COLUMNS, row, strict=True)}
+               for row in rows if len(row) == len(EXCERPT_COLUMNS)]
+    insert_new(conn, backrefs, ROW_COLUMNS, inserts)
+    if updates:
+        c = backrefs.c
+        conn.execute(backrefs.update().where(
+            c.hook == sa.bindparam("v_hook"), c.plug == sa.bindparam("v_plug"),
+            c.channel == sa.bindparam("v_channel"), c.message == sa.bindparam("v_message"))
+            .values(author=sa.bindparam("v_author"), excerpt=sa.bindparam("v_excerpt")), updates)

@@ -98,3 +98,43 @@ async def test_no_highlight_breaks_names_only_where_names_notify(tmp_path):
         await c.wait_for(lambda: c.texts() == ["hi"])
         assert b.sent[0].msg.user.real_name == "bob"
         assert c.sent[0].msg.user.real_name == f"b{ZWSP}ob"
+
+
+async def test_a_burst_of_lines_waiting_for_a_plug_that_prefers_it_goes_as_one_message(tmp_path):
+    """Ten lines pasted on a network that cannot edit them (`edit = false`, as IRC) while the
+    target that prefers merged lines (`merge = true`, as Matrix) reconnects: it gets them as one
+    message, the other target line by line; a reaction to the merged message reaches a line."""
+    cfg = config(plugs={"a": {"edit": False}, "b": {"merge": True}, "c": {}})
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b, c = (host.plugs[n] for n in "abc")
+        gate = b.hold_opens()
+        b.fail("reconnecting")
+        await host.hooks["rec"].wait_until(lambda: any(s[:2] == ("b", "failed")
+                                                       for s in host.hooks["rec"].states))
+        lines = [await a.inject("#a", f"line {n}", user="paster") for n in range(10)]
+        await c.wait_for(lambda: len(c.texts()) == 10)
+        gate.set()
+        await b.wait_for(lambda: b.texts())
+        await settle(host)
+        assert b.texts() == ["\n".join(f"line {n}" for n in range(10))]
+        assert c.texts() == [f"line {n}" for n in range(10)]
+        await b.inject("#b", user="bob", reaction=Reaction("👀", b.sent[0].receipt))
+        await settle(host)
+        got = [e.msg.reaction.target.id for e in a.sent if e.msg.reaction is not None]
+        assert len(got) == 1 and got[0] in {line.id for line in lines}
+
+
+async def test_lines_of_a_network_that_can_edit_them_are_not_merged(tmp_path):
+    cfg = config(plugs={"a": {}, "b": {"merge": True}})
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a, b = host.plugs["a"], host.plugs["b"]
+        gate = b.hold_opens()
+        b.fail("reconnecting")
+        await host.hooks["rec"].wait_until(lambda: any(s[:2] == ("b", "failed")
+                                                       for s in host.hooks["rec"].states))
+        for n in range(3):
+            await a.inject("#a", f"line {n}", user="editor")
+        await host.wait_idle()
+        gate.set()
+        await b.wait_for(lambda: len(b.texts()) == 3)
+        assert b.texts() == ["line 0", "line 1", "line 2"]

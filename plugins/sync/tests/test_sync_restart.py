@@ -265,3 +265,20 @@ async def test_messages_not_handled_at_a_stop_are_handed_over_after_the_start(tm
         await c.wait_for(lambda: c.texts() == ["stuck 1", "stuck 2"])
         await b.wait_for(lambda: b.texts() == ["stuck 1", "stuck 2"])
         await settle(host)
+
+
+async def test_a_reply_to_an_edited_message_quotes_its_current_text_also_after_a_restart(tmp_path):
+    cfg = config()
+    originals, copies = await first_run(tmp_path, cfg, count=1)
+    async with run_host(cfg, path=tmp_path / "x.toml") as host:
+        a = host.plugs["a"]
+        await a.inject("#a", "before 0, corrected", id=originals[0].id, edited=True, revision="r1",
+                       user=a.user("alice", "Alice"))
+        await settle(host)
+    cfg2 = config(plugs={"a": {}, "b": {}, "c": {}, "d": {}})
+    async with run_host(cfg2, path=tmp_path / "x.toml") as host:
+        b, d = host.plugs["b"], host.plugs["d"]
+        parent = copies["b"][0]
+        await b.inject("#b", "answer", reply_to=Receipt(id=parent.id, channel=parent.channel))
+        await d.wait_for(lambda: d.sent)
+        assert d.sent[0].msg.text.plain == "> Alice: before 0, corrected\nanswer"
