@@ -58,18 +58,22 @@ _VOID = {"br", "hr", "img", "input", "meta", "link", "wbr", "area", "base", "col
          "track", "embed", "param", "keygen", "frame", "basefont", "bgsound"}
 
 # What a start tag does, one lookup per tag.
-_OTHER, _FLAG, _VOID_TAG, _DROP_TAG, _BLOCK, _LI, _LIST, _HEADING, _PRE_TAG, _LINK, _QUOTE = (
-    object() for _ in range(11))
+_OTHER, _FLAG, _VOID_TAG, _DROP_TAG, _BLOCK, _LI, _LIST, _HEADING, _PRE_TAG, _LINK, _QUOTE, \
+    _COLOUR = (object() for _ in range(12))
 #: Start tags the reader's loop handles itself.
 _SIMPLE_KINDS = {_OTHER, _FLAG, _BLOCK, _LI, _LIST}
 _KINDS: dict[str, object] = {
     **{name: _BLOCK for name in _BLOCKS}, "ul": _LIST, "ol": _LIST, "li": _LI,
     "blockquote": _QUOTE, "pre": _PRE_TAG, "listing": _PRE_TAG,
-    **{name: _HEADING for name in _HEADINGS}, "a": _LINK,
+    **{name: _HEADING for name in _HEADINGS}, "a": _LINK, "font": _COLOUR, "span": _COLOUR,
     **{name: _FLAG for name in _FLAG_TAGS}, **{name: _DROP_TAG for name in _DROP},
     **{name: _VOID_TAG for name in _VOID},
 }
 _SAFE_SCHEMES = {"http", "https", "mailto"}
+#: A colour as Matrix HTML may give it: ``#rrggbb`` or ``#rgb`` (names and the rest ignored).
+_HEX_COLOUR = re.compile(r"[\t\n\f\r ]*#([0-9A-Fa-f]{6}|[0-9A-Fa-f]{3})[\t\n\f\r ]*")
+#: The attributes a ``<font>`` or ``<span>`` colours with; ``color`` only on ``<font>``.
+_COLOUR_ATTRIBUTES = ("data-mx-color", "data-mx-bg-color", "color")
 
 #: Lists and quotes nested deeper than this are shown (indented, quoted) at this depth.
 MAX_SHOWN_DEPTH = 8
@@ -124,10 +128,12 @@ _SCRIPT_STATES = (
 #: Attributes as the tokenizer found them: a dict, or where `_TAG` matched them in the text.
 _Attrs = dict[str, str] | tuple[str, int, int]
 _NO_ATTRS: dict[str, str] = {}
-#: A run's formatting: bold, italic, underline, strike, code, pre, link, mention.
-_Format = tuple[bool, bool, bool, bool, bool, bool, "str | None", "User | None"]
-_PLAIN: _Format = (False, False, False, False, False, False, None, None)
-_PRE_ONLY: _Format = (False, False, False, False, False, True, None, None)
+#: A run's formatting: bold, italic, underline, strike, code, pre, link, mention, colour and
+#: background colour (the order of `Segment`'s fields).
+_Format = tuple[bool, bool, bool, bool, bool, bool, "str | None", "User | None", "str | None",
+                "str | None"]
+_PLAIN: _Format = (False, False, False, False, False, False, None, None, None, None)
+_PRE_ONLY: _Format = (False, False, False, False, False, True, None, None, None, None)
 #: Marks a dropped element on the reader's stack (no tag name holds NUL: it became U+FFFD).
 _HIDDEN = "\0"
 
@@ -280,6 +286,34 @@ def _attribute(attrs: _Attrs, key: str) -> str | None:
     return None if value is None else _unescape(value, attribute=True)
 
 
+def _attributes(attrs: _Attrs, keys: tuple[str, ...]) -> dict[str, str]:
+    """The values of the attributes named `keys` (the first of each name), references
+    decoded, in one pass over the tag's attributes."""
+    if isinstance(attrs, dict):
+        found = {key: attrs[key] for key in keys if key in attrs}
+    else:
+        src, start, end = attrs
+        found = {}
+        if start == end:
+            return found
+        for match in _ATTR.finditer(src, start, end):
+            key = _lower(match.group(1))
+            if key in keys and key not in found:
+                value = match.group(2) or ""
+                found[key] = value[1:-1] if value[:1] in ("'", '"') else value
+    return {key: _unescape(value, attribute=True) for key, value in found.items()}
+
+
+def hex_colour(value: str | None) -> str | None:
+    """`value` as ``#rrggbb`` when it is a hex colour (``#rrggbb`` or ``#rgb``), else None:
+    colour names and CSS are not read."""
+    match = _HEX_COLOUR.fullmatch(value) if value else None
+    if match is None:
+        return None
+    digits = match.group(1).lower()
+    return "#" + (digits if len(digits) == 6 else "".join(c * 2 for c in digits))
+
+
 def _list_start(value: str | None) -> int:
     """An ``<ol start>`` as HTML reads integers: leading white space, a sign, ASCII digits,
     anything after ignored; 1 when there are none (or more than nine)."""
@@ -310,9 +344,12 @@ class _Reader:
         self.flags = [0, 0, 0, 0, 0, 0]  # open elements setting each flag
         self.mask = 0  # the flags set, one bit each
         self.links: list[tuple[str | None, User | None, int]] = [(None, None, 0)]
+        #: the colour and background of the innermost <font> or <span>, numbered as links are
+        self.colours: list[tuple[str | None, str | None, int]] = [(None, None, 0)]
         self.format: _Format | None = None
-        self.formats: dict[tuple[int, int], _Format] = {(0, 0): _PLAIN}
+        self.formats: dict[tuple[int, int, int], _Format] = {(0, 0, 0): _PLAIN}
         self.serial = 0  # the last number given to a link
+        self.shade = 0  # the last number given to a colour
         self.stack: list[str] = []  # names; a dropped element's with _HIDDEN in front
         self.frames: list[defaultdict[str, int]] = [defaultdict(int)]
         self.owners: list[str | None] = [None]
@@ -329,16 +366,18 @@ class _Reader:
     # -- output --------------------------------------------------------------------------------
 
     def _format(self) -> _Format:
-        """The formatting of text here, one tuple for each (flags, link) met."""
+        """The formatting of text here, one tuple for each (flags, link, colours) met."""
         if self.format is None:
             link, mention, serial = self.links[-1]
-            key = (self.mask, serial)
+            colour, background, shade = self.colours[-1]
+            key = (self.mask, serial, shade)
             fmt = self.formats.get(key)
             if fmt is None:
                 m = self.mask
                 pre = bool(m & 1 << _PRE)
                 fmt = self.formats[key] = (bool(m & 1), bool(m & 2), bool(m & 4), bool(m & 8),
-                                           bool(m & 1 << _CODE) and not pre, pre, link, mention)
+                                           bool(m & 1 << _CODE) and not pre, pre, link, mention,
+                                           colour, background)
             self.format = fmt
         return self.format
 
@@ -521,6 +560,9 @@ class _Reader:
         elif kind is _LINK:
             self.links.append(self._link(attrs))
             self.format = None
+        elif kind is _COLOUR:
+            self.colours.append(self._colour(name, attrs))
+            self.format = None
         elif kind is _QUOTE:
             self._block()
             self.quote += 1
@@ -538,6 +580,23 @@ class _Reader:
             return self.links[-1]
         self.serial += 1
         return link, user, self.serial
+
+    def _colour(self, name: str, attrs: _Attrs) -> tuple[str | None, str | None, int]:
+        """The colours of the text inside a ``<font>`` or ``<span>``: its hex
+        ``data-mx-color`` (or, on ``<font>``, ``color``) and ``data-mx-bg-color``, each else
+        the one around it (with a number of its own when it sets one, for `_format`)."""
+        outer = self.colours[-1]
+        if isinstance(attrs, tuple) and attrs[1] == attrs[2]:
+            return outer
+        values = _attributes(attrs, _COLOUR_ATTRIBUTES)
+        colour = hex_colour(values.get("data-mx-color"))
+        if colour is None and name == "font":
+            colour = hex_colour(values.get("color"))
+        background = hex_colour(values.get("data-mx-bg-color"))
+        if colour is None and background is None:
+            return outer
+        self.shade += 1
+        return colour or outer[0], background or outer[1], self.shade
 
     def end(self, name: str) -> None:
         if name == "br":
@@ -584,6 +643,9 @@ class _Reader:
             self._block()  # after a final line break, as after a <br>, no empty line
         elif kind is _LINK:
             self.links.pop()
+            self.format = None
+        elif kind is _COLOUR:
+            self.colours.pop()
             self.format = None
         elif kind is _QUOTE:
             self.quote -= 1
@@ -816,7 +878,7 @@ def _runs(text: RichText) -> list[tuple[_Format, str]]:
         if not seg.text:
             continue
         fmt = (seg.bold, seg.italic, seg.underline, seg.strike, seg.code, seg.pre, seg.link,
-               seg.mention)
+               seg.mention, seg.color, seg.background)
         if fmt == current:
             texts.append(seg.text)
             continue
@@ -838,10 +900,21 @@ def _wrap(flags: tuple[bool, ...]) -> tuple[str, str]:
     return tags
 
 
+def _font(colour: str | None, background: str | None) -> tuple[str, str]:
+    """The ``<font>`` that colours a run, as Matrix clients read it (``data-mx-color``,
+    ``data-mx-bg-color``); nothing for a run without colours."""
+    if colour is None and background is None:
+        return "", ""
+    shown = (f' data-mx-color="{colour}"' if colour else "") + (
+        f' data-mx-bg-color="{background}"' if background else "")
+    return f"<font{shown}>", "</font>"
+
+
 def render_html(text: RichText, mention_id: Callable[[User], str | None] | None = None) -> str:
-    """HTML for `text`: every character escaped, formatting as tags, line breaks as ``<br>``,
-    preformatted lines as one ``<pre><code>`` block. Reading it back with `parse_html` gives
-    `text` again when HTML can say it (single spaces, ``pre`` in whole lines).
+    """HTML for `text`: every character escaped, formatting as tags, colours as ``<font
+    data-mx-color data-mx-bg-color>``, line breaks as ``<br>``, preformatted lines as one
+    ``<pre><code>`` block. Reading it back with `parse_html` gives `text` again when HTML can
+    say it (single spaces, ``pre`` in whole lines).
 
     `mention_id(user)` gives the Matrix id to link a mention to (None renders its text only).
     """
@@ -849,6 +922,7 @@ def render_html(text: RichText, mention_id: Callable[[User], str | None] | None 
     parts: list[str] = []
     wrap = _WRAP
     anchors: dict[object, str] = {}  # the <a href="..."> of each link and mention, once each
+    fonts: dict[tuple[str | None, ...], tuple[str, str]] = {}
     in_block = after_block = ends_line = False
     for fmt, body in runs:
         pre = bool(fmt[_PRE])
@@ -873,6 +947,11 @@ def render_html(text: RichText, mention_id: Callable[[User], str | None] | None 
         if not pre and "\n" in body:
             body = body.replace("\n", "<br>")
         opening, closing = wrap.get(fmt[:6]) or _wrap(fmt[:6])
+        if fmt[8] is not None or fmt[9] is not None:
+            font = fonts.get(fmt[8:])
+            if font is None:
+                font = fonts[fmt[8:]] = _font(fmt[8], fmt[9])
+            opening, closing = font[0] + opening, closing + font[1]
         link, mention = fmt[6], fmt[7]
         if link is None and mention is None:
             parts.append(f"{opening}{body}{closing}" if opening else body)

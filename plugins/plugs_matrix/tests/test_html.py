@@ -335,6 +335,9 @@ HOSTILE_FAMILIES = {
     "bogus markup": lambda n: "</ <? <!x>" * n,
     "preformatted lines": lambda n: "<blockquote><pre>" + "x\n" * n + "</pre>" * n,
     "raw text": lambda n: "<script><!--<script>" * n,
+    "nested colours": lambda n: "<font data-mx-color='#ff0000' data-mx-bg-color='#000'>x" * n,
+    "coloured runs": lambda n: "<span data-mx-color='#00ff00'>x</span>y" * n,
+    "many colour attributes": lambda n: "<font " + "color=#fff data-mx-color=red " * n + ">x",
 }
 
 
@@ -374,3 +377,51 @@ def test_nested_and_neighbouring_links_keep_their_own_targets():
     assert [(s.text, s.link) for s in rt] == [
         ("b", "https://b.org/"), ("a", "https://a.org/"), ("c", "https://c.org/"),
         ("c2", None), ("d", None)]
+
+
+def colours(rt: RichText) -> list[tuple[str, str | None, str | None]]:
+    """The text in runs of one colour and background each (other formatting aside)."""
+    runs: list[tuple[str, str | None, str | None]] = []
+    for seg in rt:
+        if runs and runs[-1][1:] == (seg.color, seg.background):
+            runs[-1] = (runs[-1][0] + seg.text, seg.color, seg.background)
+        else:
+            runs.append((seg.text, seg.color, seg.background))
+    return runs
+
+
+def test_colours_of_font_and_span_are_read():
+    rt = parse_html('<font data-mx-color="#FF0000" data-mx-bg-color="#00f">red on blue '
+                    '<b>bold</b></font> <span data-mx-color="#00ff00">green</span> '
+                    '<font color="#123456">old style</font> plain')
+    assert colours(rt) == [("red on blue bold", "#ff0000", "#0000ff"), (" ", None, None),
+                           ("green", "#00ff00", None), (" ", None, None),
+                           ("old style", "#123456", None), (" plain", None, None)]
+    assert [s.text for s in rt if s.bold] == ["bold"]
+
+
+def test_only_hex_colours_on_font_and_span_colour_text():
+    rt = parse_html('<font color="red">named</font> <span color="#ff0000">span color</span> '
+                    '<b data-mx-color="#ff0000">bold</b> <font data-mx-color="rgb(1,2,3)">css</font> '
+                    '<font data-mx-color="#ff00">short</font>')
+    assert colours(rt) == [("named span color bold css short", None, None)]
+
+
+def test_nested_colours_keep_what_the_inner_one_does_not_set():
+    rt = parse_html('<font data-mx-color="#ff0000">red <span data-mx-bg-color="#000000">on black'
+                    '</span> <font color="#00ff00">green</font> red again</font> none')
+    assert colours(rt) == [("red ", "#ff0000", None), ("on black", "#ff0000", "#000000"),
+                           (" ", "#ff0000", None), ("green", "#00ff00", None),
+                           (" red again", "#ff0000", None), (" none", None, None)]
+
+
+def test_colours_render_as_font_with_data_mx_attributes():
+    rt = RichText([Segment("red", color="#ff0000"), Segment(" and "),
+                   Segment("on black", bold=True, color="#ffffff", background="#000000"),
+                   Segment(" behind", background="#00ff00")])
+    html = render_html(rt)
+    assert html == ('<font data-mx-color="#ff0000">red</font> and '
+                    '<font data-mx-color="#ffffff" data-mx-bg-color="#000000"><b>on black</b></font>'
+                    '<font data-mx-bg-color="#00ff00"> behind</font>')
+    assert parse_html(html) == rt
+    assert render_plain(rt) == "red and on black behind"

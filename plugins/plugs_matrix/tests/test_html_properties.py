@@ -48,13 +48,16 @@ HREFS = st.sampled_from([
     "https://matrix.to/#/@bob:example.org", "https://matrix.to/#/%40ann%3Aexample.org",
     "https://matrix.to/#/@eve:example.org", "https://matrix.to/#/#room:example.org",
 ])
-ATTR_VALUES = st.one_of(HREFS, st.text(alphabet="19\u00b2-+ x<>&#;=/", max_size=6))
+COLOURS = st.sampled_from(["#ff0000", "#00FF7f", "#abc", " #123456 ", "#12345", "red",
+                           "rgb(1,2,3)", "&#35;00ff00", "#ff000g"])
+ATTR_VALUES = st.one_of(HREFS, COLOURS, st.text(alphabet="19\u00b2-+ x<>&#;=/", max_size=6))
 
 
 @st.composite
 def attribute(draw) -> str:
     name = draw(st.sampled_from(["href", "HREF", "start", "alt", "title", "onclick", "x", "=y",
-                                 "a\"b", "data-mx-color"]))
+                                 "a\"b", "data-mx-color", "data-mx-bg-color", "DATA-MX-COLOR",
+                                 "color"]))
     value = draw(ATTR_VALUES)
     form = draw(st.sampled_from(["bare", "double", "single", "unquoted", "spaced"]))
     if form == "bare":
@@ -126,6 +129,13 @@ def test_reading_rendered_html_gives_the_same_richtext(source):
     assert render_html(second, mention_id) == render_html(first, mention_id)
 
 
+@settings(max_examples=200, deadline=None)
+@given(soup(exclude=frozenset({"font", "span"})))
+def test_only_font_and_span_colour_text(source):
+    """Colour attributes on any other element (and colours in text) colour nothing."""
+    assert not [s for s in parse_html(source, lookup) if s.color or s.background], source
+
+
 # -- what is dropped stays dropped ---------------------------------------------------------------
 
 RAW_TEXT = ["script", "style", "iframe", "noscript", "title", "textarea", "noembed", "noframes"]
@@ -176,6 +186,7 @@ WORD = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Cf", "C
 LINKS = st.sampled_from([None, None, "https://example.org/a?b=1&c=2", "mailto:a@b.c",
                          'http://e.org/"q"<x>'])
 MENTIONS = st.sampled_from([None, None, None, BOB, ANN])
+SHADES = st.sampled_from([None, None, None, "#ff0000", "#00aa33", "#000000"])
 
 
 @st.composite
@@ -183,7 +194,8 @@ def inline_segment(draw, text: st.SearchStrategy[str]) -> Segment:
     mention = draw(MENTIONS)
     return Segment(draw(text), bold=draw(st.booleans()), italic=draw(st.booleans()),
                    underline=draw(st.booleans()), strike=draw(st.booleans()),
-                   code=draw(st.booleans()), link=None if mention else draw(LINKS), mention=mention)
+                   code=draw(st.booleans()), link=None if mention else draw(LINKS), mention=mention,
+                   color=draw(SHADES), background=draw(SHADES))
 
 
 @st.composite
@@ -203,8 +215,8 @@ def pre_line(draw) -> list[Segment]:
     text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Cf", "Co", "Cn", "Zl",
                                                                 "Zp")), min_size=1, max_size=6)
     segs = draw(st.lists(inline_segment(text), min_size=1, max_size=3))
-    return [Segment(s.text, s.bold, s.italic, s.underline, s.strike, False, True, s.link, s.mention)
-            for s in segs]
+    return [Segment(s.text, s.bold, s.italic, s.underline, s.strike, False, True, s.link, s.mention,
+                    s.color, s.background) for s in segs]
 
 
 @st.composite
