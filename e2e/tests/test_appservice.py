@@ -222,3 +222,35 @@ async def test_a_bridge_killed_during_a_burst_keeps_what_it_promises(appservice,
         assert all(n < restart_i for n in lost), f"lost after the restart: {lost}"
         assert in_flight == list(range(killed_i - len(in_flight), killed_i)), in_flight
         assert not to_matrix.duplicates and to_matrix.in_order
+
+
+async def test_a_homeserver_down_past_every_retry_loses_nothing(appservice, ngircd, tmp_path):
+    """Synapse is killed and stays down for 25 s (past the Matrix plug's `send_retry_for` of
+    20 s) while 100 lines are said on IRC and the Matrix side had a batch on its way: the copies
+    for Matrix wait in the delivery queue, and everything arrives once, in order, both ways once
+    Synapse is back."""
+    hs = appservice.synapse
+    async with Setup(appservice, ngircd, tmp_path) as run:
+        s, bridge = run.stream(), run.bridge
+        await s.batch()
+        await s.batch(wait=False)
+        mark = bridge.mark()
+        try:
+            await hs.async_stop(kill=True)
+            await s.say_irc(50)
+            await anyio.sleep(12.5)  # the outage itself: time passing is what is tested
+            await s.say_irc(50)
+            await anyio.sleep(12.5)
+        finally:
+            if not hs.running:
+                await hs.async_start()
+        await bridge.wait_log("answers again", since=mark, timeout=60)
+        for _ in range(2):
+            await s.batch(timeout=120)
+        to_irc = Tally(list(range(s.m)), s.on_irc(s.irc))
+        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
+        report("appservice: Synapse down 25s", to_irc=to_irc, to_matrix=to_matrix)
+        assert not to_irc.missing and not to_irc.duplicates and to_irc.in_order, to_irc.summary()
+        assert not to_matrix.missing and not to_matrix.duplicates and to_matrix.in_order, \
+            to_matrix.summary()
+    run.bridge.check_clean()
