@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import anyio
+
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 
@@ -123,3 +125,48 @@ def two_way_config(ircd, nick: str, hs, account, channel: str, alias: str) -> di
                      "m": {"plug": "matrix", "source": alias}},
         "hooks": {"sync": sync_hook({"chat": ["i", "m"]})},
     }
+
+
+async def kill_during_a_burst(s: Stream, bridge, at: float, name: str, burst: int = 200) -> None:
+    """A burst of `burst` Matrix messages and as many IRC lines; the bridge is killed
+    (SIGKILL) once IRC has seen `at` of the Matrix side, and started again. Asserts what the
+    bridge promises: every Matrix message reaches IRC, in order (a line the IRC server got in
+    the very moment of the kill, before confirming it, may be said again: allowed only for
+    messages said before the kill, counted); IRC lines the bridge had read are relayed after
+    the restart, and lost are only lines still on their way to it at the kill (the last ones
+    said before it), counted. Prints the tallies as `name`."""
+    h = s.irc
+    assert h is not None
+    threshold = s.m + int(burst * at)
+
+    async def irc_side() -> None:
+        for _ in range(burst):
+            await s.say_irc(1)
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(s.say_matrix, burst)
+        tg.start_soon(irc_side)
+        await irc_until(h, lambda: len(set(s.on_irc(h))) >= threshold, timeout=120,
+                        what=f"{threshold} Matrix messages on IRC")
+        bridge.kill()
+        killed_m, killed_i = s.m, s.i
+    restart_i = s.i
+    bridge.start()
+    await bridge.ready()
+    await s.batch(timeout=120)
+    to_irc = Tally(list(range(s.m)), s.on_irc(h))
+    to_matrix = Tally(list(range(s.i)), await s.on_matrix())
+    report(name, to_irc=to_irc, to_matrix=to_matrix)
+    lost = to_matrix.missing
+    in_flight = [n for n in lost if n < killed_i]
+    print(f"   IRC lines not relayed: {len(in_flight)} in flight at the kill, "
+          f"{len(lost) - len(in_flight)} said while the bridge was down; Matrix messages "
+          f"said twice (in flight at the kill): {len(to_irc.duplicates)}")
+    assert not to_irc.missing, f"Matrix -> IRC: lost {to_irc.missing}"
+    assert to_irc.in_order, f"Matrix -> IRC: order {to_irc.received}"
+    assert all(n < killed_m for n in to_irc.duplicates), to_irc.duplicates
+    assert all(n < restart_i for n in lost), f"lost after the restart: {lost}"
+    assert in_flight == list(range(killed_i - len(in_flight), killed_i)), (
+        f"lost more than the lines on their way at the kill: {in_flight}")
+    assert not to_matrix.duplicates and to_matrix.in_order

@@ -38,7 +38,7 @@ from e2e_helpers import (
     uid,
     write_config,
 )
-from streams import Stream, report
+from streams import Stream, kill_during_a_burst, report
 
 pytestmark = pytest.mark.anyio
 
@@ -189,39 +189,9 @@ async def test_a_bridge_killed_during_a_burst_keeps_what_it_promises(appservice,
     by the bridge are relayed after the restart; lost are only lines on their way to it at the
     kill."""
     async with Setup(appservice, ngircd, tmp_path) as run:
-        s, bridge, h = run.stream(), run.bridge, run.irc
+        s = run.stream()
         await s.batch()
-        burst, threshold = 200, s.m + 100
-
-        async def irc_side() -> None:
-            for _ in range(burst):
-                await s.say_irc(1)
-                await anyio.sleep(0)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(s.say_matrix, burst)
-            tg.start_soon(irc_side)
-            await irc_until(h, lambda: len(set(s.on_irc(h))) >= threshold, timeout=120,
-                            what=f"{threshold} Matrix messages on IRC")
-            bridge.kill()
-            killed_m, killed_i = s.m, s.i
-        restart_i = s.i
-        bridge.start()
-        await bridge.ready()
-        await s.batch(timeout=120)
-        to_irc = Tally(list(range(s.m)), s.on_irc(h))
-        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
-        report("appservice: bridge killed at 50% of a burst", to_irc=to_irc, to_matrix=to_matrix)
-        lost = to_matrix.missing
-        in_flight = [n for n in lost if n < killed_i]
-        print(f"   IRC lines not relayed: {len(in_flight)} in flight at the kill, "
-              f"{len(lost) - len(in_flight)} said while the bridge was down; Matrix messages "
-              f"said twice: {len(to_irc.duplicates)}")
-        assert not to_irc.missing and to_irc.in_order, to_irc.summary()
-        assert all(n < killed_m for n in to_irc.duplicates), to_irc.duplicates
-        assert all(n < restart_i for n in lost), f"lost after the restart: {lost}"
-        assert in_flight == list(range(killed_i - len(in_flight), killed_i)), in_flight
-        assert not to_matrix.duplicates and to_matrix.in_order
+        await kill_during_a_burst(s, run.bridge, 0.5, "appservice: bridge killed at 50% of a burst")
 
 
 async def test_a_homeserver_down_past_every_retry_loses_nothing(appservice, ngircd, tmp_path):

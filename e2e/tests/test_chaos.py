@@ -41,12 +41,11 @@ from e2e_helpers import (
     _cs,
     alias_of,
     create_room,
-    irc_until,
     register,
     uid,
     write_config,
 )
-from streams import Stream, assert_lossless, report, two_way_config
+from streams import Stream, assert_lossless, kill_during_a_burst, report, two_way_config
 
 pytestmark = pytest.mark.anyio
 
@@ -277,38 +276,5 @@ async def test_chaos_bridge_killed_during_a_burst(synapse, ngircd, tmp_path, at)
     only a line still on its way to the bridge at the kill (the last ones said before it),
     counted."""
     async with two_way(synapse, ngircd, tmp_path, f"ck{uid()}") as run:
-        s, bridge, h = run.stream, run.bridge, run.stream.irc
-        burst = 200
-        threshold = s.m + int(burst * at)
-
-        async def irc_side() -> None:
-            for _ in range(burst):
-                await s.say_irc(1)
-                await anyio.sleep(0)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(s.say_matrix, burst)
-            tg.start_soon(irc_side)
-            await irc_until(h, lambda: len(set(s.on_irc(h))) >= threshold, timeout=120,
-                            what=f"{threshold} Matrix messages on IRC")
-            bridge.kill()
-            killed_m, killed_i = s.m, s.i
-        restart_i = s.i
-        bridge.start()
-        await bridge.ready()
-        await s.batch(timeout=120)
-        to_irc = Tally(list(range(s.m)), s.on_irc(h))
-        to_matrix = Tally(list(range(s.i)), await s.on_matrix())
-        report(f"chaos: bridge killed at {at:.0%} of a burst", to_irc=to_irc, to_matrix=to_matrix)
-        lost = to_matrix.missing
-        in_flight = [n for n in lost if n < killed_i]
-        print(f"   IRC lines not relayed: {len(in_flight)} in flight at the kill, "
-              f"{len(lost) - len(in_flight)} said while the bridge was down; Matrix messages "
-              f"said twice (in flight at the kill): {len(to_irc.duplicates)}")
-        assert not to_irc.missing, f"Matrix -> IRC: lost {to_irc.missing}"
-        assert to_irc.in_order, f"Matrix -> IRC: order {to_irc.received}"
-        assert all(n < killed_m for n in to_irc.duplicates), to_irc.duplicates
-        assert all(n < restart_i for n in lost), f"lost after the restart: {lost}"
-        assert in_flight == list(range(killed_i - len(in_flight), killed_i)), (
-            f"lost more than the lines on their way at the kill: {in_flight}")
-        assert not to_matrix.duplicates and to_matrix.in_order
+        await kill_during_a_burst(run.stream, run.bridge, at,
+                                  f"chaos: bridge killed at {at:.0%} of a burst")
