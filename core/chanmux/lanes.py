@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -141,6 +142,18 @@ class Lanes:
         self.handled = 0
         self._progress = anyio.Event()
         self.running = False
+        self._lane_index: dict[Channel, int] = {}
+
+    def _lane_of(self, channel: Channel) -> int:
+        """The lane of a channel: the same in every run (a str's hash() changes with each
+        process, so which channels shared a lane did too, and so did the figures)."""
+        index = self._lane_index.get(channel)
+        if index is None:
+            key = f"{channel.plug}\0{channel.source}".encode("utf-8", "surrogatepass")
+            index = self._lane_index[channel] = zlib.crc32(key) % len(self.lanes)
+            if len(self._lane_index) > 100_000:  # channels met once (private messages)
+                self._lane_index.clear()
+        return index
 
     async def submit(self, sent: SentMessage, source: Message | None, primary: bool,
                      on_handled: Callable[[], Any] | None = None, fold: bool = False) -> None:
@@ -148,7 +161,7 @@ class Lanes:
         is folded into one of its channel still waiting there (membership.py) once the lane is
         behind (`FOLD_BACKLOG` messages waiting): hooks see every join and leave while they
         keep up, and a flood costs one message when they do not."""
-        lane = self.lanes[hash(sent.channel) % len(self.lanes)]
+        lane = self.lanes[self._lane_of(sent.channel)]
         if fold and primary and (sent.channel in lane.folds
                                  or lane.send.statistics().current_buffer_used >= FOLD_BACKLOG):
             waiting = lane.folds.get(sent.channel)
