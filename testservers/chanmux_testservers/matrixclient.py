@@ -13,7 +13,8 @@ things by long-polling ``/sync``; it never sleeps to synchronise::
 ``sync_until`` keeps a cursor: each call looks at the events after the one the
 previous call returned (already-fetched ones first), so consecutive waits see
 events in order and nothing fetched in between is lost. ``events`` holds every
-timeline event seen, each with ``room_id`` added.
+timeline event seen, each with ``room_id`` added; ``typing`` who types in each room, as
+the last ``m.typing`` said (``wait_for_typing`` waits for a change).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class HumanMatrix:
         self.events: list[Event] = []
         #: Pending invites seen by /sync: room_id -> stripped invite state events.
         self.invites: dict[str, list[Event]] = {}
+        #: Who types in each joined room, by the last ``m.typing`` /sync gave: room_id -> user IDs.
+        self.typing: dict[str, list[str]] = {}
         self._cursor = 0
 
     # -- plumbing -------------------------------------------------------------
@@ -274,6 +277,22 @@ class HumanMatrix:
         content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
         return await self.send_event(room_id, "m.reaction", content)
 
+    async def set_typing(self, room_id: str, typing: bool = True, timeout: float = 30.0) -> None:
+        """Say that this user is typing in the room (for ``timeout`` seconds), or no longer."""
+        body: dict[str, Any] = {"typing": typing}
+        if typing:
+            body["timeout"] = int(timeout * 1000)
+        await self.request(
+            "PUT", f"{_CS}/rooms/{_q(room_id)}/typing/{_q(self.user_id)}", json=body
+        )
+
+    async def relations(self, room_id: str, event_id: str, rel_type: str = "m.annotation",
+                        event_type: str = "m.reaction") -> list[Event]:
+        """The events that relate to ``event_id`` (its reactions, by default), not redacted."""
+        path = (f"/_matrix/client/v1/rooms/{_q(room_id)}/relations/{_q(event_id)}/"
+                f"{_q(rel_type)}/{_q(event_type)}")
+        return (await self.request("GET", path, params={"limit": 100}))["chunk"]
+
     async def redact(self, room_id: str, event_id: str, reason: str | None = None) -> str:
         """Redact (delete) ``event_id``; return the redaction event's ID."""
         path = f"{_CS}/rooms/{_q(room_id)}/redact/{_q(event_id)}/{self._txn()}"
@@ -342,6 +361,9 @@ class HumanMatrix:
             self.invites.pop(room_id, None)
             for ev in room.get("timeline", {}).get("events", []):
                 new.append({**ev, "room_id": room_id})
+            for ev in room.get("ephemeral", {}).get("events", []):
+                if ev.get("type") == "m.typing":
+                    self.typing[room_id] = list(ev.get("content", {}).get("user_ids", []))
         for room_id, room in rooms.get("invite", {}).items():
             self.invites[room_id] = room.get("invite_state", {}).get("events", [])
         for room_id in rooms.get("leave", {}):
@@ -375,6 +397,19 @@ class HumanMatrix:
                 left = max(0.0, deadline - time.monotonic())
                 await self.sync_once(min(left, 10.0))
         raise TimeoutError(self._timeout_message(timeout))
+
+    async def wait_for_typing(
+        self, room_id: str, predicate: Callable[[list[str]], bool], timeout: float = 20.0
+    ) -> list[str]:
+        """Wait until who types in the room (user IDs) matches ``predicate``; return them."""
+        with anyio.move_on_after(timeout):
+            while True:
+                now = self.typing.get(room_id, [])
+                if predicate(now):
+                    return now
+                await self.sync_once(10.0)
+        raise TimeoutError(f"{self.user_id}: typing in {room_id} is still "
+                           f"{self.typing.get(room_id, [])} after {timeout}s")
 
     async def wait_for_invite(self, room_id: str | None = None, timeout: float = 20.0) -> str:
         """Wait until an invite (to ``room_id``, or any room) shows up in /sync; return the room ID."""
