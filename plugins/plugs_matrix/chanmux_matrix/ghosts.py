@@ -178,13 +178,15 @@ class Ghosts:
             return None
         return ghost
 
-    async def leave(self, user: User, room_id: str) -> None:
+    async def leave(self, user: User, room_id: str, reason: str | None = None) -> None:
+        """`user`'s ghost leaves the room, saying `reason` (a part or quit message)."""
         ghost = self.ghost_id(user)
         if ghost is None:
             return
         self.joined.discard((ghost, room_id))
         try:
-            await self._call("POST", f"{CS}/rooms/{q(room_id)}/leave", ghost, json={})
+            await self._call("POST", f"{CS}/rooms/{q(room_id)}/leave", ghost,
+                             json={"reason": reason} if reason else {})
         except MatrixError as exc:  # not in the room (never joined it): nothing to leave
             self.log.debug("%s did not leave %s: %s", ghost, room_id, exc)
 

@@ -7,8 +7,8 @@ are stripped, HTML goes through the allow-list parser. A file's `File.url` is it
 (the media proxy's, when the plug gives `link`) or else its ``mxc://`` URI; its `fetch` always
 downloads the bytes.
 
-An ``m.room.member`` event becomes a join, a leave (a kick or ban too) or, when a joined member
-changes their display name, a rename: ``renamed=(before, after)``. Each names the person as the
+An ``m.room.member`` event becomes a join, a leave (a kick or ban too, with its ``reason``) or,
+when a joined member changes their display name, a rename: ``renamed=(before, after)``. Each names the person as the
 event itself says (``content`` for the name after, ``prev_content`` for the name before), so a
 leave shows the name the member had, whatever the room state says by the time it is read; an
 avatar change says nothing.
@@ -87,6 +87,14 @@ def prev_membership(event: dict[str, Any]) -> str | None:
     prev = prev_content(event)
     membership = prev.get("membership") if prev is not None else None
     return membership if isinstance(membership, str) else None
+
+
+def leave_reason(content: dict[str, Any]) -> str | None:
+    """Why a member left, was kicked or banned (``reason``), on one line; None for none."""
+    reason = content.get("reason")
+    if not isinstance(reason, str):
+        return None
+    return " ".join(reason.split()) or None
 
 
 def display_name(content: dict[str, Any] | None) -> str | None:
@@ -171,7 +179,7 @@ class Incoming:
         if membership in ("leave", "ban") and before == "join":
             old = self.named(target, old_name)
             user = {"user": old} if base["user"].id == target else {}
-            return SentMessage(**{**base, **user}, left=[old])
+            return SentMessage(**{**base, **user}, left=[old], reason=leave_reason(content))
         return None
 
     def _message(self, channel: Channel, room: Room, content: dict[str, Any],
@@ -251,5 +259,5 @@ class Incoming:
                         name=body or None)
 
 
-__all__ = ["BadEvent", "Incoming", "age_seconds", "display_name", "prev_content",
+__all__ = ["BadEvent", "Incoming", "age_seconds", "display_name", "leave_reason", "prev_content",
            "prev_membership", "relation", "sent_at"]

@@ -4,8 +4,8 @@ A message becomes one ``m.room.message`` for its text (split in several when it 
 one event) and one per attachment. The author is shown by ``name_format`` (the name in bold),
 actions are ``m.emote``, mentions of users of this plug are pills listed in ``m.mentions``,
 replies carry ``m.in_reply_to``. A join, leave, change of name or of title without text is a
-notice that names each person once ("Bob joined", "Bob is now known as Robert"), with no
-author in front.
+notice that names each person once ("Bob joined", "Bob M left (gone fishing)", "Bob is now
+known as Robert"), with no author in front.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class Renderer:
         if msg.joined:
             return RichText.plain_text(", ".join(u.display for u in msg.joined) + " joined")
         if msg.left:
-            return RichText.plain_text(", ".join(u.display for u in msg.left) + " left")
+            reason = f" ({msg.reason})" if msg.reason else ""
+            return RichText.plain_text(", ".join(u.display for u in msg.left) + " left" + reason)
         if msg.renamed is not None:
             before, after = msg.renamed
             return RichText.plain_text(f"{before.display} is now known as {after.display}")

@@ -720,7 +720,7 @@ class MatrixPlug(Plug):
                 if await ghosts.ready(user, room_id) is None:
                     return False
             for user in msg.left:
-                await ghosts.leave(user, room_id)
+                await ghosts.leave(user, room_id, msg.reason)
             if msg.renamed is not None and await ghosts.move(*msg.renamed, room_id) is None:
                 return False
         except MatrixError as exc:

@@ -74,6 +74,38 @@ async def test_joins_and_leaves_carry_the_display_name(synapse, bot, human, tmp_
         assert kicked.sent.user.id == human.user_id
 
 
+async def test_leaves_kicks_and_bans_carry_their_reason(synapse, bot, human, tmp_path):
+    someone = register(synapse, "member")
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room), \
+            client(synapse, someone) as other:
+        rec, here = host.hooks["rec"], host.channels["room"]
+
+        def leaves():
+            return [r.sent for r in rec.received if r.sent.left and r.sent.channel == here]
+
+        def joins():
+            return [r.sent for r in rec.received if r.sent.joined and r.sent.channel == here]
+
+        await other.join(room)
+        await rec.wait_until(lambda: len(joins()) == 1)
+        await other.request("POST", f"/_matrix/client/v3/rooms/{room}/leave",
+                            json={"reason": "gone fishing"})
+        await rec.wait_until(lambda: len(leaves()) == 1)
+        await other.join(room)
+        await rec.wait_until(lambda: len(joins()) == 2)
+        await human.request("POST", f"/_matrix/client/v3/rooms/{room}/kick",
+                            json={"user_id": someone.user_id, "reason": "too\nloud  today"})
+        await rec.wait_until(lambda: len(leaves()) == 2)
+        await other.join(room)
+        await rec.wait_until(lambda: len(joins()) == 3)
+        await human.request("POST", f"/_matrix/client/v3/rooms/{room}/ban",
+                            json={"user_id": someone.user_id})
+        await rec.wait_until(lambda: len(leaves()) == 3)
+        assert [(m.reason, m.left[0].id) for m in leaves()] == [
+            ("gone fishing", someone.user_id), ("too loud today", someone.user_id),
+            (None, someone.user_id)]
+
+
 async def test_an_avatar_change_is_not_relayed(synapse, bot, human, tmp_path):
     await human.set_displayname("Human Pictured")
     async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):

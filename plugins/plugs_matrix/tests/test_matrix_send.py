@@ -60,6 +60,17 @@ async def test_membership_notices_name_each_person_once(synapse, bot, human, tmp
         assert seen.plain == "bob joined" and not [s for s in seen.text if s.bold]
 
 
+async def test_a_leave_says_why(synapse, bot, human, tmp_path):
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
+        channel = host.channels["room"]
+        bob = User(id="bob@irc", plug="irc", username="bob", real_name="Bob M")
+        await host.put(channel, Message(left=[bob], user=bob, reason="gone fishing"))
+        await host.put(channel, Message(left=[ALICE], user=ALICE))
+        events = await human_events(human, room, lambda e: e["sender"] == bot.user_id
+                                    and e["type"] == "m.room.message", 2)
+        assert [e["content"]["body"] for e in events] == ["Bob M left (gone fishing)", "Alice left"]
+
+
 async def test_name_format_is_configurable(synapse, bot, human, tmp_path):
     async with bridged(synapse, bot, human, tmp_path / "c.toml", name_format="<{name}> ",
                        action_name_format="") as (host, room):
