@@ -70,6 +70,9 @@ class MatrixConfig:
     #: set, the plug runs as an application service (`chanmux matrix-registration` writes it)
     registration: str | None = attrs.field(default=None, validator=optional(validators.non_empty))
     ghost_prefix: str = attrs.field(default="chanmux_", validator=_check_prefix)
+    #: a burst of one person's lines from a network that cannot edit them (IRC) goes out as
+    #: one event where they pile up (`Capabilities.merge`): one event for a pasted block
+    merge_lines: bool = True
 
     def __attrs_post_init__(self) -> None:
         if not self.access_token and not self.password and not self.registration:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import anyio
+import attrs
 
 from chanmux import (
     ActionRequired,
@@ -64,6 +65,7 @@ class MatrixPlug(Plug):
 
     Config = MatrixConfig
     network_name: ClassVar[str] = "Matrix"
+    #: `merge` follows the `merge_lines` key
     capabilities = Capabilities(
         edit=True, delete=True, reply=True, upload=True, rich_text=True, actions=True,
         joins=True, titles=True, message_ids=True)
@@ -71,6 +73,7 @@ class MatrixPlug(Plug):
     def __init__(self, name: str, config: MatrixConfig, host: Any) -> None:
         super().__init__(name, config, host)
         self.config: MatrixConfig = config
+        self.capabilities = attrs.evolve(self.capabilities, merge=config.merge_lines)
         self.user_id = config.user_id
         self.device_id: str | None = None
         self.client: MatrixClient | None = None

@@ -38,6 +38,7 @@ def test_defaults():
     assert config.name_format == "{name}: " and config.action_name_format == "{name} "
     caps = plug.capabilities
     assert caps.edit and caps.delete and caps.reply and caps.upload and caps.rich_text
+    assert caps.merge  # a burst of lines merged into one event
 
 
 def test_every_key_is_accepted():
@@ -45,8 +46,10 @@ def test_every_key_is_accepted():
                      rooms=["!abc:example.org", "#room:example.org", "!v12roomid"],
                      accept_invites=True, max_catchup_age=60, name_format="<{name}> ",
                      action_name_format="* {name} ", request_timeout=10, sync_timeout=20.5,
-                     send_retry_for=5, retry_max_delay=2, timeline_limit=10).plugs["mx"]
+                     send_retry_for=5, retry_max_delay=2, timeline_limit=10,
+                     merge_lines=False).plugs["mx"]
     assert plug.config.rooms[2] == "!v12roomid" and plug.config.sync_timeout == 20.5
+    assert not plug.capabilities.merge
 
 
 @pytest.mark.parametrize(("keys", "expected"), [

@@ -183,6 +183,22 @@ async def test_long_text_is_split(synapse, bot, human, tmp_path):
         assert joined == "Alice: " + words
 
 
+async def test_many_lines_are_one_event(synapse, bot, human, tmp_path):
+    """A paste of 100 lines (as core's delivery queue merges a burst of IRC lines, which
+    `merge_lines` asks for) reaches Matrix as one event of 100 lines."""
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
+        assert host.plugs["mx"].capabilities.merge
+        lines = "\n".join(f"line {i} of the paste" for i in range(100))
+        receipts = await host.put(host.channels["room"], Message(text=lines, user=ALICE))
+        assert len(receipts) == 1
+        (event,) = await human_events(human, room, body_has("line 99 of"), 1)
+        assert event["event_id"] == receipts[0].id
+        assert event["content"]["body"] == "Alice: " + lines
+        seen = await human_sees(human, room, lambda s: "line 99 of" in s.plain)
+        assert seen.plain.split("\n") == ["Alice: line 0 of the paste",
+                                          *lines.split("\n")[1:]]
+
+
 async def test_retried_put_is_not_doubled(synapse, bot, human, tmp_path):
     async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
         channel = host.channels["room"]
