@@ -2,7 +2,9 @@
 
 ``m.room.message`` becomes text, an action (``m.emote``), a notice or attachments; an
 ``m.replace`` becomes an edit of the original event (its id, ``edited=True``); a redaction a
-``deleted`` message with the redacted event's id; ``m.room.name`` a title. Reply fallbacks
+``deleted`` message with the redacted event's id (a reaction's redaction too: that is how
+Matrix takes a reaction back); ``m.reaction`` a message whose `reaction` names the event it
+annotates and its key; ``m.room.name`` a title. Reply fallbacks
 are stripped, HTML goes through the allow-list parser. A file's `File.url` is its public link
 (the media proxy's, when the plug gives `link`) or else its ``mxc://`` URI; its `fetch` always
 downloads the bytes.
@@ -22,7 +24,18 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chanmux import Channel, File, FileKind, Location, Message, Receipt, RichText, SentMessage, User
+from chanmux import (
+    Channel,
+    File,
+    FileKind,
+    Location,
+    Message,
+    Reaction,
+    Receipt,
+    RichText,
+    SentMessage,
+    User,
+)
 
 from .html import parse_html, strip_reply_fallback_html, strip_reply_fallback_text
 from .rooms import Room
@@ -148,6 +161,8 @@ class Incoming:
             return SentMessage(**{**base, "id": redacts}, deleted=True, revision=event_id)
         if kind == "m.room.member":
             return self._member(room, event, content, base)
+        if kind == "m.reaction":
+            return self._reaction(channel, content, base)
         if kind == "m.room.name":
             name = content.get("name")
             return SentMessage(**base, title=name if isinstance(name, str) else "")
@@ -181,6 +196,18 @@ class Incoming:
             user = {"user": old} if base["user"].id == target else {}
             return SentMessage(**{**base, **user}, left=[old], reason=leave_reason(content))
         return None
+
+    @staticmethod
+    def _reaction(channel: Channel, content: dict[str, Any], base: dict[str, Any]) -> SentMessage | None:
+        """An annotation: the reaction's key to the event it is on."""
+        if not content:
+            return None  # redacted before we saw it
+        rel = relation(content)
+        target, key = rel.get("event_id"), rel.get("key")
+        if rel.get("rel_type") != "m.annotation" or not isinstance(target, str) \
+                or not isinstance(key, str) or not key:
+            raise BadEvent("m.reaction without an m.annotation of an event_id with a key")
+        return SentMessage(**base, reaction=Reaction(key, Receipt(id=target, channel=channel)))
 
     def _message(self, channel: Channel, room: Room, content: dict[str, Any],
                  base: dict[str, Any]) -> SentMessage | None:

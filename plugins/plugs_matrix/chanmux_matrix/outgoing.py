@@ -232,7 +232,15 @@ class Transactions:
 
 def reply_target(msg: Message, channel: Channel, room_id: str) -> str | None:
     """The event id to reply to, when `msg.reply_to` is a copy in this very room."""
-    parent = msg.reply_to
+    return _in_room(msg.reply_to, channel, room_id)
+
+
+def reaction_target(msg: Message, channel: Channel, room_id: str) -> str | None:
+    """The event id a reaction is on, when its target is a copy in this very room."""
+    return _in_room(msg.reaction.target if msg.reaction is not None else None, channel, room_id)
+
+
+def _in_room(parent: object, channel: Channel, room_id: str) -> str | None:
     if isinstance(parent, (Receipt, SentMessage)):
         chan, pid = parent.channel, parent.id
         if chan.plug == channel.plug and chan.source in (channel.source, room_id) and pid.startswith("$"):
@@ -240,4 +248,4 @@ def reply_target(msg: Message, channel: Channel, room_id: str) -> str | None:
     return None
 
 
-__all__ = ["MAX_TEXT_BYTES", "Part", "Renderer", "Transactions", "reply_target"]
+__all__ = ["MAX_TEXT_BYTES", "Part", "Renderer", "Transactions", "reaction_target", "reply_target"]

@@ -36,8 +36,10 @@ from .config import MatrixConfig
 from .ghosts import Ghosts
 from .incoming import Incoming, obj, sent_at
 from .media import MediaProxy
-from .outgoing import Renderer, Transactions, reply_target
+from .outgoing import Renderer, Transactions, reaction_target, reply_target
 from .positions import Positions
+from .reactions import Reactions
+from .reactions import content as reaction_content
 from .rooms import Bounded, Rooms
 from .timeline import Sink, Timeline
 
@@ -68,7 +70,7 @@ class MatrixPlug(Plug):
     #: `merge` follows the `merge_lines` key
     capabilities = Capabilities(
         edit=True, delete=True, reply=True, upload=True, rich_text=True, actions=True,
-        joins=True, titles=True, message_ids=True)
+        joins=True, titles=True, message_ids=True, reactions=True)
 
     def __init__(self, name: str, config: MatrixConfig, host: Any) -> None:
         super().__init__(name, config, host)
@@ -87,6 +89,8 @@ class MatrixPlug(Plug):
         self.renderer = Renderer(name, config.name_format, config.action_name_format,
                                  ghost_of=self._ghost_of)
         self.transactions = Transactions()
+        self.reactions = Reactions(client=self._connected, retry_for=config.send_retry_for,
+                                   size=MEMORY)
         self.media = MediaProxy(name, client=self._connected, public_link=host.public_link,
                                 log=self.log)
         self.incoming = Incoming(name, self.user_id, self._mention, self.download,
@@ -756,6 +760,8 @@ class MatrixPlug(Plug):
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         room_id = await self.room_id(channel.source)
+        if msg.reaction is not None:
+            return await self._react(channel, room_id, msg)
         if await self._membership(msg, room_id):
             return []
         ghost = await self._ghost(msg, room_id)
@@ -788,21 +794,75 @@ class MatrixPlug(Plug):
 
     async def delete(self, sent: Receipt) -> bool:
         room_id = await self.room_id(sent.channel.source)
-        txn = self.transactions.txn(f"redact|{room_id}|{sent.id}")
         sender = await self._sender(room_id, sent.id)
         as_user = sender if sender != self.user_id and self._is_own(sender or "") else None
+        return await self._redact(room_id, sent.id, as_user, sent.channel.source)
+
+    async def _redact(self, room_id: str, event_id: str, as_user: str | None, where: str) -> bool:
+        txn = self.transactions.txn(f"redact|{room_id}|{event_id}")
         async with self._lock(room_id):
             self._own_txns[txn] = True
             try:
-                redaction = await self._ready().redact(room_id, sent.id, txn, as_user=as_user,
+                redaction = await self._ready().redact(room_id, event_id, txn, as_user=as_user,
                                                        retry_for=self.config.send_retry_for)
                 self._own_events[redaction] = True
             except MatrixError as exc:
                 if exc.status == 401:
                     raise self._lost_login(exc) from None
-                self.log.warning("%s: cannot redact %s (%s)", sent.channel.source, sent.id, exc)
+                self.log.warning("%s: cannot redact %s (%s)", where, event_id, exc)
                 return False
         return True
+
+    # -- reactions ------------------------------------------------------
+
+    async def _react(self, channel: Channel, room_id: str, msg: Message) -> list[Receipt]:
+        """A reaction as an ``m.reaction`` on the copy it is to, and its removal as the
+        redaction of that ``m.reaction``. As an application service each person reacts as
+        their ghost; the bridge account (the bot mode) reacts once per key for everyone of
+        the other networks and takes it back when the last of them did (see `reactions`).
+        Receipts: the reaction's event (none for a removal)."""
+        reaction = msg.reaction
+        assert reaction is not None
+        target = reaction_target(msg, channel, room_id)
+        if target is None:
+            self.log.debug("%s: a reaction to %r, not an event of this room: not shown",
+                           channel.source, getattr(reaction.target, "id", None))
+            return []
+        ghost = await self._ghost(msg, room_id)
+        sender = ghost or self.user_id
+        where = (room_id, target, reaction.key, sender)
+        user = msg.user
+        person = f"{user.plug}|{user.id or user.username}" if user is not None else ""
+        shared = ghost is None  # one account for every person of the other networks
+        if reaction.removed:
+            if shared and not self.reactions.leave(where, person):
+                return []  # others still react with this key
+            event_id = await self.reactions.find(where)
+            if event_id is None:
+                self.log.debug("%s: no reaction %s of %s on %s to take back", channel.source,
+                               reaction.key, sender, target)
+                return []
+            await self._redact(room_id, event_id, ghost, channel.source)
+            self.reactions.forget(where)
+            return []
+        if shared:
+            self.reactions.join(where, person)
+        event_id = self.reactions.events.get(where)
+        if event_id is None:
+            key = current_key()
+            base = f"{key}|react|{room_id}" if key else self.transactions.base(msg, "react", room_id)
+            try:
+                async with self._lock(room_id):
+                    event_id = await self._send(room_id, "m.reaction", self.transactions.txn(base),
+                                                reaction_content(target, reaction.key), ghost)
+            except MatrixError as exc:
+                if exc.errcode != "M_DUPLICATE_ANNOTATION":
+                    raise
+                event_id = await self.reactions.find(where)  # sent before a restart
+                if event_id is None:
+                    return []
+            self.reactions.remember(where, event_id)
+        return [Receipt(id=event_id, channel=channel)]
 
     async def _sender(self, room_id: str, event_id: str) -> str | None:
         """Who sent an event (an application service redacts its ghosts' events as them)."""

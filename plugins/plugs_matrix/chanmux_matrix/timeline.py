@@ -36,8 +36,10 @@ from .rooms import Room, Rooms
 if TYPE_CHECKING:
     from chanmux import Channel, SentMessage
 
-TIMELINE_TYPES = ["m.room.message", "m.room.redaction", "m.room.member", "m.room.name",
-                  "m.room.canonical_alias", "m.room.encryption", "m.room.encrypted"]
+TIMELINE_TYPES = ["m.room.message", "m.reaction", "m.room.redaction", "m.room.member",
+                  "m.room.name", "m.room.canonical_alias", "m.room.encryption", "m.room.encrypted"]
+#: Events that speak for their sender (whose display name they carry).
+_SAID = {"m.room.message", "m.reaction"}
 STATE_TYPES = ["m.room.member", "m.room.name", "m.room.canonical_alias", "m.room.encryption"]
 _STATEFUL = {"m.room.member", "m.room.name", "m.room.canonical_alias", "m.room.encryption"}
 #: Most events fetched to fill one room's gap after downtime.
@@ -286,10 +288,9 @@ class Timeline:
         own = isinstance(sender, str) and self.is_own(sender)
         if (own and not self.is_echo(event)) or not relay:
             return None
-        if kind == "m.room.message" and not own and isinstance(sender, str) and sender not in room.names:
+        if kind in _SAID and not own and isinstance(sender, str) and sender not in room.names:
             await self.load_member(room_id, sender)
-        if (kind == "m.room.message" and isinstance(event.get("event_id"), str)
-                and isinstance(sender, str)):
+        if kind in _SAID and isinstance(event.get("event_id"), str) and isinstance(sender, str):
             self.senders[event["event_id"]] = sender
         content = obj(event.get("content"))
         rel = relation(content)

@@ -96,3 +96,13 @@ def appservice(tmp_path_factory) -> Iterator[AppServiceSetup]:
     path.write_text(registration.dump())
     with Synapse(extra_config={"app_service_config_files": [str(path)]}) as hs:
         yield AppServiceSetup(hs, path, port, bot)
+
+
+@pytest.fixture
+async def person(appservice) -> AsyncIterator[HumanMatrix]:
+    """A person on the application service's homeserver, with a public room of their own
+    (`person.room`)."""
+    account = register(appservice.synapse, "human")
+    async with client(appservice.synapse, account) as human:
+        human.room = await human.create_room(name="bridged", preset="public_chat")  # type: ignore[attr-defined]
+        yield human

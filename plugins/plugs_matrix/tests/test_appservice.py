@@ -28,15 +28,6 @@ def alice(nick: str = "alice") -> User:
     return User(id=f"{nick}!a@example.org", plug="irc", username=nick, real_name=nick)
 
 
-@pytest.fixture
-async def person(appservice):
-    """A person on the application service's homeserver, with a public room of their own."""
-    account = register(appservice.synapse, "human")
-    async with client(appservice.synapse, account) as human:
-        human.room = await human.create_room(name="bridged", preset="public_chat")
-        yield human
-
-
 async def member(human, room: str, user_id: str) -> dict:
     return await human.get_state(room, "m.room.member", user_id)
 

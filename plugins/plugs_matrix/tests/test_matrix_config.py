@@ -38,7 +38,7 @@ def test_defaults():
     assert config.name_format == "{name}: " and config.action_name_format == "{name} "
     caps = plug.capabilities
     assert caps.edit and caps.delete and caps.reply and caps.upload and caps.rich_text
-    assert caps.merge  # a burst of lines merged into one event
+    assert caps.reactions and caps.merge  # reactions both ways; a burst of lines as one event
 
 
 def test_every_key_is_accepted():
@@ -49,7 +49,7 @@ def test_every_key_is_accepted():
                      send_retry_for=5, retry_max_delay=2, timeline_limit=10,
                      merge_lines=False).plugs["mx"]
     assert plug.config.rooms[2] == "!v12roomid" and plug.config.sync_timeout == 20.5
-    assert not plug.capabilities.merge
+    assert not plug.capabilities.merge and plug.capabilities.reactions
 
 
 @pytest.mark.parametrize(("keys", "expected"), [

@@ -297,10 +297,14 @@ async def test_malformed_events_are_skipped(synapse, bot, human, tmp_path, logwa
         ]
         for content in bad:
             await human.send_event(room, "m.room.message", content)
+        bad_reactions = [{"m.relates_to": {"rel_type": "m.reference", "event_id": first}},
+                         {"m.relates_to": "nonsense"}, {"key": "👍"}]
+        for content in bad_reactions:
+            await human.send_event(room, "m.reaction", content)
         await human.send_text(room, "still alive")
         await rec.wait_for(said("still alive"))
         assert [r.sent.text.plain for r in rec.received] == ["first", "still alive"]
-        assert len(logwatch.lines("skipped malformed")) == len(bad)
+        assert len(logwatch.lines("skipped malformed")) == len(bad) + len(bad_reactions)
 
 
 async def test_encrypted_room_is_reported_once(synapse, human_account, tmp_path, logwatch):
