@@ -67,6 +67,9 @@ def _hide_password(url: str) -> str:
 def check_url(url: str) -> str | None:
     """What is wrong with a database URL, found without connecting (it parses, names a
     supported database, its driver is installed); None if nothing."""
+    if url.startswith("postgres://"):  # what libpq and hosting panels write; SQLAlchemy does not
+        return ('"postgres://" is not a SQLAlchemy URL: write postgresql+psycopg:// instead '
+                f'("{_hide_password(url)}")')
     try:
         parsed = sa.make_url(url)
         backend = parsed.get_backend_name()
@@ -371,6 +374,11 @@ class Store:
             return str(exc)
         try:
             with self.engine.connect() as conn:
+                if path is not None:  # a damage a schema read misses (pages the file's tail holds)
+                    verdict = conn.exec_driver_sql("PRAGMA quick_check(1)").scalar()
+                    if verdict != "ok":
+                        return _sqlite_problem(path, sqlite3.DatabaseError(
+                            f"database disk image is malformed: {verdict}"))
                 for history in histories:
                     problem = migrations.newer_problem(conn, history)
                     if problem:

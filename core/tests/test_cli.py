@@ -218,6 +218,19 @@ def test_a_truncated_database_is_one_line_naming_it(tmp_path):
                         "image is malformed)")
 
 
+def test_a_database_damaged_in_the_middle_is_found_by_check_too(tmp_path):
+    """Random bytes over pages in the middle of the file: reading the schema alone missed it
+    (`check` said OK, `run` refused); `check` reads every page now."""
+    path = bridge(tmp_path)
+    db = _real_database(tmp_path)
+    with open(db, "r+b") as f:
+        f.seek(db.stat().st_size // 2)
+        f.write(bytes((i * 7919) % 251 for i in range(16384)))
+    for line in check_and_run(path):
+        assert line == (f"error: {path}: database: {db} is damaged or truncated (database disk "
+                        "image is malformed)")
+
+
 @contextlib.contextmanager
 def immutable(path):
     """`chattr +i`: not even root may write the file (or create files in the folder)."""
@@ -310,3 +323,10 @@ def test_run_refuses_a_postgresql_database_that_is_read_only(tmp_path, postgres_
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
+
+
+def test_a_postgres_url_says_how_to_write_it(tmp_path):
+    path = bridge(tmp_path, "postgres://bridge:pw@localhost/chanmux")
+    for line in check_and_run(path):
+        assert line == (f'error: {path}: database.url: "postgres://" is not a SQLAlchemy URL: '
+                        'write postgresql+psycopg:// instead ("postgres://bridge:***@localhost/chanmux")')

@@ -13,7 +13,9 @@ of another network is a Matrix user of their own (a "ghost", see `ghosts`).
   200 once its events are handed to the host and kept in its inbox (the database), so a
   bridge killed before the answer is sent the transaction again, and one killed after it
   relays what it kept at the next start; an event handed over before (a transaction sent
-  again, or an event in two transactions) is not relayed twice.
+  again, or an event in two transactions) is not relayed twice. A registration with
+  ``receive_ephemeral`` also gets the rooms' ephemeral events (who types) in each
+  transaction, which go to the plug without being kept.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class Registration:
     sender_localpart: str
     users: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    #: the homeserver pushes ephemeral events too (``receive_ephemeral``: who types)
+    ephemeral: bool = False
 
     @property
     def path(self) -> str:
@@ -102,7 +106,8 @@ class Registration:
         local, server = user_id[1:].split(":", 1)
         return cls(id=f"chanmux-{plug}", url=url, as_token=secrets.token_urlsafe(32),
                    hs_token=secrets.token_urlsafe(32), sender_localpart=local,
-                   users=(users_regex(prefix, server),), aliases=(aliases_regex(prefix, server),))
+                   users=(users_regex(prefix, server),), aliases=(aliases_regex(prefix, server),),
+                   ephemeral=True)
 
     def dump(self) -> str:
         """The YAML the homeserver reads."""
@@ -113,6 +118,8 @@ class Registration:
             "hs_token": self.hs_token,
             "sender_localpart": self.sender_localpart,
             "rate_limited": False,
+            **({"receive_ephemeral": True, "de.sorunome.msc2409.push_ephemeral": True}
+               if self.ephemeral else {}),
             "namespaces": {
                 "users": [{"exclusive": True, "regex": r} for r in self.users],
                 "aliases": [{"exclusive": True, "regex": r} for r in self.aliases],
@@ -156,7 +163,10 @@ class Registration:
             return tuple(e["regex"] for e in entries if isinstance(e, dict)
                          and isinstance(e.get("regex"), str) and e.get("exclusive") is True)
 
-        return cls(**strings, users=regexes("users"), aliases=regexes("aliases"))
+        ephemeral = (data.get("receive_ephemeral") is True
+                     or data.get("de.sorunome.msc2409.push_ephemeral") is True)
+        return cls(**strings, users=regexes("users"), aliases=regexes("aliases"),
+                   ephemeral=ephemeral)
 
     def problems(self, *, user_id: str, prefix: str) -> list[str]:
         """Where this registration disagrees with the plug's config (each a sentence)."""
@@ -176,6 +186,8 @@ class Registration:
 
 #: Handles the events of one transaction (the plug's intake); returns once they are kept.
 Intake = Callable[[list[dict[str, Any]]], Awaitable[None]]
+#: Keys a transaction's ephemeral events come under (the second before Matrix 1.x named it).
+EPHEMERAL_KEYS = ("ephemeral", "de.sorunome.msc2409.ephemeral")
 
 
 class AppService:
@@ -183,13 +195,16 @@ class AppService:
 
     `intake` takes a transaction's events; `ready` says whether the plug can take them now
     (a transaction that comes while it cannot is answered 503, and the homeserver sends it
-    again); `is_ghost` says whether a user id is one the bridge stands for.
+    again); `is_ghost` says whether a user id is one the bridge stands for; `ephemeral`
+    takes the transaction's ephemeral events, after its events.
     """
 
     def __init__(self, registration: Registration, *, intake: Intake, ready: Callable[[], bool],
-                 is_ghost: Callable[[str], bool], log: logging.Logger) -> None:
+                 is_ghost: Callable[[str], bool], log: logging.Logger,
+                 ephemeral: Intake | None = None) -> None:
         self.registration = registration
         self.intake = intake
+        self.ephemeral = ephemeral
         self.ready = ready
         self.is_ghost = is_ghost
         self.log = log
@@ -233,8 +248,12 @@ class AppService:
             raise HTTPError(400, "a transaction needs an events list", errcode="M_BAD_JSON")
         if self._lock is None:
             self._lock = anyio.Lock()
+        ephemeral: list[Any] = next(
+            (body[key] for key in EPHEMERAL_KEYS if isinstance(body.get(key), list)), [])
         async with self._lock:  # in the homeserver's order, one at a time
             await self.intake([event for event in events if isinstance(event, dict)])
+            if ephemeral and self.ephemeral is not None:
+                await self.ephemeral([event for event in ephemeral if isinstance(event, dict)])
         self.transactions += 1
         return Response.json({})
 

@@ -61,6 +61,10 @@ class Ghosts:
     def is_ghost(self, user_id: str) -> bool:
         return bool(self.pattern.fullmatch(user_id))
 
+    def in_room(self, ghost: str, room_id: str) -> bool:
+        """Whether `ghost` was brought into the room in this run."""
+        return (ghost, room_id) in self.joined
+
     def is_own(self, user_id: str) -> bool:
         """The bridge account or one of its ghosts."""
         return user_id == self.bot or self.is_ghost(user_id)

@@ -45,6 +45,9 @@ from .timeline import Sink, Timeline
 
 #: How many of its own transaction ids and message senders the plug remembers.
 MEMORY = 10_000
+#: How long a ghost shows as typing unless told again (ms): a little longer than IRC's
+#: "typing=active" lasts (6 s), which a relay passes on every few seconds while it holds.
+TYPING_TIMEOUT_MS = 10_000
 
 
 class MatrixPlug(Plug):
@@ -67,7 +70,8 @@ class MatrixPlug(Plug):
 
     Config = MatrixConfig
     network_name: ClassVar[str] = "Matrix"
-    #: `merge` follows the `merge_lines` key
+    #: typing is shown as an application service only (see `typing`); `merge` follows the
+    #: `merge_lines` key
     capabilities = Capabilities(
         edit=True, delete=True, reply=True, upload=True, rich_text=True, actions=True,
         joins=True, titles=True, message_ids=True, reactions=True)
@@ -103,7 +107,8 @@ class MatrixPlug(Plug):
             senders=self.senders, log=self.log, timeline_limit=config.timeline_limit,
             max_catchup_age=config.max_catchup_age, retry_for=config.send_retry_for,
             sink=Sink(receive=self._hand_over, invited=self.on_invite, left=self.on_left,
-                      encrypted=self.report_encryption), is_own=self._is_own)
+                      encrypted=self.report_encryption, typing=self._typing_received),
+            is_own=self._is_own)
         self._position_changed: anyio.Event | None = None
         self._position_saved: tuple[str | None, list[str]] | None = None
         self._position_unsaved: str | None = None  # why the last save failed, said once
@@ -168,7 +173,10 @@ class MatrixPlug(Plug):
             load=lambda: self.host.store.get_state(self.name, "ghost_moves"),
             save=lambda moves: self.host.store.set_state(self.name, "ghost_moves", moves))
         self.appservice = AppService(registration, intake=self._intake, ready=self._can_take,
-                                     is_ghost=self.ghosts.is_ghost, log=self.log)
+                                     is_ghost=self.ghosts.is_ghost, log=self.log,
+                                     ephemeral=self._ephemeral)
+        # each person's ghost can be shown typing (the bridge account typing would mislead)
+        self.capabilities = attrs.evolve(self.capabilities, typing=True)
 
     def _is_own(self, user_id: str) -> bool:
         """The bridge account, or (application service) one of its ghosts."""
@@ -191,6 +199,12 @@ class MatrixPlug(Plug):
             if self.config.access_token or self.config.password:
                 warnings.append("access_token and password are not used by an application "
                                 "service (it acts with the registration's as_token)")
+            if not registration.ephemeral:
+                warnings.append(f"the registration {self.registration_path()} does not ask for "
+                                f"ephemeral events (receive_ephemeral: true), so who types on "
+                                f"Matrix is not shown elsewhere: add it (or write the file again "
+                                f"with `chanmux matrix-registration --force`) and restart the "
+                                f"homeserver")
             return warnings
         parts = urlsplit(self.config.homeserver)
         if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
@@ -335,6 +349,10 @@ class MatrixPlug(Plug):
         """What the timeline relays goes to the host (`on_handled` moves the resume point)."""
         await self.host.receive(sent, on_handled=on_handled)
 
+    async def _typing_received(self, channel: Channel, user: User, active: bool) -> None:
+        """Someone on Matrix started or stopped typing: the host tells the hooks."""
+        await self.host.typing_received(channel, user, active)
+
     def _note_position(self) -> None:
         if self._position_changed is not None:
             self._position_changed.set()
@@ -474,6 +492,18 @@ class MatrixPlug(Plug):
             self._taken[event_id] = True
         for writer in list(self.host.store.writers):
             await writer.flush()
+
+    async def _ephemeral(self, events: list[dict[str, Any]]) -> None:
+        """The ephemeral events of a transaction (the registration's ``receive_ephemeral``):
+        who types in each room. Not kept: typing is a courtesy, and stale once missed."""
+        for event in events:
+            room_id = event.get("room_id")
+            if event.get("type") != "m.typing" or not isinstance(room_id, str) or room_id not in self.rooms:
+                continue
+            try:
+                await self.timeline.typing(room_id, event)
+            except Exception as exc:  # noqa: BLE001 - typing is a courtesy: never a failed transaction
+                self.log.debug("%s: typing not passed on: %s", room_id, describe(exc))
 
     async def _own_membership(self, room_id: str, event: dict[str, Any]) -> bool:
         """An invite of the bridge account, or its leaving a room: handled here."""
@@ -813,7 +843,7 @@ class MatrixPlug(Plug):
                 return False
         return True
 
-    # -- reactions ------------------------------------------------------
+    # -- reactions, typing ------------------------------------------------------
 
     async def _react(self, channel: Channel, room_id: str, msg: Message) -> list[Receipt]:
         """A reaction as an ``m.reaction`` on the copy it is to, and its removal as the
@@ -863,6 +893,25 @@ class MatrixPlug(Plug):
                     return []
             self.reactions.remember(where, event_id)
         return [Receipt(id=event_id, channel=channel)]
+
+    async def typing(self, channel: Channel, user: User, active: bool) -> None:
+        """As an application service: the person's ghost types in the room, or no longer
+        (only a ghost already in the room: typing alone never makes one join). The bot mode
+        shows nothing (its `capabilities` say so): the bridge account typing would say that
+        the bridge, not a person, is writing, and several people typing at once would show
+        as one."""
+        ghosts = self.ghosts
+        if ghosts is None or user.is_self or user.plug == self.name:
+            return
+        room_id = await self.room_id(channel.source)
+        ghost = ghosts.ghost_id(user)
+        room = self.rooms.rooms.get(room_id)
+        if ghost is None or not (ghosts.in_room(ghost, room_id)
+                                 or (room is not None and ghost in room.members)):
+            return
+        body = {"typing": True, "timeout": TYPING_TIMEOUT_MS} if active else {"typing": False}
+        await self._ready().request("PUT", f"{CS}/rooms/{q(room_id)}/typing/{q(ghost)}",
+                                    json=body, params={"user_id": ghost}, retry_for=0)
 
     async def _sender(self, room_id: str, event_id: str) -> str | None:
         """Who sent an event (an application service redacts its ghosts' events as them)."""

@@ -38,6 +38,8 @@ class Room:
     encrypted: bool = False
     encryption_reported: bool = False
     direct: bool = False
+    #: who types in the room now, by the last m.typing (the bridge's own users left out)
+    typing: set[str] = attrs.field(factory=set)
     superseded: Bounded = attrs.field(factory=lambda: Bounded(SUPERSEDED))
 
     def apply(self, event: dict[str, Any]) -> None:

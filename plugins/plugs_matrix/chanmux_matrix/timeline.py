@@ -12,6 +12,9 @@ marked ``is_self`` so it can match them to what it put.
 Each timeline event is converted against the room state as it was before that event and taken
 into the state afterwards, so a message carries the name its author had when it was sent.
 
+A room's ephemeral ``m.typing`` event lists who types there now; each person who started or
+stopped since the last one goes to the sink (the bridge's own users left out).
+
 `Timeline` reads only what it is given when built (the plug's way to its connected client, the
 room map, the resume positions, the event converter and a few look-ups) and hands what it reads
 to a `Sink`; it knows nothing else of the plug.
@@ -28,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .client import MatrixClient, MatrixError
+from .client import HomeserverUnavailable, MatrixClient, MatrixError
 from .incoming import BadEvent, Incoming, age_seconds, obj, prev_membership, relation, sent_at
 from .positions import Batch, Positions
 from .rooms import Room, Rooms
 
 if TYPE_CHECKING:
-    from chanmux import Channel, SentMessage
+    from chanmux import Channel, SentMessage, User
 
 TIMELINE_TYPES = ["m.room.message", "m.reaction", "m.room.redaction", "m.room.member",
                   "m.room.name", "m.room.canonical_alias", "m.room.encryption", "m.room.encrypted"]
@@ -62,7 +65,7 @@ def sync_filter(timeline_limit: int, nonce: str | None = None) -> str:
             "timeline": {"types": TIMELINE_TYPES, "limit": timeline_limit},
             "state": {"types": STATE_TYPES, "lazy_load_members": True,
                       "include_redundant_members": True},
-            "ephemeral": {"not_types": ["*"]},
+            "ephemeral": {"types": ["m.typing"]},
             "account_data": {"not_types": ["*"]},
         },
     }, separators=(",", ":"))
@@ -72,6 +75,10 @@ def room_filter() -> str:
     """The /messages filter used to fill gaps (the same event types)."""
     return json.dumps({"types": TIMELINE_TYPES, "lazy_load_members": True,
                        "include_redundant_members": True}, separators=(",", ":"))
+
+
+async def _not_shown(channel: Channel, user: User, active: bool) -> None:
+    """Where typing goes when nobody listens."""
 
 
 @attrs.frozen
@@ -88,6 +95,8 @@ class Sink:
     left: Callable[[str], None]
     #: A room whose timeline was read turned out to be end-to-end encrypted (room id).
     encrypted: Callable[[str], None]
+    #: Someone started (True) or stopped (False) typing in a channel.
+    typing: Callable[[Channel, User, bool], Awaitable[None]] = _not_shown
 
 
 class Timeline:
@@ -190,6 +199,9 @@ class Timeline:
                 # in part) by a run that was killed; a relay then sends it only where it is not
                 backlog = backlog_before is not None and sent_at(event) < backlog_before
                 await self.handle(room_id, event, relay, replayed=backlog, batch=batch)
+            for event in _events(joined.get("ephemeral")):
+                if event.get("type") == "m.typing":
+                    await self.typing(room_id, event, relay)
             if room.encrypted:
                 self.sink.encrypted(room_id)
         if skipped:
@@ -302,6 +314,32 @@ class Timeline:
                               room_id, event.get("event_id"), rel.get("event_id"))
                 return None
         return self.incoming.convert(self.channel(room_id), room, event)
+
+    async def typing(self, room_id: str, event: dict[str, Any], relay: bool = True) -> None:
+        """An ``m.typing`` event of a room: who types there now. Each person who started or
+        stopped since the last one goes to the sink (when `relay`); the bridge's own users
+        (its account, its ghosts) are left out. A malformed one is skipped with a warning."""
+        user_ids = obj(event.get("content")).get("user_ids")
+        if not isinstance(user_ids, list):
+            self.bad_events += 1
+            self.log.warning("%s: skipped malformed m.typing event (user_ids is %s, not a list)",
+                             room_id, type(user_ids).__name__)
+            return
+        room = self.rooms[room_id]
+        now = {u for u in user_ids if isinstance(u, str) and u.startswith("@") and not self.is_own(u)}
+        before, room.typing = room.typing, now
+        if not relay or now == before:
+            return
+        channel = self.channel(room_id)
+        for user_id in sorted(now - before):
+            if user_id not in room.names:
+                try:
+                    await self.load_member(room_id, user_id)
+                except HomeserverUnavailable:
+                    pass  # typing is a courtesy: shown by user id then
+            await self.sink.typing(channel, self.incoming.user(room, user_id), True)
+        for user_id in sorted(before - now):
+            await self.sink.typing(channel, self.incoming.user(room, user_id), False)
 
     async def load_member(self, room_id: str, user_id: str) -> None:
         """Fetch a member's state when /sync did not carry it (for their display name)."""

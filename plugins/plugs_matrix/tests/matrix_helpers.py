@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import types
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from typing import Any
 import anyio
 import attrs
 
-from chanmux import Channel, RichText, SentMessage
+from chanmux import Channel, Hook, RichText, SentMessage, User, hookimpl
 from chanmux.testing import Seen, run_host
 from chanmux_matrix import parse_html
 from chanmux_matrix.client import HomeserverUnavailable, MatrixClient
@@ -132,6 +133,7 @@ class Handed:
     invited: list[str] = attrs.field(factory=list)
     left: list[str] = attrs.field(factory=list)
     encrypted: list[str] = attrs.field(factory=list)
+    typing: list[tuple[str, str | None, bool]] = attrs.field(factory=list)  # (room, user, active)
 
     def sink(self) -> Sink:
         async def receive(sent: SentMessage, on_handled: Callable[[], None] | None) -> None:
@@ -141,8 +143,11 @@ class Handed:
         async def invited(room_id: str, invite: dict[str, Any]) -> None:
             self.invited.append(room_id)
 
+        async def typing(channel: Channel, user: User, active: bool) -> None:
+            self.typing.append((channel.source, user.id, active))
+
         return Sink(receive=receive, invited=invited, left=self.left.append,
-                    encrypted=self.encrypted.append)
+                    encrypted=self.encrypted.append, typing=typing)
 
 
 def no_homeserver() -> MatrixClient:
@@ -172,10 +177,13 @@ def offline_timeline(own_id: str, *, positions: Positions | None = None,
 def sync_response(room: str, state: list[dict[str, Any]], timeline: list[dict[str, Any]], *,
                   limited: bool = False, next_batch: str | None = None,
                   invite: dict[str, Any] | None = None, leave: dict[str, Any] | None = None,
-                  account_data: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                  account_data: list[dict[str, Any]] | None = None,
+                  ephemeral: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A /sync response with one joined room, shaped as Synapse gives it."""
     joined: dict[str, Any] = {"state": {"events": state},
                               "timeline": {"events": timeline, "limited": limited}}
+    if ephemeral is not None:
+        joined["ephemeral"] = {"events": ephemeral}
     if limited:
         joined["timeline"]["prev_batch"] = "p1"
     rooms: dict[str, Any] = {"join": {room: joined}}
@@ -189,6 +197,40 @@ def sync_response(room: str, state: list[dict[str, Any]], timeline: list[dict[st
     if next_batch is not None:
         data["next_batch"] = next_batch
     return data
+
+
+class TypingWatch(Hook):
+    """`type = "typing-watch"`: keeps every `on_typing` the host fans out, in order, as
+    (channel, user, active)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[tuple[Channel, User, bool]] = []
+        self._changed = anyio.Event()
+
+    async def on_typing(self, channel: Channel, user: User, active: bool) -> None:
+        self.seen.append((channel, user, active))
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, predicate: Callable[[Channel, User, bool], Any],
+                       timeout: float = 20.0) -> tuple[Channel, User, bool]:
+        """The first typing heard that matches `predicate`, waiting for it if need be."""
+        checked = 0
+        with anyio.fail_after(timeout):
+            while True:
+                for item in self.seen[checked:]:
+                    if predicate(*item):
+                        return item
+                checked = len(self.seen)
+                await self._changed.wait()
+
+
+def typing_watch_module() -> tuple[str, types.ModuleType]:
+    """The (name, module) pair `run_host(modules=...)` takes to offer `type = "typing-watch"`."""
+    module = types.ModuleType("chanmux_test_typing_watch")
+    module.chanmux_hook_types = hookimpl(lambda: {"typing-watch": TypingWatch})  # type: ignore[attr-defined]
+    return "typing-watch", module
 
 
 class LogWatch(logging.Handler):

@@ -214,7 +214,15 @@ def test_the_registration_command_writes_a_file_the_plug_accepts(tmp_path, capsy
     text = written.read_text()
     assert "url: http://127.0.0.1:9180\n" in text and "sender_localpart: bridge\n" in text
     assert "regex: '@irc_.*:example\\.org'" in text
+    assert "receive_ephemeral: true\n" in text  # so that who types on Matrix is heard
     assert run_cli(["check", str(bridge)]) == 0
+    assert "receive_ephemeral" not in capsys.readouterr().err
+    # a registration written before typing was relayed still works; check says what it misses
+    written.write_text(text.replace("receive_ephemeral: true\n", "")
+                       .replace("de.sorunome.msc2409.push_ephemeral: true\n", ""))
+    assert run_cli(["check", str(bridge)]) == 0
+    assert "receive_ephemeral: true" in capsys.readouterr().err
+    written.write_text(text)
     assert run_cli(["matrix-registration", str(bridge)]) == 2
     assert "exists" in capsys.readouterr().err and written.read_text() == text
     assert run_cli(["matrix-registration", "--force", str(bridge)]) == 0

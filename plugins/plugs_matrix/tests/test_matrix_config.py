@@ -38,7 +38,8 @@ def test_defaults():
     assert config.name_format == "{name}: " and config.action_name_format == "{name} "
     caps = plug.capabilities
     assert caps.edit and caps.delete and caps.reply and caps.upload and caps.rich_text
-    assert caps.reactions and caps.merge  # reactions both ways; a burst of lines as one event
+    # reactions both ways; a burst of lines merged into one event; no typing as a bot account
+    assert caps.reactions and caps.merge and not caps.typing and not caps.highlights
 
 
 def test_every_key_is_accepted():

@@ -167,3 +167,25 @@ async def test_the_plugs_timeline_reaches_the_homeserver_only_through_its_connec
     with pytest.raises(HomeserverUnavailable, match="mx is not connected"):
         await plug.timeline.take(data, "s0", backlog_before=None)
     assert plug.positions.state() == (None, []), "nothing handed over, no position moved"
+
+
+def typing(*user_ids) -> dict:
+    return {"type": "m.typing", "content": {"user_ids": list(user_ids)}}
+
+
+@pytest.mark.anyio
+async def test_typing_is_handed_over_as_each_persons_start_and_stop():
+    """m.typing lists who types now: the sink hears each change, not the list again; the
+    bridge's own account is left out, and the first /sync (relay off) only learns it."""
+    timeline, handed = offline_timeline(BRIDGE)
+    await timeline.process(sync_response(ROOM, [], [], ephemeral=[typing(MOD)]), None,
+                           relay=False, backlog_before=None)
+    for users in [(BOB, MOD, BRIDGE), (BOB, MOD), (MOD,), ()]:
+        await timeline.process(sync_response(ROOM, [joined(BOB, "Bob")], [],
+                                             ephemeral=[typing(*users)]),
+                               "s0", relay=True, backlog_before=None)
+    assert handed.typing == [(ROOM, BOB, True), (ROOM, BOB, False), (ROOM, MOD, False)]
+    # someone /sync named nowhere, and no homeserver to ask their name: heard by user id
+    await timeline.process(sync_response(ROOM, [], [], ephemeral=[typing("@carol:hs.test")]),
+                           "s0", relay=True, backlog_before=None)
+    assert handed.typing[-1] == (ROOM, "@carol:hs.test", True)
