@@ -48,6 +48,9 @@ MEMORY = 10_000
 #: How long a ghost shows as typing unless told again (ms): a little longer than IRC's
 #: "typing=active" lasts (6 s), which a relay passes on every few seconds while it holds.
 TYPING_TIMEOUT_MS = 10_000
+#: How long one "is typing" is retried (a dropped connection), not through an outage:
+#: typing is a courtesy, and stale once late.
+TYPING_RETRY_FOR = 2.0
 
 
 class MatrixPlug(Plug):
@@ -911,7 +914,8 @@ class MatrixPlug(Plug):
             return
         body = {"typing": True, "timeout": TYPING_TIMEOUT_MS} if active else {"typing": False}
         await self._ready().request("PUT", f"{CS}/rooms/{q(room_id)}/typing/{q(ghost)}",
-                                    json=body, params={"user_id": ghost}, retry_for=0)
+                                    json=body, params={"user_id": ghost},
+                                    retry_for=TYPING_RETRY_FOR)
 
     async def _sender(self, room_id: str, event_id: str) -> str | None:
         """Who sent an event (an application service redacts its ghosts' events as them)."""
