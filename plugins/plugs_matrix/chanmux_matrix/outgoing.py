@@ -6,11 +6,16 @@ actions are ``m.emote``, mentions of users of this plug are pills listed in ``m.
 replies carry ``m.in_reply_to``. A join, leave, change of name or of title without text is a
 notice that names each person once ("Bob joined", "Bob M left (gone fishing)", "Bob is now
 known as Robert"), with no author in front.
+
+A text that starts by addressing someone as IRC people do ("alice: thanks") can have that
+name made a pill of the room's member of that name (`addressed`, `with_mention`), so they are
+notified.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 import uuid
 import weakref
@@ -230,6 +235,30 @@ class Transactions:
         return f"chanmux-{digest}"
 
 
+#: A leading "name:" or "name," followed by a space (or nothing), as IRC people address
+#: someone; the name holds no colon, comma or line break.
+_ADDRESS = re.compile(r"([^:,\n]{1,100})[:,](?=\s|$)")
+
+
+def addressed(text: RichText) -> str | None:
+    """The name `text` starts by addressing ("alice: thanks", "Bob M, look"), or None; only
+    when that name is plain text (not already a link, a mention or code)."""
+    match = _ADDRESS.match(text.plain[:102])
+    if match is None:
+        return None
+    name = match.group(1)
+    if name != name.strip() or any(seg.link or seg.mention or seg.code or seg.pre
+                                   for seg in text[:len(name)]):
+        return None
+    return name
+
+
+def with_mention(text: RichText, length: int, user: User) -> RichText:
+    """`text` with its first `length` characters a mention (a pill) of `user`."""
+    head = [attrs.evolve(seg, mention=user) for seg in text[:length]]
+    return RichText(head) + text[length:]
+
+
 def reply_target(msg: Message, channel: Channel, room_id: str) -> str | None:
     """The event id to reply to, when `msg.reply_to` is a copy in this very room."""
     return _in_room(msg.reply_to, channel, room_id)
@@ -248,4 +277,5 @@ def _in_room(parent: object, channel: Channel, room_id: str) -> str | None:
     return None
 
 
-__all__ = ["MAX_TEXT_BYTES", "Part", "Renderer", "Transactions", "reaction_target", "reply_target"]
+__all__ = ["MAX_TEXT_BYTES", "Part", "Renderer", "Transactions", "addressed", "reaction_target",
+           "reply_target", "with_mention"]

@@ -36,7 +36,7 @@ from .config import MatrixConfig
 from .ghosts import Ghosts
 from .incoming import Incoming, obj, sent_at
 from .media import MediaProxy
-from .outgoing import Renderer, Transactions, reaction_target, reply_target
+from .outgoing import Renderer, Transactions, addressed, reaction_target, reply_target, with_mention
 from .positions import Positions
 from .reactions import Reactions
 from .reactions import content as reaction_content
@@ -431,6 +431,7 @@ class MatrixPlug(Plug):
             for event in await client.request("GET", f"{CS}/rooms/{q(room_id)}/state", retry_for=retry):
                 if isinstance(event, dict):
                     self.rooms[room_id].apply(event)
+            self.rooms[room_id].complete = True  # the whole state: every member
         if self.config.display_name:
             current = await client.displayname(self.user_id, retry_for=retry)
             if current != self.config.display_name:
@@ -798,7 +799,8 @@ class MatrixPlug(Plug):
         if await self._membership(msg, room_id):
             return []
         ghost = await self._ghost(msg, room_id)
-        parts = self.renderer.parts(msg, reply_target(msg, channel, room_id), named=ghost is None)
+        shown = await self._addressing(msg, room_id)
+        parts = self.renderer.parts(shown, reply_target(msg, channel, room_id), named=ghost is None)
         contents = []
         for part in parts:
             content = part.content if part.content is not None else await self._file_content(msg, part.file)  # type: ignore[arg-type]
@@ -817,7 +819,8 @@ class MatrixPlug(Plug):
     async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
         room_id = await self.room_id(sent.channel.source)
         ghost = await self._ghost(msg, room_id)
-        content = self.renderer.edit_content(msg, sent.id, named=ghost is None)
+        content = self.renderer.edit_content(await self._addressing(msg, room_id), sent.id,
+                                             named=ghost is None)
         key = current_key()
         txn = self.transactions.txn(f"{key}|edit|{room_id}|{sent.id}" if key else
                                     self.transactions.base(msg, "edit", room_id, sent.id))
@@ -846,7 +849,7 @@ class MatrixPlug(Plug):
                 return False
         return True
 
-    # -- reactions, typing ------------------------------------------------------
+    # -- reactions, typing, addressing ------------------------------------------------------
 
     async def _react(self, channel: Channel, room_id: str, msg: Message) -> list[Receipt]:
         """A reaction as an ``m.reaction`` on the copy it is to, and its removal as the
@@ -916,6 +919,50 @@ class MatrixPlug(Plug):
         await self._ready().request("PUT", f"{CS}/rooms/{q(room_id)}/typing/{q(ghost)}",
                                     json=body, params={"user_id": ghost},
                                     retry_for=TYPING_RETRY_FOR)
+
+    async def _addressing(self, msg: Message, room_id: str) -> Message:
+        """`msg`, or, when its text starts by addressing a member of the room ("alice:
+        thanks", by display name or user id localpart, case aside), `msg` with that name a
+        pill of them, which notifies them. Never the bridge's own users; not in actions."""
+        text = msg.text
+        name = addressed(text) if text and not msg.action else None
+        if text is None or name is None:
+            return msg
+        user_id = self._member_named(room_id, name)
+        room = self.rooms[room_id]
+        if user_id is None and not room.complete:
+            try:
+                await self._load_members(room_id)
+            except (MatrixError, HomeserverUnavailable) as exc:
+                self.log.debug("%s: members not loaded (%s)", room_id, exc)
+            user_id = self._member_named(room_id, name)
+        if user_id is None:
+            return msg
+        return msg.clone(text=with_mention(text, len(name), self._mention(room_id, user_id)))
+
+    def _member_named(self, room_id: str, name: str) -> str | None:
+        """The one joined member (not the bridge's own) whose display name or localpart is
+        `name`, case aside; None for none, or for more than one."""
+        room = self.rooms.rooms.get(room_id)
+        if room is None:
+            return None
+        wanted = name.casefold()
+        found = {user_id for user_id in room.members
+                 if not self._is_own(user_id)
+                 and ((room.names.get(user_id) or "").casefold() == wanted
+                      or user_id[1:].split(":", 1)[0].casefold() == wanted)}
+        return found.pop() if len(found) == 1 else None
+
+    async def _load_members(self, room_id: str) -> None:
+        """Every joined member of a room, once per run: /sync names only those it needs
+        (members are loaded lazily); later joins and leaves come in the timeline."""
+        joined = await self._connected().joined_members(room_id, retry_for=self.config.send_retry_for)
+        room = self.rooms[room_id]
+        room.members = set(joined)
+        for user_id, info in joined.items():
+            name = info.get("display_name") if isinstance(info, dict) else None
+            room.names[user_id] = name if isinstance(name, str) and name.strip() else None
+        room.complete = True
 
     async def _sender(self, room_id: str, event_id: str) -> str | None:
         """Who sent an event (an application service redacts its ghosts' events as them)."""

@@ -40,6 +40,8 @@ class Room:
     direct: bool = False
     #: who types in the room now, by the last m.typing (the bridge's own users left out)
     typing: set[str] = attrs.field(factory=set)
+    #: `members` holds every joined member (loaded in full, not only those /sync named)
+    complete: bool = False
     superseded: Bounded = attrs.field(factory=lambda: Bounded(SUPERSEDED))
 
     def apply(self, event: dict[str, Any]) -> None:

@@ -108,6 +108,25 @@ async def test_joins_leaves_and_new_nicks_are_the_ghosts_own(appservice, person,
         assert notices == []
 
 
+async def test_a_ghost_leaves_saying_why_and_addresses_people_with_a_pill(appservice, person, tmp_path):
+    """A part or quit message is the reason of the ghost's leave; a line of the ghost that
+    starts with a member's name mentions that member (m.mentions)."""
+    room = person.room
+    await person.set_displayname("Ann")
+    async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host:
+        channel = host.channels["room"]
+        await host.put(channel, Message(text="ann: hi there", user=alice()))
+        seen = await human_sees(person, room, lambda s: s.text.plain == "ann: hi there")
+        assert seen.sender == GHOST
+        assert [(s.text, s.mention.id) for s in seen.text if s.mention] == [("ann", person.user_id)]
+        [event] = await human_events(person, room, lambda e: e["event_id"] == seen.id, 1)
+        assert event["content"]["m.mentions"] == {"user_ids": [person.user_id]}
+        await host.put(channel, Message(left=[alice()], reason="gone fishing"))
+        [leave] = await human_events(person, room, lambda e: e.get("state_key") == GHOST
+                                     and e["content"].get("membership") == "leave", 1)
+        assert leave["content"].get("reason") == "gone fishing"
+
+
 async def test_the_moves_of_nicks_are_kept_across_a_restart(appservice, person, tmp_path):
     room = person.room
     config = appservice.host_config([room])

@@ -106,6 +106,19 @@ async def test_leaves_kicks_and_bans_carry_their_reason(synapse, bot, human, tmp
             (None, someone.user_id)]
 
 
+async def test_colours_arrive_with_the_text(synapse, bot, human, tmp_path):
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
+        rec = host.hooks["rec"]
+        html = ('<font data-mx-color="#FF0000" data-mx-bg-color="#000000">alarm</font> '
+                '<span data-mx-color="#00ff00">calm</span> <font color="#0000ff">old</font> '
+                '<font color="blue">named</font>')
+        await human.send_text(room, "alarm calm old named", html=html)
+        got = await rec.wait_for(said("alarm"))
+        assert [(s.text, s.color, s.background) for s in got.sent.text] == [
+            ("alarm", "#ff0000", "#000000"), (" ", None, None), ("calm", "#00ff00", None),
+            (" ", None, None), ("old", "#0000ff", None), (" named", None, None)]
+
+
 async def test_an_avatar_change_is_not_relayed(synapse, bot, human, tmp_path):
     await human.set_displayname("Human Pictured")
     async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):

@@ -7,7 +7,7 @@ import pytest
 from chanmux import File, FileKind, Location, Message, Receipt, RichText, Segment, SentMessage, User
 from chanmux.testing import run_host
 
-from matrix_helpers import bridged, host_config, human_events, human_sees
+from matrix_helpers import bridged, client, host_config, human_events, human_sees
 
 pytestmark = pytest.mark.anyio
 
@@ -69,6 +69,48 @@ async def test_a_leave_says_why(synapse, bot, human, tmp_path):
         events = await human_events(human, room, lambda e: e["sender"] == bot.user_id
                                     and e["type"] == "m.room.message", 2)
         assert [e["content"]["body"] for e in events] == ["Bob M left (gone fishing)", "Alice left"]
+
+
+async def test_colours_reach_matrix_as_font_colours(synapse, bot, human, tmp_path):
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room):
+        text = RichText([Segment("red alert", color="#ff0000", background="#000000"),
+                         Segment(" and "), Segment("green", bold=True, color="#00ff00")])
+        await host.put(host.channels["room"], Message(text=text, user=ALICE))
+        (event,) = await human_events(human, room, body_has("red alert"), 1)
+        assert event["content"]["formatted_body"] == (
+            '<b>Alice</b>: <font data-mx-color="#ff0000" data-mx-bg-color="#000000">red alert'
+            '</font> and <font data-mx-color="#00ff00"><b>green</b></font>')
+        seen = await human_sees(human, room, lambda s: "red alert" in s.plain)
+        assert [(s.text, s.color, s.background) for s in seen.text if s.color] == [
+            ("red alert", "#ff0000", "#000000"), ("green", "#00ff00", None)]
+
+
+async def test_a_line_addressed_to_a_member_mentions_them(synapse, bot, human, other_account,
+                                                           tmp_path):
+    """"name: ..." or "name, ..." at the start of a copy, where name is a member's display
+    name or user id localpart (case aside), is a pill of them listed in m.mentions, so
+    they are notified; not in the middle of the text, not for names that are no member's,
+    never for the bridge account."""
+    await human.set_displayname("Human Being")
+    async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room), \
+            client(synapse, other_account) as other:
+        channel = host.channels["room"]
+        await other.join(room)  # joined after the bridge: known from the timeline
+        await host.put(channel, Message(text="human being: thanks!", user=ALICE))
+        await host.put(channel, Message(text=f"{other_account.localpart.upper()}, look", user=ALICE))
+        await host.put(channel, Message(text="so human being: no", user=ALICE))
+        await host.put(channel, Message(text="nobody: hello", user=ALICE))
+        await host.put(channel, Message(text=f"{bot.localpart}: you there?", user=ALICE))
+        await host.put(channel, Message(text="human being: waves", action=True, user=ALICE))
+        events = await human_events(human, room, lambda e: e["sender"] == bot.user_id
+                                    and e["type"] == "m.room.message", 6)
+        assert [e["content"]["m.mentions"] for e in events] == [
+            {"user_ids": [human.user_id]}, {"user_ids": [other_account.user_id]}, {}, {}, {}, {}]
+        assert events[0]["content"]["formatted_body"] == (
+            f'<b>Alice</b>: <a href="https://matrix.to/#/{human.user_id}">human being</a>: thanks!')
+        seen = await human_sees(human, room, lambda s: s.plain == "Alice: human being: thanks!")
+        assert [(s.text, s.mention.id) for s in seen.text if s.mention] == [
+            ("human being", human.user_id)]
 
 
 async def test_name_format_is_configurable(synapse, bot, human, tmp_path):
