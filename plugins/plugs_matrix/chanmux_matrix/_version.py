@@ -1,3 +1,3 @@
 """The version of the chanmux-matrix distribution (read by the packaging; `chanmux_matrix.__version__`)."""
 
-__version__ = "0.2.1"
+__version__ = "0.2.2"
