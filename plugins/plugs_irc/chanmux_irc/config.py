@@ -107,6 +107,7 @@ class IRCConfig:
     edit_marker: str = attrs.field(default="* correction: ", validator=_one_line)
     reply_quote: int = attrs.field(default=40, validator=validators.non_negative)
     mentions: Literal["all", "prefix", "off"] = "all"
+    monospace: bool = False
     text_cache: int = attrs.field(default=5000, validator=validators.non_negative)
     puppets: bool = False
     puppet_prefix: str = attrs.field(default="", validator=_one_line)

@@ -15,7 +15,7 @@ from chanmux import File, Hold, Location, Message, Receipt, RichText, Segment
 
 from .config import IRCConfig
 from .edits import compact_correction
-from .formatting import clean, coloured, render_line, shown
+from .formatting import clean, coloured, render_line, shown, without_monospace
 from .split import measure, split
 from .state import Said
 
@@ -234,6 +234,8 @@ class Renderer:
         elif name:
             head = self.config.author_format.format(name=self._styled(name))
         chunks = [line for line in text.lines() if line.plain.strip()]
+        if not self.config.monospace:
+            chunks = [without_monospace(line) for line in chunks]
         attachments = self._attachments(msg)
         rendering = self._split(chunks + attachments, target, command, head, ctcp, budget)
         if self.too_long(rendering):  # only then is the whole text needed

@@ -46,7 +46,7 @@ def as_shown(text: RichText, budget: int, encoding: str = "utf-8",
             seg, changed = seg.with_text(seg.link), True
         elif _whole(seg) and seg.text and size(RichText([seg])) > budget:
             seg = Segment(shown(seg, mention), seg.bold, seg.italic, seg.underline, seg.strike,
-                          seg.code, seg.pre)
+                          seg.code, seg.pre, color=seg.color, background=seg.background)
             changed = True
         out.append(seg)
     return RichText(out) if changed else text

@@ -9,13 +9,16 @@ from hypothesis import strategies as st
 from chanmux import RichText, Segment, User
 from chanmux_irc.formatting import (
     NICK_COLOURS,
+    PALETTE,
     add_mentions,
     clean,
     coloured,
+    nearest_colour,
     nick_colour,
     parse,
     render,
     render_line,
+    without_monospace,
 )
 
 
@@ -57,6 +60,49 @@ def test_formatting_survives_colours():
     assert segs(rt) == [("bold red", {"bold"}), (" plain", frozenset())]
 
 
+def colours(rt: RichText) -> list[tuple[str, str | None, str | None]]:
+    return [(s.text, s.color, s.background) for s in rt.normalise()]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("\x0304red\x03 normal", [("red", "#ff0000", None), (" normal", None, None)]),
+    ("\x034,12red on blue", [("red on blue", "#ff0000", "#0000fc")]),
+    ("\x0312,04a\x0303b", [("a", "#0000fc", "#ff0000"), ("b", "#009300", "#ff0000")]),
+    ("\x0352x\x0398y\x0399z", [("x", "#ff0000", None), ("y", "#ffffff", None), ("z", None, None)]),
+    ("\x0304,99x", [("x", "#ff0000", None)]),
+    ("\x0304a\x0fb", [("a", "#ff0000", None), ("b", None, None)]),
+    ("\x04FF8000orange\x04 \x04000000,FFFFFFbw", [("orange", "#ff8000", None), (" ", None, None),
+                                                ("bw", "#000000", "#ffffff")]),
+    ("\x0304\x02bold\x16rev", [("boldrev", "#ff0000", None)]),
+])
+def test_mirc_colours_become_segment_colours(raw, expected):
+    """The 16 colours, the extended 16-98 (99 is the default colour) and hex colours are read
+    as `#rrggbb`; a colour code without a background keeps the background."""
+    assert colours(parse(raw)) == expected
+
+
+def test_colours_are_sent_as_the_nearest_mirc_colour():
+    rt = RichText([Segment("red", color="#fe0102"), Segment(" on blue", color="#ff0000",
+                                                          background="#0000fc"),
+                   Segment(" plain")])
+    assert render(rt) == "\x0304red\x0304,12 on blue\x03 plain"
+    assert nearest_colour("#00ff00") == 9          # the common green, not its extended twin 56
+    assert nearest_colour("#123456") not in range(16)
+    assert render(RichText([Segment("x", background="#ff0000")])) == "\x0399,04x"
+
+
+@pytest.mark.parametrize("segments", [
+    [Segment("12 apples", color="#ff0000")],                      # digits after a colour code
+    [Segment("a", color="#ff0000"), Segment("5 left")],              # digits after colours off
+    [Segment("a", color="#ff0000", background="#0000fc"), Segment("7", color="#ff0000")],
+    [Segment(",5 a", color="#009300")],                           # a comma and a digit
+    [Segment("b", bold=True, color="#009300"), Segment("2", bold=True)],
+])
+def test_text_after_a_colour_code_is_never_taken_for_its_digits(segments):
+    rt = RichText(segments)
+    assert parse(render(rt)) == rt.normalise()
+
+
 def test_render_toggles_only_what_changes():
     rt = RichText([Segment("a"), Segment("b", bold=True), Segment("c", bold=True, italic=True),
                    Segment("d", italic=True), Segment("e")])
@@ -76,10 +122,15 @@ def test_render_drops_control_characters_so_nothing_can_forge_a_code():
     assert clean("x\x1fy") == "xy"
 
 
-def test_render_line_keeps_trailing_spaces_from_being_stripped():
-    assert render_line(RichText.plain_text("word ")) == "word \x0f"
+def test_a_line_never_ends_with_a_space_or_a_code_that_formats_nothing():
+    """Where a long text was split after a space, the line IRC shows ends with the word:
+    no trailing space, no reset code (`" \\x0f"` used to end every split line)."""
+    assert render_line(RichText.plain_text("word ")) == "word"
     assert render_line(RichText.plain_text("word")) == "word"
-    assert parse(render_line(RichText.plain_text("word "))).plain == "word "
+    assert render_line(RichText([Segment("word"), Segment("  ", bold=True)])) == "word"
+    assert render_line(RichText([Segment("a "), Segment("b ", bold=True)])) == "a \x02b"
+    link = RichText([Segment("see "), Segment("x", link="https://x.org/")])
+    assert render_line(link) == "see x <https://x.org/>"
 
 
 def test_render_mentions_by_callback():
@@ -97,12 +148,22 @@ formatted = st.builds(
 )
 
 
+def trimmed(rt: RichText) -> RichText:
+    """`rt` without the white space it ends with (what `render_line` leaves out)."""
+    segments = list(rt.normalise())
+    while segments and not segments[-1].text.rstrip():
+        segments.pop()
+    if segments:
+        segments[-1] = segments[-1].with_text(segments[-1].text.rstrip())
+    return RichText(segments)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(formatted, max_size=8))
 def test_render_then_parse_round_trips(segments):
     rt = RichText(segments)
     assert parse(render(rt)) == rt.normalise()
-    assert parse(render_line(rt)) == rt.normalise()
+    assert parse(render_line(rt)) == trimmed(rt)
 
 
 @settings(max_examples=300, deadline=None)
@@ -164,7 +225,7 @@ def as_carried(rt: RichText) -> RichText:
 @given(st.lists(carried, max_size=30))
 def test_every_format_irc_carries_round_trips_through_render_line(segments):
     rt = RichText(segments)
-    assert parse(render_line(rt)) == as_carried(rt)
+    assert parse(render_line(rt)) == trimmed(as_carried(rt))
 
 
 CODES = list("\x02\x03\x04\x0f\x11\x16\x1d\x1e\x1f\x00\x01\x07\r\n\x7f,0123456789abcdefABCDEF x✓")
@@ -187,3 +248,58 @@ def test_parse_of_many_codes_keeps_every_character_between_them():
     rt = parse(text)
     assert rt.plain == "a" * 100_000 + "b" * 1000
     assert rt.segments[0].text == "a" * 100_000 and not rt.segments[0].bold
+
+
+hex_colours = st.from_regex(r"#[0-9a-f]{6}", fullmatch=True)
+palette_colours = st.sampled_from(sorted({PALETTE[nearest_colour(c)] for c in PALETTE}))
+coloured_segments = st.builds(
+    Segment,
+    text=st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=12),
+    bold=st.booleans(), italic=st.booleans(),
+    color=st.one_of(st.none(), palette_colours), background=st.one_of(st.none(), palette_colours),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(coloured_segments, max_size=12))
+def test_colours_of_the_mirc_palette_round_trip_through_render_and_parse(segments):
+    rt = RichText(segments)
+    assert parse(render(rt)) == rt.normalise()
+
+
+@settings(max_examples=300, deadline=None)
+@given(hex_colours, st.one_of(st.none(), hex_colours))
+def test_any_colour_comes_back_as_its_nearest_mirc_colour_and_stays_so(fore, back):
+    rt = RichText([Segment("x", color=fore, background=back)])
+    (seen,) = parse(render(rt)).segments
+    assert seen.color == PALETTE[nearest_colour(fore)]
+    assert seen.background == (PALETTE[nearest_colour(back)] if back else None)
+    assert parse(render(RichText([seen]))).segments == (seen,)      # sent again, unchanged
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from(CODES), max_size=2000))
+def test_parse_is_linear_in_the_codes_it_reads(text):
+    """However codes are mixed, parsing makes at most one segment per code and keeps every
+    character that is not part of a code."""
+    rt = parse(text)
+    assert len(rt.segments) <= text.count("\x02") + text.count("\x03") + text.count("\x04") \
+        + sum(text.count(c) for c in "\x0f\x11\x16\x1d\x1e\x1f") + 1
+
+
+def test_parse_of_a_flood_of_colour_codes_takes_time_in_proportion():
+    """Many colour changes (a hostile line) are read in one pass: doubling the input doubles
+    the segments, never more (benchmarks/hostile.py measures the time)."""
+    small = parse("\x0304,12x\x0305y" * 2000)
+    large = parse("\x0304,12x\x0305y" * 4000)
+    assert len(large.segments) == 2 * len(small.segments) == 8000
+
+
+def test_inline_code_goes_between_backticks_and_pre_as_it_is():
+    rt = RichText([Segment("run "), Segment("make", code=True), Segment(" test", code=True,
+                                                                         bold=True),
+                   Segment(" now"), Segment("  indented()", pre=True, code=True)])
+    out = without_monospace(rt)
+    assert out.plain == "run `make test` now  indented()"
+    assert not any(s.code or s.pre for s in out)
+    assert render(out) == "run `make\x02 test`\x02 now  indented()"

@@ -79,7 +79,8 @@ class Cutter:
 
 
 class IRCEnv(ContractEnv):
-    formats = frozenset({"bold", "italic", "underline", "strike", "code"})
+    #: code is shown between backticks (`monospace` is off), not as a format
+    formats = frozenset({"bold", "italic", "underline", "strike"})
     #: nobody edits or deletes on IRC; nick changes and topics are reported
     human_can = frozenset({"rename", "title"})
     #: one PRIVMSG line, with room for the server's prefix
