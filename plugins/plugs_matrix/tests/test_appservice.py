@@ -113,6 +113,9 @@ async def test_a_ghost_leaves_saying_why_and_addresses_people_with_a_pill(appser
     starts with a member's name mentions that member (m.mentions)."""
     room = person.room
     await person.set_displayname("Ann")
+    # the homeserver renames the person in their rooms in the background: wait for this one
+    await human_events(person, room, lambda e: e.get("state_key") == person.user_id
+                       and e["content"].get("displayname") == "Ann", 1)
     async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host:
         channel = host.channels["room"]
         await host.put(channel, Message(text="ann: hi there", user=alice()))

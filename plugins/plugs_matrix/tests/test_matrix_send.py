@@ -7,7 +7,7 @@ import pytest
 from chanmux import File, FileKind, Location, Message, Receipt, RichText, Segment, SentMessage, User
 from chanmux.testing import run_host
 
-from matrix_helpers import bridged, client, host_config, human_events, human_sees
+from matrix_helpers import bridged, client, host_config, human_events, human_sees, register
 
 pytestmark = pytest.mark.anyio
 
@@ -85,19 +85,20 @@ async def test_colours_reach_matrix_as_font_colours(synapse, bot, human, tmp_pat
             ("red alert", "#ff0000", "#000000"), ("green", "#00ff00", None)]
 
 
-async def test_a_line_addressed_to_a_member_mentions_them(synapse, bot, human, other_account,
+async def test_a_line_addressed_to_a_member_mentions_them(synapse, bot, human, human_account,
                                                            tmp_path):
     """"name: ..." or "name, ..." at the start of a copy, where name is a member's display
     name or user id localpart (case aside), is a pill of them listed in m.mentions, so
     they are notified; not in the middle of the text, not for names that are no member's,
     never for the bridge account."""
-    await human.set_displayname("Human Being")
+    named = register(synapse, "named")
     async with bridged(synapse, bot, human, tmp_path / "c.toml") as (host, room), \
-            client(synapse, other_account) as other:
+            client(synapse, named) as person:
         channel = host.channels["room"]
-        await other.join(room)  # joined after the bridge: known from the timeline
+        await person.set_displayname("Human Being")
+        await person.join(room)  # joined after the bridge: known from the timeline
         await host.put(channel, Message(text="human being: thanks!", user=ALICE))
-        await host.put(channel, Message(text=f"{other_account.localpart.upper()}, look", user=ALICE))
+        await host.put(channel, Message(text=f"{human_account.localpart.upper()}, look", user=ALICE))
         await host.put(channel, Message(text="so human being: no", user=ALICE))
         await host.put(channel, Message(text="nobody: hello", user=ALICE))
         await host.put(channel, Message(text=f"{bot.localpart}: you there?", user=ALICE))
@@ -105,12 +106,12 @@ async def test_a_line_addressed_to_a_member_mentions_them(synapse, bot, human, o
         events = await human_events(human, room, lambda e: e["sender"] == bot.user_id
                                     and e["type"] == "m.room.message", 6)
         assert [e["content"]["m.mentions"] for e in events] == [
-            {"user_ids": [human.user_id]}, {"user_ids": [other_account.user_id]}, {}, {}, {}, {}]
+            {"user_ids": [named.user_id]}, {"user_ids": [human.user_id]}, {}, {}, {}, {}]
         assert events[0]["content"]["formatted_body"] == (
-            f'<b>Alice</b>: <a href="https://matrix.to/#/{human.user_id}">human being</a>: thanks!')
+            f'<b>Alice</b>: <a href="https://matrix.to/#/{named.user_id}">human being</a>: thanks!')
         seen = await human_sees(human, room, lambda s: s.plain == "Alice: human being: thanks!")
         assert [(s.text, s.mention.id) for s in seen.text if s.mention] == [
-            ("human being", human.user_id)]
+            ("human being", named.user_id)]
 
 
 async def test_name_format_is_configurable(synapse, bot, human, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from chanmux import Message, User
 from chanmux.testing import run_host
 
-from matrix_helpers import host_config, human_sees, typing_watch_module
+from matrix_helpers import client, host_config, human_sees, register, typing_watch_module
 
 pytestmark = pytest.mark.anyio
 
@@ -27,21 +27,24 @@ def watching(config: dict) -> dict:
     return config
 
 
-async def test_a_matrix_person_typing_is_heard_by_the_hooks(synapse, bot, human, tmp_path):
-    room = await human.create_room(name="typing", preset="public_chat")
-    await human.set_displayname("Typing Human")
-    config = watching(host_config(synapse, bot, room))
-    async with run_host(config, path=tmp_path / "c.toml", modules=[typing_watch_module()]) as host:
-        watch, channel = host.hooks["typing"], host.channels["room"]
-        await human.set_typing(room, True)
-        _, user, _ = await watch.wait_for(lambda c, u, active: c == channel and active)
-        assert (user.id, user.display, user.plug) == (human.user_id, "Typing Human", "mx")
-        await human.set_typing(room, False)
-        await watch.wait_for(lambda c, u, active: c == channel and not active)
-        assert [(u.id, active) for c, u, active in watch.seen if c == channel] == [
-            (human.user_id, True), (human.user_id, False)]
-        # the bridge account cannot show who types on another network: it does not try
-        assert not host.plugs["mx"].capabilities.typing
+async def test_a_matrix_person_typing_is_heard_by_the_hooks(synapse, bot, tmp_path):
+    account = register(synapse, "typist")
+    async with client(synapse, account) as human:
+        await human.set_displayname("Typing Human")  # before the room: its member event has it
+        room = await human.create_room(name="typing", preset="public_chat")
+        config = watching(host_config(synapse, bot, room))
+        async with run_host(config, path=tmp_path / "c.toml",
+                            modules=[typing_watch_module()]) as host:
+            watch, channel = host.hooks["typing"], host.channels["room"]
+            await human.set_typing(room, True)
+            _, user, _ = await watch.wait_for(lambda c, u, active: c == channel and active)
+            assert (user.id, user.display, user.plug) == (human.user_id, "Typing Human", "mx")
+            await human.set_typing(room, False)
+            await watch.wait_for(lambda c, u, active: c == channel and not active)
+            assert [(u.id, active) for c, u, active in watch.seen if c == channel] == [
+                (human.user_id, True), (human.user_id, False)]
+            # the bridge account cannot show who types on another network: it does not try
+            assert not host.plugs["mx"].capabilities.typing
 
 
 async def test_as_an_application_service_typing_goes_both_ways(appservice, person, tmp_path):
