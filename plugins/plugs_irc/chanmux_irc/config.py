@@ -56,6 +56,15 @@ def _template(_inst: object, attr: attrs.Attribute, value: str) -> None:
     _one_line(_inst, attr, value)
 
 
+_SUFFIX = re.compile(r"[A-Za-z0-9_\-\[\]\\`^{}|]{1,10}")
+
+
+def _relay_suffix(_inst: object, attr: attrs.Attribute, value: str | None) -> None:
+    if value is not None and not _SUFFIX.fullmatch(value):
+        raise ValueError(f'must be 1 to 10 letters, digits or _-[]\\`^{{}}| (a part of a nick), '
+                         f'got "{value}"')
+
+
 def _at_least_two(_inst: object, attr: attrs.Attribute, value: int) -> None:
     if value < 2:
         raise ValueError(f"must be at least 2 (one line of text and the line with the link "
@@ -108,6 +117,11 @@ class IRCConfig:
     reply_quote: int = attrs.field(default=40, validator=validators.non_negative)
     mentions: Literal["all", "prefix", "off"] = "all"
     monospace: bool = False
+    reactions: Literal["auto", "tags", "text", "none"] = "auto"
+    deletions: Literal["notice", "none"] = "notice"
+    typing: bool = True
+    relaymsg: bool = True
+    relaymsg_suffix: str | None = attrs.field(default=None, validator=_relay_suffix)
     text_cache: int = attrs.field(default=5000, validator=validators.non_negative)
     puppets: bool = False
     puppet_prefix: str = attrs.field(default="", validator=_one_line)

@@ -27,7 +27,7 @@ import attrs
 from chanmux import describe
 
 from .flood import TokenBucket
-from .outgoing import MIN_ROOM, OutLine
+from .outgoing import MIN_ROOM, RELAYMSG_CAP, OutLine
 from .protocol import (
     Line,
     ServerInfo,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 WANTED_CAPS = frozenset({
     "multi-prefix", "message-tags", "server-time", "echo-message", "batch", "labeled-response",
     "account-tag", "cap-notify", "userhost-in-names", "extended-join", "account-notify",
-    "chghost", "draft/relaymsg",
+    "chghost", "draft/relaymsg", "draft/message-redaction",
 })
 #: Lines taken from the outbox between two acknowledgement PINGs, at most.
 ACK_EVERY = 5
@@ -237,6 +237,8 @@ class Connection:
         self._broken = False
         self.last_rx = 0.0
         self._regain_wake: anyio.Event | None = None
+        #: the server refused a RELAYMSG (FAIL RELAYMSG): lines are said as ours from then on
+        self.relay_refused = False
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -256,10 +258,31 @@ class Connection:
         host = self.host or "x" * self.info.hostlen
         return relay_prefix(self.nick, user, host, command, target)
 
-    def budget(self, target: str, command: str = "PRIVMSG", action: bool = False) -> int:
-        """Bytes of text one line to `target` can hold."""
-        return text_budget(self.info.linelen, self.prefix(command, target),
-                           self.settings.encoding, action)
+    def budget(self, target: str, command: str = "PRIVMSG", action: bool = False,
+               relay: str | None = None) -> int:
+        """Bytes of text one line to `target` can hold (said as `relay` with RELAYMSG)."""
+        prefix = self.relay_prefix(relay, target) if relay else self.prefix(command, target)
+        return text_budget(self.info.linelen, prefix, self.settings.encoding, action)
+
+    def relay_prefix(self, nick: str, target: str) -> str:
+        """The prefix a server relays a RELAYMSG line with: the spoofed nick, and a user and
+        host of the server's choice (the longest it allows assumed); at least as long as
+        what we send (`RELAYMSG target nick :`)."""
+        relayed = relay_prefix(nick, "~" + "x" * self.info.userlen, "x" * self.info.hostlen,
+                               "PRIVMSG", target)
+        ours = f"RELAYMSG {target} {nick} :"
+        return relayed if len(relayed) >= len(ours) else ours
+
+    @property
+    def can_relay(self) -> bool:
+        """True while lines can be said as others (`draft/relaymsg`, not refused)."""
+        return RELAYMSG_CAP in self.caps and not self.relay_refused
+
+    @property
+    def relay_separator(self) -> str:
+        """The character a RELAYMSG nick must hold (the cap's value; `/` if it names none)."""
+        value = self.offered.get(RELAYMSG_CAP) or ""
+        return value[0] if value and not value[0].isspace() else "/"
 
     # -- connecting and registering --------------------------------------------------------------
 
@@ -561,6 +584,8 @@ class Connection:
                                              f"ERROR {self.error}")
         elif cmd == "396":
             self.host = line.param(1) or self.host
+        elif cmd == "FAIL" and line.param(0).upper() == "RELAYMSG":
+            self._relay_failed(line)
         elif cmd == "NICK" and self.is_me(line.nick):
             self.nick = line.param(0) or self.nick
             if self.fold(self.nick) == self.fold(self.wanted_nick):
@@ -574,6 +599,38 @@ class Connection:
         elif cmd == "731" and any(self.fold(t.split("!")[0]) == self.fold(self.wanted_nick)
                                   for t in line.param(-1).split(",")):
             self._regain_now()
+
+    def _relay_failed(self, line: Line) -> None:
+        """The server refused a RELAYMSG: say the lines as ours from now on, the refused one
+        again (found by its label) first."""
+        said = shorten(" ".join(line.params[1:]), 200)
+        if not self.relay_refused:
+            self.relay_refused = True
+            self.log.warning("the server refused RELAYMSG (%s); relayed lines are said by the "
+                             "bridge's nick with their author from now on", said)
+        label = line.tags.get("label")
+        refused = [item for _, item in self.unacked if label and item.receipt == label and item.relay]
+        if not refused:
+            if not label:
+                self.log.warning("a RELAYMSG line the server refused cannot be told apart without "
+                                 "labeled-response; it is not said again")
+            return
+        again = []
+        for item in refused:
+            plain = item.plain()
+            if plain is None:
+                continue
+            item.hold, item.forget = None, None  # they go with the line said again
+            again.append(plain)
+        self.outbox.requeue(again)
+
+    async def try_send(self, line: str) -> bool:
+        """Send a line that may as well be left out (typing notifications) if flood control
+        has a token for it now; True if sent."""
+        if not self.connected or self.bucket.delay() > 0:
+            return False
+        await self.send(line)
+        return True
 
     def _pong(self, line: Line) -> str:
         """The answer to a PING, whatever its token holds (CR, LF and NUL are dropped)."""
@@ -638,8 +695,19 @@ class Connection:
 
     def _fits(self, item: OutLine, wire_text: str) -> bool:
         limit = self.info.linelen - 2
-        size = len(self.prefix(item.command, item.target).encode(self.settings.encoding, "replace"))
+        prefix = (self.relay_prefix(item.relay, item.target) if item.relay
+                  else self.prefix(item.command, item.target))
+        size = len(prefix.encode(self.settings.encoding, "replace"))
         return size + len(wire_text.encode(self.settings.encoding, "replace")) <= limit
+
+    def _sendable(self, item: OutLine) -> OutLine | None:
+        """`item` as this connection can send it: a line needing a capability the server has
+        not acknowledged (TAGMSG without `message-tags`, REDACT, RELAYMSG, one refused) said
+        as plain text instead, or None when it has no text to say."""
+        needs = item.needs
+        if needs is None or (needs in self.caps and not (item.relay and self.relay_refused)):
+            return item
+        return item.plain()
 
     async def _writer(self) -> None:
         """Send outbox lines in order at the bucket's pace, re-splitting any line that our
@@ -648,9 +716,22 @@ class Connection:
             await self.outbox.wait()
             await self.bucket.take()
             item = self.outbox.first()
+            sendable = self._sendable(item)
+            if sendable is None:
+                self.log.debug("not sending a %s the server cannot take (no %s)", item.command,
+                               item.needs)
+                self.outbox.pop().done()
+                self.bucket.tokens += 1
+                continue
+            if sendable is not item:
+                self.outbox.replace_first([sendable])
+                item = sendable
+            if item.command in ("TAGMSG", "REDACT"):
+                await self._send_item(item, None)
+                continue
             text = item.text(self.mention)
             if not self._fits(item, text):
-                budget = self.budget(item.target, item.command, item.action)
+                budget = self.budget(item.target, item.command, item.action, item.relay)
                 head = item.head
                 room = budget - len(head.encode(self.settings.encoding, "replace"))
                 if room < MIN_ROOM:  # as when the line was made: the text needs the room
@@ -663,26 +744,37 @@ class Connection:
                                               + [attrs.evolve(item, head=head, body=pieces[-1])])
                     self.bucket.tokens += 1
                     continue
-            tags = None
-            if item.receipt and {"labeled-response", "echo-message"} <= self.caps:
-                tags = {"label": item.receipt}  # the echo then tells the line's msgid
-            try:
-                wire = format_line(item.command, item.target, text, tags=tags)
-            except UnsafeLine as exc:
-                self.log.error("not sending a line that cannot be sent safely: %s", shorten(str(exc)))
-                self.outbox.pop().done()
-                continue
-            await self._write(wire)
-            self.outbox.pop()
-            self._seq += 1
-            self.sent_lines += 1
-            self.unacked.append((self._seq, item))
-            # confirm at once when nothing follows soon (the outbox is empty, or the next line
-            # waits for flood control), else every few lines
-            if (not len(self.outbox) or self.bucket.delay() > 0
-                    or self._seq - self._last_ack_ping >= ACK_EVERY):
-                self._last_ack_ping = self._seq
-                await self.send(f"PING :chanmux-ack-{self._seq}", count=False)
+            await self._send_item(item, text)
+
+    async def _send_item(self, item: OutLine, text: str | None) -> None:
+        """Write the outbox's first line (`item`, with its `text` if it is a message) and
+        take it from the outbox; ask the server to confirm it when nothing follows soon."""
+        tags = dict(item.tags or {})
+        if item.receipt and {"labeled-response", "echo-message"} <= self.caps:
+            tags["label"] = item.receipt  # the echo then tells the line's msgid
+        try:
+            if text is None:
+                wire = format_line(item.command, item.target, *item.params, tags=tags or None)
+            elif item.relay:
+                wire = format_line("RELAYMSG", item.target, item.relay, text, tags=tags or None,
+                                   trailing=True)
+            else:
+                wire = format_line(item.command, item.target, text, tags=tags or None)
+        except UnsafeLine as exc:
+            self.log.error("not sending a line that cannot be sent safely: %s", shorten(str(exc)))
+            self.outbox.pop().done()
+            return
+        await self._write(wire)
+        self.outbox.pop()
+        self._seq += 1
+        self.sent_lines += 1
+        self.unacked.append((self._seq, item))
+        # confirm at once when nothing follows soon (the outbox is empty, or the next line
+        # waits for flood control), else every few lines
+        if (not len(self.outbox) or self.bucket.delay() > 0
+                or self._seq - self._last_ack_ping >= ACK_EVERY):
+            self._last_ack_ping = self._seq
+            await self.send(f"PING :chanmux-ack-{self._seq}", count=False)
 
     def _on_pong(self, token: str) -> None:
         if token.startswith("chanmux-ack-"):

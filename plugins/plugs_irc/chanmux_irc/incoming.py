@@ -1,8 +1,10 @@
 """Received IRC lines to chanmux messages, keeping track of channels, members and people.
 
 PRIVMSG, NOTICE and CTCP ACTION become text; JOIN, PART, KICK and QUIT (one leave for each
-channel shared with the quitter) become joins and leaves; NICK becomes a rename (`renamed`,
-one for each channel shared with the person); TOPIC becomes a title. Our own lines
+channel shared with the quitter, with its reason) become joins and leaves; NICK becomes a
+rename (`renamed`, one for each channel shared with the person); TOPIC becomes a title. A
+TAGMSG (or PRIVMSG) with `+draft/react` (`+draft/unreact`) and `+draft/reply` is a reaction
+(taken back), one with `+typing` says someone types; REDACT deletes a message. Our own lines
 (echo-message or not) are never relayed.
 
 `Incoming` touches nothing but the `NetworkState` it is given: what else a line means for the
@@ -20,9 +22,9 @@ from typing import Literal
 
 import attrs
 
-from chanmux import Channel, Receipt, RichText, SentMessage, User, unique_id
+from chanmux import Channel, Reaction, Receipt, RichText, SentMessage, User, unique_id
 
-from .formatting import add_mentions, parse
+from .formatting import add_mentions, clean, parse
 from .protocol import Line, shorten, split_ctcp
 from .state import ChannelState, NetworkState, Person, Said
 
@@ -88,8 +90,24 @@ class PuppetRenamed:
     new: str
 
 
+@attrs.frozen
+class Typing:
+    """`user` started (`active`) or stopped typing in the channel `source` (`+typing`)."""
+
+    source: str
+    user: User
+    active: bool
+
+
 #: What `Incoming.handle` returns: messages for the host and effects for the plug, in order.
-Effect = SentMessage | Joined | NamesDone | Kicked | CtcpRequest | OwnEcho | Remember | PuppetRenamed
+Effect = (SentMessage | Joined | NamesDone | Kicked | CtcpRequest | OwnEcho | Remember
+          | PuppetRenamed | Typing)
+#: Longest reaction key taken (characters): a key is an emoji or a short word.
+MAX_KEY = 64
+#: Longest leave reason taken (characters).
+MAX_REASON = 400
+#: The values of `+typing`: active, paused, done.
+TYPING = {"active": True, "paused": False, "done": False}
 
 
 def _same(name: str) -> str:
@@ -98,6 +116,14 @@ def _same(name: str) -> str:
 
 def _no_puppet(nick: str) -> User | None:
     return None
+
+
+def _reason(text: str) -> str | None:
+    """A part, quit or kick reason as plain text (formatting dropped), or None for none."""
+    reason = " ".join(parse(text).plain.split())
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1] + "…"
+    return reason or None
 
 
 def _time(line: Line) -> datetime | None:
@@ -139,7 +165,7 @@ class Incoming:
             "PART": self._part, "KICK": self._kick, "QUIT": self._quit, "NICK": self._nick,
             "TOPIC": self._topic, "332": self._rpl_topic, "331": self._rpl_notopic,
             "353": self._names, "366": self._end_names, "CHGHOST": self._chghost,
-            "ACCOUNT": self._account,
+            "ACCOUNT": self._account, "TAGMSG": self._tagmsg, "REDACT": self._redact,
         }
 
     def handle(self, line: Line) -> list[Effect]:
@@ -210,18 +236,78 @@ class Incoming:
 
     # -- messages --------------------------------------------------------------------------------
 
+    def _own_echo(self, line: Line) -> list[Effect] | None:
+        """What a line said by us (or for us: RELAYMSG, a puppet) means: the msgid of our
+        labelled line, or nothing; None when it is someone else's."""
+        relayed = line.tags.get("draft/relaymsg") or line.tags.get("relaymsg")
+        if not (self.is_own(line.nick or "") or (relayed and self.is_own(relayed))):
+            return None
+        label, msgid = line.tags.get("label"), line.tags.get("msgid")
+        return [OwnEcho(msgid, label)] if label and msgid else []
+
+    def _target(self, line: Line) -> str:
+        """The channel or nick a line is sent to, without a STATUSMSG prefix (`@#chan`)."""
+        target = line.params[0]
+        info = self.state.info
+        while len(target) > 1 and target[0] in info.statusmsg and target[1] in info.chantypes:
+            target = target[1:]
+        return target
+
+    def _reaction(self, line: Line, source: str) -> SentMessage | None:
+        """The reaction a line's `+draft/react` or `+draft/unreact` with `+draft/reply` is,
+        if it is one (the key cleaned of control characters and cut to MAX_KEY)."""
+        parent = line.tags.get("+draft/reply")
+        react, unreact = line.tags.get("+draft/react"), line.tags.get("+draft/unreact")
+        key = " ".join(clean(" ".join((react or unreact or "").split())).split())[:MAX_KEY]
+        if not parent or not key:
+            return None
+        channel = self.channel(source)
+        reaction = Reaction(key, Receipt(id=self.own_id(parent), channel=channel),
+                            removed=not react)
+        return self._sent(line, source, user=self._sender(line), reaction=reaction)
+
+    def _tagmsg(self, line: Line) -> list[Effect]:
+        if not line.params or not line.from_user:
+            return []
+        own = self._own_echo(line)
+        if own is not None:
+            return own
+        target = self._target(line)
+        is_channel = self.state.info.is_channel(target)
+        if is_channel and self.state.channel(target) is None:
+            return []
+        source = self.source_for(target if is_channel else line.nick or "")
+        out: list[Effect] = []
+        reaction = self._reaction(line, source)
+        if reaction is not None:
+            if not is_channel:
+                self.state.private[self.state.fold(line.nick or "")] = source
+            out.append(reaction)
+        typing = TYPING.get(line.tags.get("+typing", ""))
+        if typing is not None:
+            out.append(Typing(source, self._sender(line), typing))
+        return out
+
+    def _redact(self, line: Line) -> list[Effect]:
+        if len(line.params) < 2 or not line.from_user or self.is_own(line.nick or ""):
+            return []
+        target, msgid = self._target(line), line.params[1]
+        is_channel = self.state.info.is_channel(target)
+        if not msgid or (is_channel and self.state.channel(target) is None):
+            return []
+        source = self.source_for(target if is_channel else line.nick or "")
+        return [SentMessage(id=self.own_id(msgid), channel=self.channel(source), deleted=True,
+                            raw=line)]
+
     def _message(self, line: Line) -> list[Effect]:
         if len(line.params) < 2 or not line.from_user:
             return []
         nick = line.nick or ""
-        relayed = line.tags.get("draft/relaymsg")
-        if self.is_own(nick) or (relayed and self.is_own(relayed)):
-            label, msgid = line.tags.get("label"), line.tags.get("msgid")
-            return [OwnEcho(msgid, label)] if label and msgid else []
-        target, text = line.params[0], line.params[-1]
+        own = self._own_echo(line)
+        if own is not None:
+            return own
+        target, text = self._target(line), line.params[-1]
         info = self.state.info
-        while len(target) > 1 and target[0] in info.statusmsg and target[1] in info.chantypes:
-            target = target[1:]
         notice = line.command == "NOTICE"
         action = False
         request = split_ctcp(text)
@@ -243,6 +329,9 @@ class Incoming:
             source = self.source_for(nick)
             self.state.private[self.state.fold(nick)] = source
             chan = None
+        reaction = self._reaction(line, source) if not notice else None
+        if reaction is not None:  # its text, if any, only says it for clients without tags
+            return [reaction]
         rich = self._mentions(parse(text), chan)
         if not rich and not action:
             return []
@@ -293,7 +382,8 @@ class Incoming:
         self.state.forget_if_alone(line.nick)
         if self.is_own(line.nick):
             return []
-        return [self._sent(line, self.source_for(name), left=[user], user=user)]
+        return [self._sent(line, self.source_for(name), left=[user], user=user,
+                           reason=_reason(line.param(1) if len(line.params) > 1 else ""))]
 
     def _kick(self, line: Line) -> list[Effect]:
         name, victim = line.param(0), line.param(1)
@@ -312,17 +402,20 @@ class Incoming:
         if self.is_own(victim) or target is None:
             return []
         kicker = self._sender(line) if line.from_user else None
-        return [self._sent(line, self.source_for(name), left=[target], user=kicker)]
+        return [self._sent(line, self.source_for(name), left=[target], user=kicker,
+                           reason=_reason(line.param(2) if len(line.params) > 2 else ""))]
 
     def _quit(self, line: Line) -> list[Effect]:
         nick = line.nick
         if not nick or self.is_own(nick):
             return []
         user = self._sender(line)
+        reason = _reason(line.param(0))
         out = []
         for chan in list(self.state.shared(nick)):
             chan.remove(self.state.fold(nick))
-            out.append(self._sent(line, self.source_for(chan.name), left=[user], user=user))
+            out.append(self._sent(line, self.source_for(chan.name), left=[user], user=user,
+                                  reason=reason))
         self.state.people.pop(self.state.fold(nick), None)
         for msg in out[1:]:
             msg.id = unique_id(f"{self.name}:")
@@ -421,4 +514,4 @@ class Incoming:
 
 
 __all__ = ["CtcpRequest", "Effect", "Incoming", "Joined", "Kicked", "NamesDone", "OwnEcho",
-           "PuppetRenamed", "Remember"]
+           "PuppetRenamed", "Remember", "Typing"]

@@ -24,6 +24,20 @@ MAX_NAME = 48
 #: Fewer bytes than this left for the text after the author's name: the name is left out.
 MIN_ROOM = 32
 ZWSP = "\u200b"
+#: The capability sending a line as someone else (`RELAYMSG`) needs.
+RELAYMSG_CAP = "draft/relaymsg"
+#: Capabilities the commands that are not messages need.
+NEEDS = {"TAGMSG": "message-tags", "REDACT": "draft/message-redaction"}
+#: Longest leave reason shown (characters).
+MAX_REASON = 200
+#: Longest reaction key shown (characters): a key is an emoji or a short word.
+MAX_KEY = 32
+
+
+def flat(text: str) -> str:
+    """`text` as one line: line breaks and runs of white space made one space, control
+    characters (formatting codes) dropped."""
+    return " ".join(clean(" ".join(text.split())).split())
 
 
 @attrs.define
@@ -37,6 +51,14 @@ class OutLine:
     body: RichText
     action: bool = False
     receipt: str | None = None
+    #: client tags of a TAGMSG (a reaction)
+    tags: dict[str, str] | None = None
+    #: parameters after the target (REDACT's msgid)
+    params: tuple[str, ...] = ()
+    #: the nick a RELAYMSG line shows as its sender (`alice/m`); where the server cannot
+    #: relay (any more), the line is said with `relay_head` before it instead
+    relay: str | None = None
+    relay_head: str = ""
     #: On the last line of a message: released once the server confirmed the line (or it was
     #: kept in the database at a stop), so the plug the message came from knows it is done.
     hold: Hold | None = attrs.field(default=None, eq=False, repr=False)
@@ -60,6 +82,24 @@ class OutLine:
     def text(self, mention: Callable[[Segment], str] | None = None) -> str:
         line = self.head + render_line(self.body, mention)
         return f"\x01ACTION {line}\x01" if self.action else line
+
+    @property
+    def needs(self) -> str | None:
+        """The capability the server must have acknowledged for this line to be sent as it is."""
+        if self.relay is not None:
+            return RELAYMSG_CAP
+        return NEEDS.get(self.command)
+
+    def plain(self) -> OutLine | None:
+        """The line as a server without `needs` takes it: a RELAYMSG line said by us with its
+        author before it; a TAGMSG or REDACT line its text (`body`) said instead, or None
+        (nothing to say) when it has none."""
+        if self.relay is not None:
+            return attrs.evolve(self, relay=None, head=self.relay_head, action=False,
+                                relay_head="")
+        if not self.body:
+            return None
+        return attrs.evolve(self, command="PRIVMSG", tags=None, params=())
 
 
 Budget = Callable[[str, bool], int]
@@ -112,6 +152,13 @@ class Renderer:
             name = name[0] + ZWSP + name[1:]
         return coloured(name) if self.config.nick_colours else name
 
+    def author_head(self, msg: Message) -> str:
+        """What is put before a relayed line to say who wrote it (`<Name> ` or `* Name `)."""
+        name = self.name(msg.user)
+        if msg.action:
+            return self.config.action_format.format(name=self._styled(name)) if name else "* "
+        return self.config.author_format.format(name=self._styled(name)) if name else ""
+
     def _old_text(self, msg: Message) -> RichText | None:
         earlier = msg.edit_of
         text = getattr(earlier, "text", None)
@@ -149,14 +196,44 @@ class Renderer:
                 text = text if text is not None else said.text
         if not name:
             return None
-        quote = ""
+        return RichText.plain_text(f"{clean(name)}:{self._quote(text)} ")
+
+    def _quote(self, text: RichText | None) -> str:
+        """` "first words…"` of `text`, up to `reply_quote` characters (nothing at 0)."""
         limit = self.config.reply_quote
-        if text is not None and limit:
-            plain = " ".join(clean(text.plain).split())
-            if plain:
-                quote = plain if len(plain) <= limit else plain[: limit - 1].rstrip() + "…"
-                quote = f' "{quote}"'
-        return RichText.plain_text(f"{clean(name)}:{quote} ")
+        if text is None or not limit:
+            return ""
+        plain = flat(text.plain)
+        if not plain:
+            return ""
+        quote = plain if len(plain) <= limit else plain[: limit - 1].rstrip() + "…"
+        return f' "{quote}"'
+
+    def reaction(self, msg: Message, reacted: Said | None) -> RichText | None:
+        """A reaction as a line of text: `* alice reacted 👍 to bob: "first words…"` (or
+        `took back`), naming the message reacted to as far as it is remembered; None for a
+        reaction without a key."""
+        reaction = msg.reaction
+        if reaction is None:
+            return None
+        key = flat(reaction.key)[:MAX_KEY]
+        if not key:
+            return None
+        who = self.name(msg.user) or "someone"
+        did = "took back" if reaction.removed else "reacted"
+        to = ""
+        if reacted is not None and reacted.name:
+            to = f" to {clean(reacted.name)}"
+            quote = self._quote(reacted.text)
+            to += f":{quote}" if quote else ""
+        return RichText.plain_text(f"* {who} {did} {key}{to}")
+
+    def deletion(self, said: Said) -> RichText:
+        """The notice that a message was deleted where IRC cannot delete it:
+        `* a message from alice was deleted: "first words…"` (who deleted it is not known)."""
+        who = f" from {clean(said.name)}" if said.name else ""
+        quote = self._quote(said.text)
+        return RichText.plain_text(f"* a message{who} was deleted{':' + quote if quote else ''}")
 
     def _attachments(self, msg: Message) -> list[RichText]:
         out: list[RichText] = []
@@ -181,7 +258,11 @@ class Renderer:
         if msg.joined:
             parts.append(", ".join(filter(None, (self.name(u) for u in msg.joined))) + " joined")
         if msg.left:
-            parts.append(", ".join(filter(None, (self.name(u) for u in msg.left))) + " left")
+            reason = flat(msg.reason or "")
+            if len(reason) > MAX_REASON:
+                reason = reason[: MAX_REASON - 1].rstrip() + "…"
+            parts.append(", ".join(filter(None, (self.name(u) for u in msg.left))) + " left"
+                         + (f" ({reason})" if reason else ""))
         if msg.renamed is not None:
             before, after = (self.name(u) for u in msg.renamed)
             if before and after and before != after:
@@ -299,4 +380,4 @@ class Renderer:
         return out[: limit - 1] + [attrs.evolve(rendering.tail, body=marker)]
 
 
-__all__ = ["MAX_NAME", "MIN_ROOM", "OutLine", "Renderer", "Rendering"]
+__all__ = ["MAX_KEY", "MAX_NAME", "MIN_ROOM", "NEEDS", "RELAYMSG_CAP", "OutLine", "Renderer", "Rendering", "flat"]

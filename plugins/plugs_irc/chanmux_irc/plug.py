@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import anyio
+import attrs
 
 from chanmux import (
     ActionRequired,
@@ -30,6 +31,7 @@ from chanmux import (
     Message,
     Plug,
     Receipt,
+    RichText,
     SentMessage,
     State,
     Tracker,
@@ -52,8 +54,9 @@ from .incoming import (
     OwnEcho,
     PuppetRenamed,
     Remember,
+    Typing,
 )
-from .outgoing import MIN_ROOM, OutLine, Renderer, Rendering
+from .outgoing import MAX_KEY, MIN_ROOM, OutLine, Renderer, Rendering, flat
 from .protocol import (
     Line,
     ServerInfo,
@@ -64,10 +67,11 @@ from .protocol import (
     sanitise,
     shorten,
 )
-from .puppets import Puppets
-from .split import relay_prefix, text_budget
+from .puppets import Puppets, relay_nick
+from .split import relay_prefix, split, text_budget
 from .state import Bounded, NetworkState, Said
 from .store import OwnMsgids
+from .typist import Typists
 
 #: Numerics that answer a JOIN with a refusal (the channel is the second parameter).
 JOIN_ERRORS = {"403", "405", "437", "471", "473", "474", "475", "476", "477", "489"}
@@ -91,6 +95,10 @@ CONFIRM_SHARE = 0.6
 LINK_REUSE = 600.0
 #: Links to whole texts remembered for reuse.
 LINK_MEMORY = 200
+#: The capability REDACT needs.
+REDACTION_CAP = "draft/message-redaction"
+#: Commands a line kept in the database may have (anything else read back is dropped).
+KEPT_COMMANDS = {"PRIVMSG", "NOTICE", "TAGMSG", "REDACT"}
 
 
 def close_budget(close_timeout: float) -> tuple[float, float]:
@@ -109,14 +117,20 @@ class IRCPlug(Plug):
     journal = True
     capabilities = Capabilities(
         edit=False, delete=False, reply=False, upload=False, rich_text=True, actions=True,
-        joins=True, titles=True, message_ids=True, max_message_bytes=4000)
+        joins=True, titles=True, message_ids=True, max_message_bytes=4000, highlights=True)
 
     def __init__(self, name: str, config: IRCConfig, host: Any) -> None:
         super().__init__(name, config, host)
         self.config: IRCConfig = config
+        #: `delete` is True where deletions are shown (a notice), and where the server REDACTs
         self.capabilities = Capabilities(
-            edit=False, delete=False, reply=False, upload=False, rich_text=True, actions=True,
-            joins=True, titles=True, message_ids=True, max_message_bytes=config.max_lines * 350)
+            edit=False, delete=config.deletions == "notice", reply=False, upload=False,
+            rich_text=True, actions=True, joins=True, titles=True, message_ids=True,
+            max_message_bytes=config.max_lines * 350, reactions=config.reactions != "none",
+            typing=config.typing, highlights=True)
+        #: the capabilities the server acknowledged on the last connection (while between two)
+        self.caps: set[str] = set()
+        self.typists = Typists()
         self.network = NetworkState()
         self.outbox = Outbox()
         self.bucket = TokenBucket(config.flood_burst, config.flood_rate)
@@ -206,6 +220,13 @@ class IRCPlug(Plug):
                 raise
             raise ActionRequired(action) from None
         self.connections += 1
+        self.caps = conn.caps
+        redact = REDACTION_CAP in conn.caps
+        if self.config.deletions == "none" and not redact and self.connections == 1:
+            self.log.info("the server cannot REDACT and deletions = none: messages deleted on "
+                          "other networks stay on IRC as they are")
+        self.capabilities = attrs.evolve(
+            self.capabilities, delete=self.config.deletions == "notice" or redact)
         self._index()
         limit = conn.info.linelen - 2
         for index, command in enumerate(self.config.commands):
@@ -329,9 +350,18 @@ class IRCPlug(Plug):
         return self.config.author_format.format(name=name) if name else ""
 
     def _row(self, line: OutLine, author: str = "") -> dict[str, Any]:
-        return {"target": line.target, "command": line.command, "action": line.action,
-                "receipt": line.receipt,
-                "text": author + line.head + render_line(line.body, self.renderer.mention)}
+        """A line as the database keeps it; a RELAYMSG line as said by us (with its author),
+        since the next connection may not relay."""
+        head = line.relay_head if line.relay else line.head
+        row: dict[str, Any] = {
+            "target": line.target, "command": line.command,
+            "action": line.action and not line.relay, "receipt": line.receipt,
+            "text": author + head + render_line(line.body, self.renderer.mention)}
+        if line.tags:
+            row["tags"] = dict(line.tags)
+        if line.params:
+            row["params"] = list(line.params)
+        return row
 
     def _pending_lines(self) -> list[tuple[OutLine, str]]:
         """Every line not yet sent, with the author head it needs on the main connection: the
@@ -367,9 +397,8 @@ class IRCPlug(Plug):
         restored = []
         for key, row in kept:
             try:
-                line = OutLine(row["target"], row["command"], "", parse(row["text"]),
-                               bool(row["action"]), row.get("receipt"))
-            except (KeyError, TypeError, ValueError):
+                line = self._kept_line(row)
+            except (KeyError, TypeError, ValueError, AttributeError):
                 row = None
             if row is None or not is_safe_target(line.target):
                 self.log.warning("a line kept from the last run cannot be read; dropped")
@@ -404,6 +433,20 @@ class IRCPlug(Plug):
             self.outbox.requeue(lines)
             self.log.info("%d lines kept from the last run will be sent", len(lines))
 
+    @staticmethod
+    def _kept_line(row: dict[str, Any]) -> OutLine:
+        """A line kept in the database (ValueError, KeyError or TypeError if it is not one)."""
+        tags, params = row.get("tags"), row.get("params") or []
+        if row["command"] not in KEPT_COMMANDS:
+            raise ValueError(f"not a command kept: {row['command']!r}")
+        if tags is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                        for k, v in tags.items()):
+            raise ValueError("tags that are not text")
+        if not all(isinstance(p, str) for p in params):
+            raise ValueError("parameters that are not text")
+        return OutLine(row["target"], row["command"], "", parse(row["text"]), bool(row["action"]),
+                       row.get("receipt"), tags=tags, params=tuple(params))
+
     def _kept_sent(self) -> None:
         self.log.info("the lines kept from the last run were all sent")
         if self.kept_sent is not None:
@@ -427,13 +470,23 @@ class IRCPlug(Plug):
             self.log.warning("could not deliver to %s: %s", shorten(line.params[1], 60),
                              shorten(line.param(-1)))
         messages = []
+        typing = []
         for effect in self.incoming.handle(line):
             if isinstance(effect, SentMessage):
                 messages.append(effect)
+            elif isinstance(effect, Typing):
+                typing.append(effect)
             else:
                 self._apply(effect)
         for sent in messages:
             await self._map_reply(sent)
+        for typist in typing:
+            try:
+                await self.host.typing_received(self.channel(typist.source), typist.user,
+                                                typist.active)
+            except Exception as exc:  # noqa: BLE001 - typing is a courtesy, never a failure
+                self.log.debug("typing in %s not passed on: %s", shorten(typist.source, 60),
+                               describe(exc))
         if self._replies and self.conn is not None:
             replies, self._replies = self._replies, []
             for reply in replies:
@@ -445,9 +498,10 @@ class IRCPlug(Plug):
                 self.log.debug("host not running; dropped %s", shorten(sent.id, 80))
 
     async def _map_reply(self, sent: Any) -> None:
-        """A reply to one of our lines whose msgid memory no longer holds (said before a
-        restart, or long ago): look the msgid up in the database."""
-        parent = sent.reply_to
+        """A reply or reaction to one of our lines whose msgid memory no longer holds (said
+        before a restart, or long ago): look the msgid up in the database."""
+        reaction = sent.reaction
+        parent = sent.reply_to if reaction is None else reaction.target
         if (not isinstance(parent, Receipt) or parent.id in self.said
                 or parent.id in self.own_msgids):
             return  # mapped already, or a line someone else said
@@ -456,8 +510,13 @@ class IRCPlug(Plug):
         except Exception:  # the reply goes on unmapped
             self.log.exception("could not look up the msgid %s", shorten(parent.id, 80))
             return
-        if found is not None:
-            sent.reply_to = Receipt(id=found, channel=parent.channel)
+        if found is None:
+            return
+        mapped = Receipt(id=found, channel=parent.channel)
+        if reaction is None:
+            sent.reply_to = mapped
+        else:
+            sent.reaction = attrs.evolve(reaction, target=mapped)
 
     def _apply(self, effect: Effect) -> None:
         """Act on what a received line means for the plug (see `incoming.py`)."""
@@ -508,11 +567,12 @@ class IRCPlug(Plug):
 
     # -- sending ---------------------------------------------------------------------------------
 
-    def budget(self, target: str, command: str = "PRIVMSG", action: bool = False) -> int:
+    def budget(self, target: str, command: str = "PRIVMSG", action: bool = False,
+               relay: str | None = None) -> int:
         """Bytes of text a line to `target` can hold, by our real prefix on the server (or
-        the worst case while we do not know it)."""
+        the worst case while we do not know it), or as `relay` with RELAYMSG."""
         if self.conn is not None:
-            return self.conn.budget(target, command, action)
+            return self.conn.budget(target, command, action, relay)
         info = self.network.info
         nick = self._last_nick or self.config.nick
         nick = nick + "_" * max(0, min(info.nicklen, 30) - len(nick))
@@ -542,12 +602,19 @@ class IRCPlug(Plug):
                         pass
         else:
             self.network.private[folded] = target
-        puppet = self.puppets.route(target, msg) if self.puppets is not None else None
+        if msg.reaction is not None:
+            return self._queue(channel, await self._reaction_lines(target, msg), self.outbox)
+        relay = self._relay_nick(target, msg)
+        puppet = (self.puppets.route(target, msg)
+                  if self.puppets is not None and relay is None else None)
         if puppet is not None:
             puppet.putting += 1  # not retired for being idle while the link is made
         try:
             if puppet is not None:
                 rendering = self.renderer.render(msg, target, puppet.budget_for(target), puppet=True)
+            elif relay is not None:
+                rendering = self.renderer.render(
+                    msg, target, lambda cmd, act: self.budget(target, cmd, act, relay), puppet=True)
             else:
                 rendering = self.renderer.render(msg, target,
                                                  lambda cmd, act: self.budget(target, cmd, act))
@@ -555,21 +622,33 @@ class IRCPlug(Plug):
         finally:
             if puppet is not None:
                 puppet.putting -= 1
+        if relay is not None:
+            head = self.renderer.author_head(msg)
+            for line in lines:
+                line.relay, line.relay_head = relay, head
+        said = Said(self.renderer.name(msg.user), msg.text)
+        if msg.edited and isinstance(msg.edit_of, Receipt) and msg.edit_of.id in self.said:
+            self.said[msg.edit_of.id] = said
+        author = self._author_head(puppet.user) if puppet is not None else ""
+        return self._queue(channel, lines, puppet.outbox if puppet is not None else self.outbox,
+                           said, author)
+
+    def _queue(self, channel: Channel, lines: list[OutLine], outbox: Outbox,
+               said: Said | None = None, author: str = "") -> list[Receipt]:
+        """Give `lines` receipts, keep them in the journal of unsent lines and queue them in
+        `outbox` (the main one or a puppet's, whose lines need `author` when the main
+        connection sends them after a restart); `said` is remembered for each."""
         if not lines:
             return []
-        said = Said(self.renderer.name(msg.user), msg.text)
         receipts = []
         for line in lines:
             line.receipt = unique_id(f"{self.name}:")
             receipts.append(Receipt(id=line.receipt, channel=channel))
-            self.said[line.receipt] = said
-        if msg.edited and isinstance(msg.edit_of, Receipt) and msg.edit_of.id in self.said:
-            self.said[msg.edit_of.id] = said
+            if said is not None:
+                self.said[line.receipt] = said
         lines[-1].hold = self.host.hold()  # released once the server confirmed the last line
-        author = self._author_head(puppet.user) if puppet is not None else ""
         for line in lines:  # killed before the server confirms it, it is sent after the start
             line.forget = self.unsent.keep(line.receipt or "", self._row(line, author))
-        outbox = puppet.outbox if puppet is not None else self.outbox
         before = len(outbox)
         outbox.extend(lines)
         if len(outbox) // BACKLOG_WARNING > before // BACKLOG_WARNING:
@@ -577,6 +656,140 @@ class IRCPlug(Plug):
                              "disconnected" if self.conn is None else
                              "the traffic is faster than the server or flood control lets out")
         return receipts
+
+    def _offers(self, cap: str) -> bool:
+        """True if the server acknowledged `cap` (on the last connection, while between two)."""
+        return cap in (self.conn.caps if self.conn is not None else self.caps)
+
+    def _relay_nick(self, target: str, msg: Message) -> str | None:
+        """The nick to say `msg` as with RELAYMSG (`alice/m`), or None: the server does not
+        relay (or `relaymsg = false`), the target is no channel, or `msg` has no remote
+        author or is a notice, an event or a reaction."""
+        conn, user = self.conn, msg.user
+        if (not self.config.relaymsg or conn is None or not conn.can_relay
+                or not self.network.info.is_channel(target) or user is None or user.is_self
+                or user.plug == self.name or msg.notice or msg.is_event
+                or msg.reaction is not None):
+            return None
+        name = self.renderer.name(user)
+        if not name:
+            return None
+        suffix = self.config.relaymsg_suffix
+        if suffix is None:
+            plug = self.host.plugs.get(user.plug) if user.plug else None
+            network = plug.network_name if plug is not None else user.plug or ""
+            suffix = next((ch.lower() for ch in network if ch.isascii() and ch.isalnum()), "r")
+        info = self.network.info
+        nicklen = min(info.nicklen, 30) if "NICKLEN" in info.tokens else 30
+        return relay_nick(name, conn.relay_separator, suffix, nicklen)
+
+    async def _msgid_of(self, id: str | None) -> str | None:
+        """The server's msgid of the message `id` names in this plug: the id itself for a line
+        received with a msgid, the msgid learnt for one of our lines, else None (a line
+        received without one, or ours not echoed)."""
+        if not id:
+            return None
+        if not id.startswith(f"{self.name}:"):
+            return id
+        try:
+            return await self.own_msgids.msgid_of(id)
+        except Exception as exc:  # noqa: BLE001 - without it, the text fallback is used
+            self.log.warning("could not look up the msgid of %s (%s)", shorten(id, 80),
+                             describe(exc))
+            return None
+
+    def _text_lines(self, target: str, text: RichText) -> list[OutLine]:
+        """A short text of the bridge's own (a reaction or deletion shown as text) as lines."""
+        budget = self.budget(target)
+        return [OutLine(target, "PRIVMSG", "", chunk)
+                for chunk in split(text, budget, self.config.encoding, self.renderer.mention)]
+
+    async def _reaction_lines(self, target: str, msg: Message) -> list[OutLine]:
+        """A reaction as IRC shows it by `reactions`: a TAGMSG with `+draft/react` (or
+        `+draft/unreact`) and `+draft/reply` where the server takes client tags and the
+        message reacted to has a msgid; else (`auto`, `text`) a line of text."""
+        reaction = msg.reaction
+        mode = self.config.reactions
+        if reaction is None or mode == "none":
+            self.log.debug("a reaction to %s is not shown (reactions = none)", shorten(target, 60))
+            return []
+        reacted_id = getattr(reaction.target, "id", None)
+        reacted = self.said.get(reacted_id) if reacted_id else None
+        text = self.renderer.reaction(msg, reacted) if mode in ("auto", "text") else None
+        key = flat(reaction.key)[:MAX_KEY]
+        msgid = None
+        if mode in ("auto", "tags") and key and self._offers("message-tags"):
+            msgid = await self._msgid_of(reacted_id)
+        if msgid is not None:
+            tag = "+draft/unreact" if reaction.removed else "+draft/react"
+            return [OutLine(target, "TAGMSG", "", text or RichText(),
+                            tags={tag: key, "+draft/reply": msgid})]
+        if text is None:
+            self.log.debug("a reaction to %s is not shown: %s", shorten(target, 60),
+                           "no msgid to tag" if mode == "tags" else "no key")
+            return []
+        return self._text_lines(target, text)
+
+    async def delete(self, sent: Receipt) -> bool:
+        """Remove a line we said: `REDACT` where the server offers `draft/message-redaction`
+        and told the line's msgid; else, by `deletions`, a notice that the message was
+        deleted (once for a message of several lines) or nothing. True when it was redacted
+        or the notice queued. Each case is logged."""
+        target = sent.channel.source
+        if not is_safe_target(target):
+            return False
+        said = self.said.get(sent.id)
+        notice = None
+        if said is not None and not said.gone and self.config.deletions == "notice":
+            notice = self.renderer.deletion(said)
+        msgid = await self._msgid_of(sent.id) if self._offers(REDACTION_CAP) else None
+        if msgid is not None:
+            if said is not None:
+                said.gone = True
+            self._queue(sent.channel, [OutLine(target, "REDACT", "", notice or RichText(),
+                                               params=(msgid,))], self.outbox)
+            self.log.debug("deleting %s in %s: REDACT %s", shorten(sent.id, 80),
+                           shorten(target, 60), shorten(msgid, 80))
+            return True
+        why = ("the server cannot REDACT" if not self._offers(REDACTION_CAP)
+               else "the server never told the line's msgid")
+        if self.config.deletions == "none":
+            self.log.info("a deleted message is left as it is in %s (%s; deletions = none)",
+                          shorten(target, 60), why)
+            return False
+        if said is None:
+            self.log.info("a deleted message is left as it is in %s (%s, and what it said is "
+                          "no longer remembered)", shorten(target, 60), why)
+            return False
+        if said.gone:
+            return True  # another line of the same message was shown deleted already
+        said.gone = True
+        self._queue(sent.channel, self._text_lines(target, self.renderer.deletion(said)),
+                    self.outbox)
+        self.log.debug("deleting %s in %s: a notice (%s)", shorten(sent.id, 80),
+                       shorten(target, 60), why)
+        return True
+
+    async def typing(self, channel: Channel, user: User, active: bool) -> None:
+        """Tell IRC clients that someone relayed types in `channel` (`+typing` on a TAGMSG
+        from the bridge's nick, where the server takes client tags), throttled: `active` at
+        most every 3 seconds, `done` when the last typist stopped; left out when flood
+        control has no token to spare."""
+        conn, target = self.conn, channel.source
+        if (not self.config.typing or conn is None or "message-tags" not in conn.caps
+                or not is_safe_target(target)):
+            return
+        folded = self.network.fold(target)
+        who = f"{user.plug}\0{user.id or user.display}"
+        state = self.typists.change(folded, who, active, anyio.current_time())
+        if state is None:
+            return
+        try:
+            sent = await conn.try_send(format_line("TAGMSG", target, tags={"+typing": state}))
+        except ConnectionError:
+            sent = False
+        if not sent and state == "active":
+            self.typists.unsent(folded)
 
     async def _whole_text_link(self, rendering: Rendering) -> str | None:
         """A link to the whole text of a message longer than `max_lines` lines, or None: the

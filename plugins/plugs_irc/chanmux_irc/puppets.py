@@ -57,6 +57,16 @@ def puppet_nick(name: str, prefix: str, suffix: str, nicklen: int) -> str:
     return nick
 
 
+def relay_nick(name: str, separator: str, suffix: str, nicklen: int) -> str:
+    """The nick a RELAYMSG line shows: `name` as a nick (accents folded, other characters
+    dropped, as `puppet_nick` does), the server's `separator` and `suffix` (`alice/m`), cut
+    to `nicklen` characters (the name is cut, never the separator)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    base = _NOT_NICK.sub("", ascii_name.replace(" ", "_")) or "user"
+    tail = separator + _NOT_NICK.sub("", suffix)
+    return base[: max(1, nicklen - len(tail))] + tail
+
+
 def puppet_realname(display: str | None, encoding: str = "utf-8") -> str:
     """The real name (gecos) of a puppet: the author's name, cut like shown names and to
     REALNAME_BYTES in all, marked as ours."""
@@ -330,4 +340,4 @@ class Puppets:
         return [(puppet.user, list(puppet.outbox)) for puppet in self.by_key.values()]
 
 
-__all__ = ["Puppet", "Puppets", "puppet_nick", "puppet_realname"]
+__all__ = ["Puppet", "Puppets", "puppet_nick", "puppet_realname", "relay_nick"]

@@ -57,6 +57,8 @@ class Said:
 
     name: str | None
     text: RichText | None
+    #: its deletion was shown already (a message of several lines is deleted line by line)
+    gone: bool = False
 
 
 @attrs.define

@@ -51,6 +51,12 @@ def read_receipt(conn: Connection, plug: str, msgid: str) -> str | None:
         own_msgids.c.plug == plug, own_msgids.c.msgid == msgid)).scalar()
 
 
+def read_msgid(conn: Connection, plug: str, receipt: str) -> str | None:
+    """The server msgid of our line `receipt`, if stored (blocking)."""
+    return conn.execute(sa.select(own_msgids.c.msgid).where(
+        own_msgids.c.plug == plug, own_msgids.c.receipt == receipt).limit(1)).scalar()
+
+
 class OwnMsgids:
     """Server msgid -> our receipt id for the plug's own lines: the newest `size` in memory,
     as many in the database. Setting one never waits (the row goes to the host's batch
@@ -61,6 +67,9 @@ class OwnMsgids:
         self.size = size
         self.store = store
         self.memory: Bounded[str, str] = Bounded(size)
+        #: the other way round: our receipt id -> the server's msgid (to react to or REDACT
+        #: one of our lines)
+        self.by_receipt: Bounded[str, str] = Bounded(size)
         self.writer: BatchWriter[tuple[str, str, str]] | None = (
             store.writer(f"irc:{plug}:msgids", self._write) if size > 0 else None)
         #: once the host has stopped its writers (the plug is closing for good), rows wait
@@ -77,6 +86,7 @@ class OwnMsgids:
         if self.writer is None or self.memory.get(msgid) == receipt:
             return
         self.memory[msgid] = receipt
+        self.by_receipt[receipt] = msgid
         row = (self.plug, msgid, receipt)
         if self.closing:
             self._held.append(row)
@@ -107,6 +117,17 @@ class OwnMsgids:
             self.memory[msgid] = found
         return found
 
+    async def msgid_of(self, receipt: str) -> str | None:
+        """The server's msgid of our line `receipt`: from memory, else from the database."""
+        found = self.by_receipt.get(receipt)
+        if found is not None or self.writer is None:
+            return found
+        self.reads += 1
+        found = await self.store.transaction(lambda conn: read_msgid(conn, self.plug, receipt))
+        if found is not None:
+            self.by_receipt[receipt] = found
+        return found
+
     def _write(self, conn: Connection, rows: list[tuple[str, str, str]]) -> None:
         """The batch writer's function (in a worker thread)."""
         write_rows(conn, rows, self.size)
@@ -134,4 +155,4 @@ class OwnMsgids:
         return len(rows)
 
 
-__all__ = ["OwnMsgids", "metadata", "own_msgids", "read_receipt", "write_rows"]
+__all__ = ["OwnMsgids", "metadata", "own_msgids", "read_msgid", "read_receipt", "write_rows"]

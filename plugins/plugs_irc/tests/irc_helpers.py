@@ -109,3 +109,27 @@ async def sees(client: HumanIRC, nick: str, predicate: Callable[[Seen], Any], *,
 
 def lines_from(client: HumanIRC, nick: str, target: str | None = None, since: int = 0) -> list[Line]:
     return [l for l in client.lines[since:] if from_nick(l, nick, target)]
+
+
+async def put_confirmed(host: Any, channel: Any, msg: Any, timeout: float = 20.0) -> list[Any]:
+    """`host.put` and wait until the server confirmed the last line (so the plug has learnt
+    the msgid of what it said, where the server echoes it); the receipts."""
+    from chanmux import Hold, Tracker
+
+    done = anyio.Event()
+    tracker = Tracker(done.set)
+    handling = Hold(tracker)
+    with handling.active():
+        receipts = await host.put(channel, msg)
+    handling.release()
+    tracker.done()
+    with anyio.fail_after(timeout):
+        await done.wait()
+    return receipts
+
+
+def tagmsgs(client: HumanIRC, nick: str, target: str | None = None, since: int = 0) -> list[Line]:
+    """The TAGMSGs from `nick` (to `target`) the human got."""
+    return [l for l in client.lines[since:] if l.command == "TAGMSG" and l.nick is not None
+            and irc_lower(l.nick) == irc_lower(nick)
+            and (target is None or irc_lower(l.target) == irc_lower(target))]

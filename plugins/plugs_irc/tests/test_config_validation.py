@@ -64,3 +64,30 @@ def test_ip_addresses_and_the_default_port_are_accepted():
         host = make_host({"plugs": {"libera": {"type": "irc", "server": server, "nick": "bridge",
                                                "port": 6697}}})
         assert host.plugs["libera"].config.server == server
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("reactions", "emoji", 'expected one of "auto", "tags", "text", "none", got "emoji"'),
+    ("deletions", "redact", 'expected one of "notice", "none", got "redact"'),
+    ("monospace", "yes", 'expected true or false, got "yes"'),
+    ("typing", 1, "expected true or false, got 1"),
+    ("relaymsg", "on", 'expected true or false, got "on"'),
+    ("relaymsg_suffix", "m x", 'must be 1 to 10 letters, digits or _-[]\\`^{}| (a part of a nick), '
+                               'got "m x"'),
+    ("relaymsg_suffix", "", 'must be 1 to 10 letters, digits or _-[]\\`^{}| (a part of a nick), '
+                            'got ""'),
+    ("relaymsg_suffix", "matrix.org", 'must be 1 to 10 letters, digits or _-[]\\`^{}| (a part of '
+                                      'a nick), got "matrix.org"'),
+])
+def test_the_keys_of_reactions_deletions_typing_and_relaymsg_refuse_what_they_do_not_know(
+        key, value, problem):
+    assert problems(**{key: value}) == [(f"plugs.libera.{key}", problem)]
+
+
+def test_the_defaults_of_reactions_deletions_typing_and_relaymsg():
+    config = make_host({"plugs": {"libera": {"type": "irc", "server": "irc.example.org",
+                                             "nick": "bridge"}}}).plugs["libera"].config
+    assert (config.reactions, config.deletions, config.monospace, config.typing,
+            config.relaymsg, config.relaymsg_suffix) == ("auto", "notice", False, True, True, None)
+    assert make_host({"plugs": {"libera": {"type": "irc", "server": "irc.example.org",
+                                           "nick": "bridge", "relaymsg_suffix": "[m]"}}})

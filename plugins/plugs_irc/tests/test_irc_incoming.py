@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from chanmux import Channel, Receipt, SentMessage, User
+from chanmux import Channel, Reaction, Receipt, SentMessage, User
 from chanmux_irc.incoming import (
     CtcpRequest,
     Incoming,
@@ -19,6 +19,7 @@ from chanmux_irc.incoming import (
     OwnEcho,
     PuppetRenamed,
     Remember,
+    Typing,
 )
 from chanmux_irc.protocol import parse
 from chanmux_irc.state import NetworkState, Said
@@ -204,3 +205,80 @@ def test_the_mentions_setting_decides_which_words_are_highlights(mentions, expec
     incoming.handle(parse(":srv 366 me #c :End"))
     sent = incoming.convert(parse(":carol!c@h PRIVMSG #c :hello bob"))[0]
     assert len([s for s in sent.text if s.mention]) == expected
+
+
+def test_part_quit_and_kick_reasons_come_with_the_leave():
+    net = Network()
+    net.join("#chan", "bob", "carol", "op", "dan", "fay")
+    assert only(net.handle(":bob!b@host PART #chan :off to \x02lunch\x02")).reason == "off to lunch"
+    assert only(net.handle(":fay!f@host PART #chan")).reason is None
+    assert only(net.handle(":carol!c@host QUIT :Quit: see you")).reason == "Quit: see you"
+    kick = only(net.handle(":op!o@host KICK #chan dan :spam"))
+    assert (kick.left[0].username, kick.user.username, kick.reason) == ("dan", "op", "spam")
+
+
+CHAN = Channel("irc", "#Chan")
+
+
+def test_a_reaction_is_a_message_with_no_text_that_names_the_message_reacted_to():
+    net = Network()
+    net.join("#chan", "bob")
+    sent = only(net.handle("@msgid=r1;+draft/react=👍;+draft/reply=m9 :bob!b@host TAGMSG #chan"))
+    assert sent.id == "r1" and sent.channel == CHAN and not sent.text
+    assert sent.user.username == "bob"
+    assert sent.reaction == Reaction("👍", sent.reaction.target)
+    assert (sent.reaction.target.id, sent.reaction.target.channel) == ("m9", CHAN)
+    # to one of our lines: our receipt id
+    mine = only(net.handle("@+draft/react=🎉;+draft/reply=srv-1 :bob!b@host TAGMSG #chan"))
+    assert mine.reaction.target.id == "irc:receipt-1"
+    taken_back = only(net.handle("@+draft/unreact=👍;+draft/reply=m9 :bob!b@host TAGMSG #chan"))
+    assert taken_back.reaction.removed and taken_back.reaction.key == "👍"
+    # some clients send it as a PRIVMSG, its text a fallback for clients without tags
+    said = only(net.handle("@+draft/react=ok;+draft/reply=m9 :bob!b@host PRIVMSG #chan :ok"))
+    assert said.reaction.key == "ok" and not said.text
+
+
+@pytest.mark.parametrize("raw", [
+    "@+draft/react=👍 :bob!b@host TAGMSG #chan",                     # to nothing
+    "@+draft/reply=m9 :bob!b@host TAGMSG #chan",                     # no reaction
+    "@+draft/react=\x02\x03;+draft/reply=m9 :bob!b@host TAGMSG #chan",  # nothing left of the key
+    "@+draft/react=x;+draft/reply=m9 :bob!b@host TAGMSG #elsewhere",  # not our channel
+    "@+draft/react=x;+draft/reply=m9 :bob!b@host TAGMSG",
+    "@+draft/react=x;+draft/reply=m9 TAGMSG #chan",                  # from no one
+])
+def test_tag_messages_that_are_no_reaction_are_ignored(raw):
+    net = Network()
+    net.join("#chan", "bob")
+    assert [e for e in net.handle(raw) if isinstance(e, SentMessage)] == []
+
+
+def test_typing_notifications_are_effects_for_the_plug():
+    net = Network()
+    net.join("#chan", "bob")
+    (typing,) = net.handle("@+typing=active :bob!b@host TAGMSG #chan")
+    assert isinstance(typing, Typing) and typing.source == "#Chan" and typing.active
+    assert typing.user.username == "bob"
+    assert [e.active for e in net.handle("@+typing=paused :bob!b@host TAGMSG #chan")] == [False]
+    assert [e.active for e in net.handle("@+typing=done :bob!b@host TAGMSG #chan")] == [False]
+    assert net.handle("@+typing=bogus :bob!b@host TAGMSG #chan") == []
+    (private,) = net.handle("@+typing=active :bob!b@host TAGMSG me")
+    assert private.source == "bob"
+
+
+def test_our_own_tag_messages_and_redactions_are_never_relayed():
+    net = Network()
+    net.join("#chan")
+    echo = "@label=irc:r-7;msgid=srv-7;+draft/react=x;+draft/reply=m :me!u@h TAGMSG #chan"
+    assert net.handle(echo) == [OwnEcho("srv-7", "irc:r-7")]
+    assert net.handle("@+typing=active :me!u@h TAGMSG #chan") == []
+    assert net.handle(":me!u@h REDACT #chan srv-7") == []
+
+
+def test_a_redaction_deletes_the_message_it_names():
+    net = Network()
+    net.join("#chan", "bob")
+    gone = only(net.handle(":bob!b@host REDACT #chan m9 :typo"))
+    assert (gone.id, gone.channel, gone.deleted, gone.text) == ("m9", CHAN, True, None)
+    assert only(net.handle(":op!o@host REDACT #chan srv-1")).id == "irc:receipt-1"
+    assert net.handle(":bob!b@host REDACT #chan") == []
+    assert net.handle(":bob!b@host REDACT #elsewhere m9") == []

@@ -12,7 +12,7 @@ from chanmux_irc.config import IRCConfig
 from chanmux_irc.edits import compact_correction
 from chanmux_irc.flood import TokenBucket
 from chanmux_irc.formatting import parse
-from chanmux_irc.outgoing import Renderer
+from chanmux_irc.outgoing import OutLine, Renderer
 from chanmux_irc.split import ACTION_OVERHEAD, relay_prefix, split, text_budget
 from chanmux_irc.state import Said
 
@@ -120,6 +120,16 @@ def test_code_is_plain_text_in_backticks_unless_monospace_is_asked_for():
     r, _ = renderer(monospace=True)
     assert [wire(l) for l in r.lines(msg, "#chan", budget)] == [
         "<bob> run \x11make test\x11 then", "<bob> \x11  def f():", "<bob> \x11      pass"]
+
+
+def test_a_leave_shows_its_reason_and_the_names_relays_give():
+    r, _ = renderer()
+    left = Message(left=[User(username="dave", real_name="d\u200bave (Matrix)")],
+                   reason="gone \x02fishing\x02\nback soon")
+    assert [wire(l) for l in r.lines(left, "#chan", budget)] == [
+        "* d\u200bave (Matrix) left (gone fishing back soon)"]
+    joined = Message(joined=[User(username="@dave:mx", real_name="d\u200bave")])
+    assert [wire(l) for l in r.lines(joined, "#chan", budget)] == ["* d\u200bave joined"]
 
 
 def test_multi_line_messages_become_one_line_each_and_truncate_with_a_marker():
@@ -284,3 +294,38 @@ def test_token_bucket_bursts_then_keeps_the_rate():
     off = TokenBucket(burst=1, rate=0, clock=lambda: now[0])
     off.consume()
     assert not off.enabled and off.delay() == 0
+
+
+def connection(caps: set[str]):
+    import logging
+
+    from chanmux_irc.connection import Connection, Identity, Outbox, Settings
+
+    conn = Connection(Settings("irc.example", 6667), Identity("bridge"), outbox=Outbox(),
+                      bucket=TokenBucket(1, 0), handler=None, log=logging.getLogger("test"))
+    conn.caps = caps
+    return conn
+
+
+def test_a_line_needing_a_capability_the_server_lost_is_said_as_text_or_left_out():
+    """Lines wait in the outbox across reconnects: a reaction (TAGMSG), a REDACT or a
+    RELAYMSG line that reaches a server without the capability it needs is said as its text
+    (a reaction's line, the deletion notice, `<author> text` from the bridge), or left out
+    where it has none."""
+    react = OutLine("#c", "TAGMSG", "", RichText.plain_text("* bob reacted 👍"),
+                    tags={"+draft/react": "👍", "+draft/reply": "m1"})
+    bare = OutLine("#c", "TAGMSG", "", RichText(), tags={"+draft/react": "👍", "+draft/reply": "m1"})
+    redact = OutLine("#c", "REDACT", "", RichText(), params=("m1",))
+    relayed = OutLine("#c", "PRIVMSG", "", RichText.plain_text("waves"), action=True,
+                      relay="alice/m", relay_head="* alice ")
+    full = connection({"message-tags", "draft/message-redaction", "draft/relaymsg"})
+    assert [full._sendable(line) for line in (react, bare, redact, relayed)] == [
+        react, bare, redact, relayed]
+    none = connection(set())
+    text = none._sendable(react)
+    assert (text.command, text.tags, text.text()) == ("PRIVMSG", None, "* bob reacted 👍")
+    assert none._sendable(bare) is None and none._sendable(redact) is None
+    plain = none._sendable(relayed)
+    assert (plain.relay, plain.text()) == (None, "* alice waves")
+    full.relay_refused = True                       # the server said FAIL RELAYMSG
+    assert full._sendable(relayed).relay is None

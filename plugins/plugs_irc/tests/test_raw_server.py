@@ -54,6 +54,14 @@ class RawClient:
                 await self._changed.wait()
             return found
 
+    async def line_at(self, index: int) -> str:
+        """The `index`th line read, once it is there (ConnectionError if the client goes)."""
+        while len(self.lines) <= index:
+            if self.closed:
+                raise ConnectionError("client went away")
+            await self._changed.wait()
+        return self.lines[index]
+
     async def wait_closed(self, timeout: float = 10) -> None:
         with anyio.fail_after(timeout):
             while not self.closed:
