@@ -459,6 +459,12 @@ def body(event: dict[str, Any]) -> str:
     return event.get("content", {}).get("body", "")
 
 
+def lines(texts: Iterable[str]) -> list[str]:
+    """The lines of `texts`: a Matrix event can hold several IRC lines (a burst merged into
+    one event where the bridge was behind), and each counts as the line it was."""
+    return [line for text in texts for line in text.split("\n")]
+
+
 def html(event: dict[str, Any]) -> str:
     return event.get("content", {}).get("formatted_body", "")
 

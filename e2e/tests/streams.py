@@ -17,6 +17,7 @@ from e2e_helpers import (
     body,
     irc_plug,
     irc_until,
+    lines,
     matrix_plug,
     matrix_until,
     privmsgs,
@@ -30,7 +31,7 @@ BATCH = 20
 
 def numbers(texts: list[str], tag: str) -> list[int]:
     found = []
-    for text in texts:
+    for text in lines(texts):
         hit = re.search(rf"{tag} (\d{{4}})(\D|$)", text)
         if hit:
             found.append(int(hit.group(1)))

@@ -121,7 +121,8 @@ async def matrix_barrier(events: Events, pair: Pair, irc: HumanIRC, mx: HumanMat
 async def test_irc_joins_leaves_and_nick_changes(events: Events, pair: Pair, irc: HumanIRC,
                                                  mx: HumanMatrix):
     """With `joins` on, an IRC join, part, quit and nick change each show once in the Matrix
-    room, in the order they happened."""
+    room, in the order they happened; a part or quit shows its reason (ngircd puts a quit
+    message in quotes)."""
     mark = len(mx.events)
     other, gone = f"b{uid(7)}", f"c{uid(7)}"
     async with HumanIRC.connect(events.ircd.host, events.ircd.port, other) as b:
@@ -136,8 +137,8 @@ async def test_irc_joins_leaves_and_nick_changes(events: Events, pair: Pair, irc
     await irc_barrier(events, pair, irc, mx)
     got = bridged_events(events, mx, pair, mark)
     # Joins, leaves and renames come as notices naming each person once.
-    wanted = [f"{other} joined", f"{other} is now known as {renamed}", f"{renamed} left",
-              f"{gone} joined", f"{gone} left"]
+    wanted = [f"{other} joined", f"{other} is now known as {renamed}", f"{renamed} left (see you)",
+              f"{gone} joined", f'{gone} left ("gone now")']
     assert len(got) == len(wanted) + 1 and got[:-1] == wanted, got
 
 

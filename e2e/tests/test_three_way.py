@@ -19,6 +19,7 @@ from e2e_helpers import (
     create_room,
     irc_plug,
     irc_until,
+    lines,
     matrix_plug,
     matrix_until,
     privmsgs,
@@ -77,9 +78,9 @@ async def test_three_way_sync(anyio_backend: str, synapse, ngircd, inspircd, tmp
                 nick = nicks["ngircd" if side == "n" else "inspircd"]
                 return [l.text for l in privmsgs(person, channel, marks[side], nick) if t in l.text]
 
-            def on_matrix() -> list[str]:
-                return [body(e) for e in room_messages(m, room, marks["m"], account.user_id)
-                        if t in body(e)]
+            def on_matrix() -> list[str]:  # a line per IRC line (bursts merge into one event)
+                return [line for line in lines(body(e) for e in room_messages(
+                    m, room, marks["m"], account.user_id)) if t in line]
 
             await irc_until(n, lambda: len(on_irc(n, "n")) >= expected, 30, "ngircd copies")
             await irc_until(s, lambda: len(on_irc(s, "s")) >= expected, 30, "InspIRCd copies")

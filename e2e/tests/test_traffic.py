@@ -26,6 +26,7 @@ from e2e_helpers import (
     create_room,
     irc_plug,
     irc_until,
+    lines,
     matrix_plug,
     matrix_until,
     privmsgs,
@@ -42,7 +43,8 @@ ROUNDS = 40
 
 
 def numbered(texts: list[str], tag: str) -> list[int]:
-    return [int(m.group(1)) for m in (re.search(rf"{tag} (\d+)$", x) for x in texts) if m]
+    """The numbers tagged `tag`, a line at a time (a Matrix event may hold several lines)."""
+    return [int(m.group(1)) for m in (re.search(rf"{tag} (\d+)$", x) for x in lines(texts)) if m]
 
 
 async def test_two_way_stream(anyio_backend: str, synapse, ngircd, tmp_path):
