@@ -1,13 +1,13 @@
 """The chanmux demo: a local IRC server and a local Synapse, bridged by `chanmux run`.
 
-Started by scripts/demo. It brings up ngircd on loopback, writes a config that links an IRC
+Started by scripts/demo. It brings up InspIRCd on loopback, writes a config that links an IRC
 channel and a Matrix room through the sync hook (database: SQLite beside the config), with
 chanmux-matrix as a Matrix application service, so that IRC people are Matrix users of their
 own. `chanmux matrix-registration` writes the registration file and Synapse starts with it,
 as an operator would set it up. Then `chanmux run` runs on the config showing its log, a
 person on each side says something (an IRC person's line arrives from their own Matrix user;
-a picture and a 40-line message said on Matrix reach IRC as links that open them), and it
-tells you how to join in. Ctrl-C stops everything it started.
+a picture and a 40-line message said on Matrix reach IRC as links that open them; a
+reaction goes each way), and it tells you how to join in. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import anyio
 import httpx
 from anyio.streams.text import TextReceiveStream
 
-from chanmux_testservers.irc import start_ngircd
+from chanmux_testservers.irc import start_inspircd
 from chanmux_testservers.ircclient import HumanIRC
 from chanmux_testservers.matrixclient import HumanMatrix
 from chanmux_testservers.synapse import Synapse, free_port
@@ -100,8 +100,8 @@ async def run(args: argparse.Namespace) -> int:
     data = Path(args.data).resolve()
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    say("starting a local IRC server (ngircd)")
-    irc = await anyio.to_thread.run_sync(start_ngircd, data)
+    say("starting a local IRC server (InspIRCd, which passes IRCv3 client tags: reactions)")
+    irc = await anyio.to_thread.run_sync(lambda: start_inspircd(data, services=False))
     hs: Synapse | None = None
     try:
         server_name, port, listen = "chanmux.demo", free_port(), f"127.0.0.1:{free_port()}"
@@ -149,7 +149,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse.Namespace) -> int:
-    async with HumanIRC.connect(irc.host, irc.port, "alice") as alice:
+    async with HumanIRC.connect(irc.host, irc.port, "alice", caps=["message-tags"]) as alice:
         await alice.join(CHANNEL)
         await you.catch_up()
         say("alice says something on IRC (with bold text)")
@@ -170,6 +170,7 @@ async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse
         line = await alice.wait_for(lambda ln: ln.command == "PRIVMSG" and "again" in (ln.text or ""),
                                     timeout=30)
         print(f"  irc    | <{line.nick}> {line.text!r}")
+        await reactions(alice, you, room, event["event_id"], event_id)
         await links(alice, you, room)
         if args.once:
             say("the bridge relayed both ways; --once given, so stopping")
@@ -192,6 +193,28 @@ async def converse(irc, hs: Synapse, you: HumanMatrix, room: str, args: argparse
                         await alice.privmsg(CHANNEL, text)
             tg.cancel_scope.cancel()
     return 0
+
+
+async def reactions(alice: HumanIRC, you: HumanMatrix, room: str, alices: str, yours: str) -> None:
+    """A reaction each way: yours to alice's line reaches her IRC client as a +draft/react
+    tag; hers to your line reaches Matrix as her own m.reaction."""
+    say("you react 👍 on Matrix to alice's line; her IRC client gets it as a reaction tag")
+    mark = alice.mark()
+    await you.react(room, alices, "👍")
+    line = await alice.wait_for(lambda ln: ln.command == "TAGMSG" and "+draft/react" in ln.tags,
+                                timeout=30, since=mark)
+    print(f"  irc    | TAGMSG from {line.nick}: react {line.tags['+draft/react']} to "
+          f"{line.tags.get('+draft/reply')}")
+    say("alice reacts 🎉 on IRC to your line; Matrix shows her reaction")
+    yours_on_irc = next(ln for ln in reversed(alice.lines) if ln.command == "PRIVMSG"
+                        and "hello from" in (ln.text or "") and "msgid" in ln.tags)
+    await alice.send_raw(f"@+draft/react=🎉;+draft/reply={yours_on_irc.tags['msgid']} "
+                         f"TAGMSG {CHANNEL}")
+    event = await you.sync_until(lambda e: e.get("room_id") == room and e.get("type") == "m.reaction"
+                                 and e.get("sender") != you.user_id, timeout=30)
+    relates = event["content"]["m.relates_to"]
+    print(f"  matrix | {event['sender']} reacted {relates['key']} to "
+          f"{'your message' if relates['event_id'] == yours else relates['event_id']}")
 
 
 async def links(alice: HumanIRC, you: HumanMatrix, room: str) -> None:
