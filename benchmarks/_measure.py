@@ -1,0 +1,94 @@
+"""What every relay benchmark measures, and how: the same clock and fields for chanmux, IMMP
+and the bare-asyncio floor, so their figures compare.
+
+Standard library only: the IMMP driver runs in a virtual environment of its own and imports
+this module too (it sits beside the scripts). The clock runs over the measured part alone (from
+the first message injected to the last copy handled, and with a database to the last row
+written); CPU time is `time.process_time`, every thread of the process (a database writer
+thread included), which other work on the machine does not inflate the way it does wall time.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import time
+from typing import Any
+
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+#: The comparison's workload: messages said in one channel, synced to the other two.
+WORKLOAD = 20_000
+
+
+def rss_kb() -> int:
+    """The process's resident memory now, in KiB."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_KB
+
+
+def marks(messages: int) -> list[int]:
+    """Message counts at which the resident memory is read: the workload's 20,000 and every
+    tenth of the run (so one run of 200,000 shows whether memory stays flat)."""
+    wanted = {WORKLOAD, *(messages * k // 10 for k in range(1, 11))}
+    return sorted(m for m in wanted if 0 < m <= messages)
+
+
+class GCTime:
+    """Time spent in the garbage collector's collections, per generation (a part of the CPU
+    time that a profiler charges to whatever function happened to allocate)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._since = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._since = time.process_time()
+        else:
+            self.seconds[info["generation"]] += time.process_time() - self._since
+            self.collections[info["generation"]] += 1
+
+
+class Clock:
+    """Wall and CPU time of the measured part, and the resident memory at the marks."""
+
+    def __init__(self, messages: int) -> None:
+        self.messages = messages
+        self.marks = set(marks(messages))
+        self.rss: dict[int, int] = {}
+        self.seconds = self.cpu = 0.0
+        self._wall = self._cpu = 0.0
+        self.gc = GCTime()
+
+    def start(self) -> None:
+        gc.collect()  # the set-up's garbage is not the run's
+        gc.callbacks.append(self.gc)
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def injected(self, count: int) -> None:
+        """`count` messages have been injected: read the memory if that is a mark."""
+        if count in self.marks:
+            self.rss[count] = rss_kb()
+
+    def stop(self) -> None:
+        self.seconds = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+        if self.gc in gc.callbacks:
+            gc.callbacks.remove(self.gc)
+        self.rss["end"] = rss_kb()  # type: ignore[index]
+
+    def result(self, system: str, **extra: Any) -> dict[str, Any]:
+        n = self.messages
+        return {"system": system, "messages": n, **extra,
+                "seconds": round(self.seconds, 3),
+                "msgs_per_s": round(n / self.seconds) if self.seconds else None,
+                "cpu_s": round(self.cpu, 3),
+                "cpu_us_per_msg": round(self.cpu / n * 1e6, 1) if n else None,
+                "gc_us_per_msg": round(sum(self.gc.seconds) / n * 1e6, 1) if n else None,
+                "gc_collections": self.gc.collections,
+                "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "rss_kb": {str(k): v for k, v in self.rss.items()}}
