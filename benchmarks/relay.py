@@ -9,10 +9,11 @@ so no queue grows past that. The run ends when every copy has arrived and every 
 handled (waited on by condition, never by sleeping or polling); with --db, when the sync's last
 row is written too: the clock includes the final flush of the batch writer.
 
-Deterministic: the message sequence is fixed (`message 0`, `message 1`, ... from one author),
-and the process runs with a fixed string-hash seed (`--hash-seed`, default 0; the script
-re-executes itself with PYTHONHASHSEED set), because the host picks a channel's lane by
-`hash(channel) % lanes` and string hashes change per process otherwise. The lane of each
+Deterministic: the message sequence is fixed (`message 0`, `message 1`, ... from one author);
+the host picks a channel's lane by a crc32 of the channel (core since 0.2.4; before, by the
+per-process `hash()`), and the process runs with a fixed string-hash seed all the same
+(`--hash-seed`, default 0; the script re-executes itself with PYTHONHASHSEED set), so that
+whatever else iterates a set or hashes strings does the same in every run. The lane of each
 channel is printed (`lanes`).
 
 Prints one JSON line: wall time and rate (`seconds`, `msgs_per_s`), CPU time of the measured
@@ -187,10 +188,10 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
 def lane_of(host: Any, channel: Channel) -> int:
     """The lane the host hands `channel`'s messages to (as lanes.py picks it)."""
     lanes = host.lanes
-    pick = getattr(lanes, "lane_for", None)  # a deterministic pick, if core has one
+    pick = getattr(lanes, "_lane_of", None)  # crc32 of the channel (core 0.2.4)
     if pick is not None:
-        return int(pick(channel).index)
-    return hash(channel) % len(lanes.lanes)
+        return int(pick(channel))
+    return hash(channel) % len(lanes.lanes)  # core before 0.2.4
 
 
 async def relay(args: argparse.Namespace, profiler: Any = None) -> dict[str, Any]:
@@ -599,7 +600,8 @@ def main() -> None:
     parser.add_argument("--hook", choices=["sync", "relay", "none"], default="sync")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--hash-seed", default="0",
-                        help="PYTHONHASHSEED for the run (the lane layout depends on it)")
+                        help="PYTHONHASHSEED for the run (set iteration orders depend on it, and "
+                             "before core 0.2.4 the lane layout did)")
     parser.add_argument("--compare", action="store_true",
                         help="chanmux, IMMP 0.12.1 and the bare-asyncio floor, interleaved")
     parser.add_argument("--rounds", type=int, default=3, help="with --compare: runs of each")
