@@ -461,10 +461,11 @@ def count_calls(run: Any) -> dict[tuple[str, int, str], int]:
     return {(c.co_filename, c.co_firstlineno, c.co_name): n for c, n in counts.items()}
 
 
-def print_profile(stats: Any, calls: dict[tuple[str, int, str], int], messages: int,
+def print_profile(stats: Any, calls: dict[tuple[str, int, str], int], result: dict[str, Any],
                   counted: int, top: int = 25) -> None:
     rows = [(key, nc, tt, ct) for key, (_cc, nc, tt, ct, _callers) in stats.stats.items()]
     total = sum(tt for _key, _nc, tt, _ct in rows)
+    messages = result["messages"]
     per = 1e6 / messages
 
     def calls_per_msg(key: tuple[str, int, str], nc: int) -> str:
@@ -476,6 +477,11 @@ def print_profile(stats: Any, calls: dict[tuple[str, int, str], int], messages: 
           f"{total * per:.1f} µs of profiled time per message (cProfile inflates it)")
     print("calls/msg: exact, from a counting pass over "
           f"{counted:,} messages; * = cProfile's count (a coroutine's resumptions included)")
+    print("cProfile's clock is wall time: `poll of select.epoll` is the loop waiting (for the "
+          "database thread, or for the CPU while other processes run)")
+    print(f"garbage collection: {result['gc_us_per_msg']} µs/msg of CPU in this run "
+          f"(collections per generation {result['gc_collections']}), which cProfile charges "
+          "to whatever allocated when it ran")
     for title, col in (("cumulative", 3), ("own (total) time", 2)):
         print(f"\ntop {top} by {title}: calls/msg, own µs/msg, cumulative µs/msg, function")
         for key, nc, tt, ct in sorted(rows, key=lambda r: -r[col])[:top]:
@@ -573,10 +579,12 @@ def profile(args: argparse.Namespace) -> None:
     db = args.db
     if db:
         args.db = str(Path(db).with_suffix(".count.sqlite"))
+        for suffix in ("", "-wal", "-shm"):  # a fresh database, as for the timed pass
+            Path(args.db + suffix).unlink(missing_ok=True)
     args.messages = counted
     calls = count_calls(run)
     args.messages, args.db = messages, db
-    print_profile(stats, calls, messages, counted)
+    print_profile(stats, calls, result, counted)
 
 
 # -- the command line ------------------------------------------------------------------------
