@@ -26,7 +26,8 @@ Without --db the sync keeps nothing in the database (`persist = false`). --db [P
 every copy to a SQLite file in batches, as in production (PATH must not exist; without it a
 temporary file); --memory-db to an in-memory SQLite instead. --hook relay swaps SyncHook for a
 minimal hook that puts each message to the other channels and nothing else (what the host
-itself costs); --hook none only receives.
+itself costs); --hook none only receives. --no-echo: the plugs do not echo puts back (the
+difference is what receiving our own copies costs).
 
 --compare runs, interleaved in one invocation (A B C, then C B A, ... so drift in the machine's
 load falls on all of them alike), `--rounds` times each: this benchmark, IMMP 0.12.1's SyncHook
@@ -111,6 +112,8 @@ class RelayPlug(Plug):
     network_name = "bench"
     #: the network's buffer: relay.py's window (set before the host is built)
     buffer = 2_000
+    #: False: puts are not echoed back (`--no-echo`: what receiving our own copies costs)
+    echo = True
 
     def __init__(self, name: str, config: Any, host: Any) -> None:
         super().__init__(name, config, host)
@@ -141,10 +144,13 @@ class RelayPlug(Plug):
 
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         sent = SentMessage(id=self._next(), channel=channel, text=msg.text, user=self.bot)
-        try:
-            self._send.send_nowait(sent)
-        except anyio.WouldBlock:  # not while the window holds; a network would wait too
-            await self._send.send(sent)
+        if not self.echo:
+            self.received.add()  # as if its echo had been handed over, for the window
+        else:
+            try:
+                self._send.send_nowait(sent)
+            except anyio.WouldBlock:  # not while the window holds; a network would wait too
+                await self._send.send(sent)
         self.puts += 1
         return [Receipt(id=sent.id, channel=channel, at=sent.at)]
 
@@ -197,6 +203,7 @@ def lane_of(host: Any, channel: Channel) -> int:
 async def relay(args: argparse.Namespace, profiler: Any = None) -> dict[str, Any]:
     """One chanmux run; `profiler` (with enable/disable) runs over the measured part only."""
     RelayPlug.buffer = args.window
+    RelayPlug.echo = not args.no_echo
     async with run_host(build_config(args), modules=[("bench-relay", module())]) as host:
         plugs = [host.plugs[f"c{i}"] for i in range(args.channels)]
         first, targets = plugs[0], plugs[1:]
@@ -213,9 +220,10 @@ async def relay(args: argparse.Namespace, profiler: Any = None) -> dict[str, Any
         clock.start()
         if profiler is not None:
             profiler.enable()
+        watched = plugs if echoes else [first]  # whose network buffers must not overflow
         for i in range(n):
-            if echoes and i % chunk == 0 and i + chunk > window:
-                for plug in targets:
+            if i % chunk == 0 and i + chunk > window:
+                for plug in watched:
                     await plug.received.reach(i + chunk - window)
             first.inject(channel, f"message {i}")
             clock.injected(i + 1)
@@ -241,6 +249,8 @@ async def relay(args: argparse.Namespace, profiler: Any = None) -> dict[str, Any
                           lanes=lanes, **extra)
     if args.hook != "sync":
         result["hook"] = args.hook
+    if args.no_echo:
+        result["echo"] = False
     return result
 
 
@@ -607,6 +617,9 @@ def main() -> None:
                         help="without --db: keep the sync's rows in an in-memory SQLite")
     parser.add_argument("--hook", choices=["sync", "relay", "none"], default="sync")
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--no-echo", action="store_true",
+                        help="the plugs do not echo puts back (not what a network does: to "
+                             "measure what receiving our own copies costs)")
     parser.add_argument("--hash-seed", default="0",
                         help="PYTHONHASHSEED for the run (set iteration orders depend on it, and "
                              "before core 0.2.4 the lane layout did)")
