@@ -34,7 +34,7 @@ load falls on all of them alike), `--rounds` times each: this benchmark, IMMP 0.
 on the same workload (benchmarks/relay_immp.py, in a virtual environment of its own that it
 makes if missing: ~/.cache/chanmux/immp-venv) and the bare-asyncio floor
 (benchmarks/relay_floor.py); each run a process of its own. With --db each of them also runs
-with SQLite (IMMP with its AsyncDatabaseHook: see `IMMP_DB` below). Prints each one's CPU
+with SQLite (IMMP with its AsyncDatabaseHook: see `IMMP_DB_VENV` below). Prints each one's CPU
 µs/message and msgs/s (median, min-max) and the ratios, then one JSON line.
 
 --profile runs chanmux once under cProfile (or `--profile pyinstrument`) and prints the top
