@@ -212,6 +212,13 @@ class AppService:
         self.refused = 0
         self._lock: anyio.Lock | None = None  # made in the event loop, at first use
 
+    def lock(self) -> anyio.Lock:
+        """Held while a transaction is taken in; the owner holds it too while it takes in
+        events another way (a catch-up), so the two never hand over the same event twice."""
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        return self._lock
+
     def routes(self) -> list[Route]:
         base = self.registration.path
         return [
@@ -246,11 +253,9 @@ class AppService:
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list):
             raise HTTPError(400, "a transaction needs an events list", errcode="M_BAD_JSON")
-        if self._lock is None:
-            self._lock = anyio.Lock()
         ephemeral: list[Any] = next(
             (body[key] for key in EPHEMERAL_KEYS if isinstance(body.get(key), list)), [])
-        async with self._lock:  # in the homeserver's order, one at a time
+        async with self.lock():  # in the homeserver's order, one at a time
             await self.intake([event for event in events if isinstance(event, dict)])
             if ephemeral and self.ephemeral is not None:
                 await self.ephemeral([event for event in ephemeral if isinstance(event, dict)])

@@ -51,6 +51,8 @@ class Outage:
         self.where = where
         self.since: float | None = None
         self.count = 0
+        #: called when an outage ends (the homeserver may have lost what it was about to push)
+        self.on_end: Callable[[], None] | None = None
 
     def failed(self, reason: str) -> None:
         if self.since is None:
@@ -64,6 +66,8 @@ class Outage:
             self.log.info("homeserver %s answers again after %.1fs", self.where,
                           time.monotonic() - self.since)
             self.since = None
+            if self.on_end is not None:
+                self.on_end()
 
     @property
     def duration(self) -> float:

@@ -41,7 +41,7 @@ from .positions import Positions
 from .reactions import Reactions
 from .reactions import content as reaction_content
 from .rooms import Bounded, Rooms
-from .timeline import Sink, Timeline
+from .timeline import MAX_GAP_EVENTS, Sink, Timeline
 
 #: How many of its own transaction ids and message senders the plug remembers.
 MEMORY = 10_000
@@ -87,6 +87,7 @@ class MatrixPlug(Plug):
         self.device_id: str | None = None
         self.client: MatrixClient | None = None
         self.outage = Outage(self.log, config.homeserver.rstrip("/"))
+        self.outage.on_end = self._outage_ended
         self.rooms = Rooms()
         self.senders: Bounded = Bounded(MEMORY)
         #: set in `on_load` when the plug runs as an application service
@@ -119,6 +120,8 @@ class MatrixPlug(Plug):
         self._own_txns: Bounded = Bounded(MEMORY)
         self._own_events: Bounded = Bounded(MEMORY)  # event ids the plug sent in this run
         self._taken: Bounded = Bounded(MEMORY)  # event ids the homeserver pushed, handed over
+        self._last_taken: dict[str, str] = {}  # room id -> the last event taken (catch-up)
+        self._recovered: anyio.Event | None = None
         self._started = time.time()  # pushed events older than this may be a last run's
         self._ping_said: str | None = None
         self._locks: dict[str, anyio.Lock] = {}
@@ -444,11 +447,15 @@ class MatrixPlug(Plug):
         answer this ends, and the host connects again."""
         client = self._connected()
         await self._ping(client, registration)
-        while not logged_out.is_set():
-            with anyio.move_on_after(self.config.sync_timeout):
-                await logged_out.wait()
-            if not logged_out.is_set():
-                await client.versions(retry_for=self.config.send_retry_for)
+        await self._catch_up()  # connected again after a failure: what was lost meanwhile
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._catch_up_after_outages, name=f"{self.name}:catch-up")
+            while not logged_out.is_set():
+                with anyio.move_on_after(self.config.sync_timeout):
+                    await logged_out.wait()
+                if not logged_out.is_set():
+                    await client.versions(retry_for=self.config.send_retry_for)
+            tg.cancel_scope.cancel()
         raise TryLater(self._logout_reason)
 
     async def _ping(self, client: MatrixClient, registration: Registration) -> None:
@@ -468,6 +475,10 @@ class MatrixPlug(Plug):
             self.log.info("the homeserver reaches the bridge at %s again", registration.url)
         self._ping_said = None
 
+    def _outage_ended(self) -> None:
+        if self._recovered is not None:
+            self._recovered.set()
+
     def _can_take(self) -> bool:
         """Whether pushed events can be taken now (logged in and in the rooms)."""
         return (self.state is State.active and self._logged_out is not None
@@ -481,21 +492,74 @@ class MatrixPlug(Plug):
             if not isinstance(event_id, str) or not isinstance(room_id, str):
                 self.log.warning("skipped a pushed event without event_id or room_id")
                 continue
-            if event_id in self._taken:
-                continue
-            if not await self._own_membership(room_id, event):
-                sender = event.get("sender")
-                if (isinstance(sender, str) and self._is_own(sender)
-                        and event_id not in self._own_events):
-                    async with self._lock(room_id):  # our send may not have returned yet
-                        pass
-                # sent before this run started, it may have been handed over by a run that
-                # was killed before answering: a relay then sends it only where it is not yet
-                await self.timeline.handle(room_id, event, relay=True,
-                                           replayed=sent_at(event) < self._started)
-            self._taken[event_id] = True
+            # sent before this run started, it may have been handed over by a run that was
+            # killed before answering: a relay then sends it only where it is not yet
+            await self._take(room_id, event_id, event, sent_at(event) < self._started)
         for writer in list(self.host.store.writers):
             await writer.flush()
+
+    async def _take(self, room_id: str, event_id: str, event: dict[str, Any], replayed: bool) -> None:
+        """Hand one event of a room to the host, once."""
+        if event_id in self._taken:
+            return
+        if not await self._own_membership(room_id, event):
+            sender = event.get("sender")
+            if isinstance(sender, str) and self._is_own(sender) and event_id not in self._own_events:
+                async with self._lock(room_id):  # our send may not have returned yet
+                    pass
+            await self.timeline.handle(room_id, event, relay=True, replayed=replayed)
+        self._taken[event_id] = True
+        self._last_taken[room_id] = event_id
+
+    async def _catch_up_after_outages(self) -> None:
+        """After every outage of the homeserver, relay what it should have pushed and did
+        not: a homeserver killed with events persisted but not yet sent to the service loses
+        them from its queue (seen with Synapse), so each room's history since the last event
+        taken is read back, and what was not taken is handed over (`replayed`: a relay sends
+        it only where it is not yet)."""
+        while True:
+            recovered = self._recovered = anyio.Event()
+            await recovered.wait()
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        assert self.appservice is not None
+        async with self.appservice.lock():
+            for room_id, last in list(self._last_taken.items()):
+                missed = await self._missed(room_id, last)
+                if missed:
+                    self.log.info("%s: %s the homeserver did not push (it restarted or failed "
+                                  "meanwhile); relaying %s now", room_id,
+                                  "1 event" if len(missed) == 1 else f"{len(missed)} events",
+                                  "it" if len(missed) == 1 else "them")
+                for event in missed:
+                    await self._take(room_id, event["event_id"], event, True)
+            for writer in list(self.host.store.writers):
+                await writer.flush()
+
+    async def _missed(self, room_id: str, last: str) -> list[dict[str, Any]]:
+        """A room's events after `last`, oldest first, that were not taken (at most
+        `MAX_GAP_EVENTS`, none older than `max_catchup_age`)."""
+        client, token = self._connected(), None
+        found: list[dict[str, Any]] = []
+        oldest = time.time() - self.config.max_catchup_age
+        while len(found) < MAX_GAP_EVENTS:
+            params: dict[str, Any] = {"dir": "b", "limit": 100, "filter": self.timeline.gap_filter}
+            if token:
+                params["from"] = token
+            page = await client.request("GET", f"{CS}/rooms/{q(room_id)}/messages", params=params,
+                                        retry_for=self.config.send_retry_for)
+            chunk = [e for e in page.get("chunk", ()) if isinstance(e, dict)]
+            for event in chunk:
+                if event.get("event_id") == last or sent_at(event) < oldest:
+                    return [e for e in reversed(found) if e.get("event_id") not in self._taken]
+                found.append({**event, "room_id": room_id})
+            end = page.get("end")
+            if not chunk or not isinstance(end, str) or end == token:
+                break
+            token = end
+        return [e for e in reversed(found) if isinstance(e.get("event_id"), str)
+                and e["event_id"] not in self._taken]
 
     async def _ephemeral(self, events: list[dict[str, Any]]) -> None:
         """The ephemeral events of a transaction (the registration's ``receive_ephemeral``):
