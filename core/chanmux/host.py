@@ -86,27 +86,29 @@ class _Inflight:
 
     def enter(self, channel: Channel) -> int:
         self._seq += 1
-        if channel not in self.active:
-            self.active[channel] = set()
-            self.changed[channel] = anyio.Event()
-        self.active[channel].add(self._seq)
+        active = self.active.get(channel)
+        if active is None:
+            active = self.active[channel] = set()
+        active.add(self._seq)
         return self._seq
 
     def leave(self, channel: Channel, seq: int) -> None:
         active = self.active[channel]
         active.discard(seq)
-        event = self.changed.pop(channel)
-        if active:
-            self.changed[channel] = anyio.Event()
-        else:
+        if not active:
             del self.active[channel]
-        event.set()
+        event = self.changed.pop(channel, None)  # made only when an echo waits (the rare case)
+        if event is not None:
+            event.set()
 
     async def settle(self, channel: Channel) -> None:
         """Wait until every put to `channel` under way now has finished."""
         started = self._seq
         while (active := self.active.get(channel)) and min(active) <= started:
-            await self.changed[channel].wait()
+            event = self.changed.get(channel)
+            if event is None:
+                event = self.changed[channel] = anyio.Event()
+            await event.wait()
 
 
 class Host:
@@ -125,6 +127,7 @@ class Host:
         self.channels: dict[str, Channel] = {
             name: Channel(c.plug, c.source) for name, c in config.channels.items()}
         self._echoes: OrderedDict[tuple[str, str, str], Message] = OrderedDict()
+        self._echo_listeners: bool | None = None  # see _echoes_heard
         self._inflight = _Inflight()
         self.lanes = Lanes(self.settings.lanes, self.settings.hook_timeout, self.caller.impls,
                            self._resolve_source, resolve_timeout=self.settings.put_timeout)
@@ -198,6 +201,7 @@ class Host:
         if hook.name in self.plugs or hook.name in self.hooks:
             raise ConfigError([(f"hooks.{hook.name}", f'two plugs or hooks are named "{hook.name}"')])
         self.hooks[hook.name] = hook
+        self._echo_listeners = None
         self.pm.register(hook, name=hook.name)
         self._warn_misspelt(hook, f"hooks.{hook.name}")
         self.caller.invalidate()
@@ -700,8 +704,15 @@ class Host:
         whose copies were delivered (see `chanmux.delivery`)."""
         if not self.lanes.running:
             raise HostStopped("the host is not running")
+        echo = source is None and sent.key in self._echoes
+        if echo and not self._echoes_heard():
+            # the network's copy of something we put, and no hook listens to those: done
+            # here, before any lane work (2 of the 3 messages a relay's copy costs)
+            if on_handled is not None:
+                on_handled()
+            return
         # what may be the network's copy of something we put is never folded or kept
-        ours = (source is not None or sent.key in self._echoes or sent.channel in self._inflight
+        ours = (echo or source is not None or sent.channel in self._inflight
                 or (sent.user is not None and sent.user.is_self))
         membership = foldable(sent)
         if not ours:
@@ -727,6 +738,15 @@ class Host:
         """Wait until every received message so far has been handled by the hooks."""
         with anyio.fail_after(timeout):
             await self.lanes.wait_idle()
+
+    def _echoes_heard(self) -> bool:
+        """Whether a hook wants the network's copies of what the host put (`Hook.echoes`)."""
+        heard = self._echo_listeners
+        if heard is None:
+            heard = self._echo_listeners = any(
+                hook.echoes for hook in self.hooks.values()
+                if any(self.caller.owner_impl(spec, hook.name) for spec in ("before_receive", "on_receive")))
+        return heard
 
     def is_echo(self, receipt: Receipt) -> bool:
         """True if the host put the message at `receipt` (it is the network's copy of ours)."""

@@ -145,6 +145,11 @@ class Hook(_Component):
     (`on_receive`, `before_put`, ...); `priority` orders hooks (lower runs first)."""
 
     _kind = "hook"
+    #: whether `before_receive` and `on_receive` get the network's copies of what the host
+    #: put (echoes, `source` the message put). A hook that ignores them sets False (0.2.5):
+    #: when no hook wants them the host drops them before any lane work, which is most of
+    #: the cost of a relayed message.
+    echoes: ClassVar[bool] = True
 
     def __init__(self, name: str, config: Any, host: Host, priority: int = 100) -> None:
         super().__init__(name, config, host)

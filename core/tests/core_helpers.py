@@ -132,6 +132,7 @@ class QueuedRelayHook(Hook):
     with only the public API, as a third party's relay hook would."""
 
     Config = QueuedRelayConfig
+    echoes = False  # it never relays its own copies back
 
     def on_load(self):
         c = self.config

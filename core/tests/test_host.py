@@ -414,3 +414,26 @@ def test_plugs_check_the_whole_config_at_load_and_every_problem_is_said_at_once(
     assert sorted(raised.value.issues) == [
         ("plugs.p.network", "cannot share a network with ['a', 'b', 'q']"),
         ("plugs.q.network", "cannot share a network with ['a', 'b', 'p']")]
+
+
+async def test_echoes_no_hook_listens_to_are_dropped_before_any_lane_work(tmp_path):
+    """A relay that ignores the networks' copies of its puts says so (`Hook.echoes = False`);
+    with no hook listening to them, the host drops them on arrival: only what people said
+    goes through a lane. A hook that listens (the recorder) still gets every echo."""
+    cfg = {
+        "plugs": {"a": {"type": "memory"}, "b": {"type": "memory"}},
+        "channels": {"in": {"plug": "a", "source": "#in"}, "out": {"plug": "b", "source": "#out"}},
+        "hooks": {"relay": {"type": "queued-relay"}},
+    }
+    async with run_host(cfg, path=tmp_path / "x.toml", modules=MODULES) as host:
+        a, b = host.plugs["a"], host.plugs["b"]
+        for n in range(5):
+            await a.inject("#in", f"m{n}")
+        await b.wait_for(lambda: len(b.sent) == 5)
+        await host.wait_idle()
+        assert host.lanes.submitted == 5  # the five echoes from b never reached a lane
+    cfg["hooks"]["rec"] = {"type": "recorder"}
+    async with run_host(cfg, path=tmp_path / "y.toml", modules=MODULES) as host:
+        a, b, rec = host.plugs["a"], host.plugs["b"], host.hooks["rec"]
+        await a.inject("#in", "seen")
+        await rec.wait_for(lambda r: r.is_echo and r.sent.channel.plug == "b")

@@ -58,6 +58,8 @@ class ForwardHook(Hook):
     """
 
     Config = ForwardConfig
+    #: copies it put come back from the networks: never forwarded, so not needed
+    echoes = False
 
     def __init__(self, name: str, config: ForwardConfig, host: Host, virtual: bool = False,
                  priority: int = 100) -> None:

@@ -110,6 +110,8 @@ class SyncHook(Hook):
     """
 
     Config = SyncConfig
+    #: the networks' copies of what the sync put are its own copies: it needs none of them
+    echoes = False
 
     def __init__(self, name: str, config: SyncConfig, host: Host, priority: int = 100) -> None:
         super().__init__(name, config, host, priority)
