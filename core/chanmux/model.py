@@ -17,7 +17,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)
 class Channel:
     """A room or channel: `plug` is the configured plug's name, `source` the network's own id."""
 
