@@ -19,6 +19,9 @@ import anyio
 import httpx
 
 CS = "/_matrix/client/v3"
+#: What an application service's ping is answered with (502/504) when the homeserver reached
+#: no service or a refusing one: an answer, not an outage of the homeserver.
+PING_ANSWERS = frozenset({"M_CONNECTION_FAILED", "M_CONNECTION_TIMEOUT", "M_BAD_STATUS"})
 MEDIA_DOWNLOAD = "/_matrix/client/v1/media/download"
 MEDIA_UPLOAD = "/_matrix/media/v3/upload"
 
@@ -160,6 +163,8 @@ class MatrixClient:
                         wait = _retry_after(response, body)
                         reason = f"rate limited; waiting {wait:.2f}s"
                         self.log.debug("%s %s: %s", method, path.split("?")[0], reason)
+                    elif status >= 500 and body.get("errcode") in PING_ANSWERS:
+                        raise MatrixError(status, body, method, path)  # the service's fault
                     elif status >= 500:
                         reason = f"HTTP {status} {body.get('errcode') or ''}".strip()
                         self.outage.failed(reason)

@@ -45,6 +45,8 @@ from .timeline import MAX_GAP_EVENTS, Sink, Timeline
 
 #: How many of its own transaction ids and message senders the plug remembers.
 MEMORY = 10_000
+#: Seconds after which an event the homeserver has not pushed is late (said in the log).
+LATE = 10.0
 #: How long a ghost shows as typing unless told again (ms): a little longer than IRC's
 #: "typing=active" lasts (6 s), which a relay passes on every few seconds while it holds.
 TYPING_TIMEOUT_MS = 10_000
@@ -120,7 +122,9 @@ class MatrixPlug(Plug):
         self._own_txns: Bounded = Bounded(MEMORY)
         self._own_events: Bounded = Bounded(MEMORY)  # event ids the plug sent in this run
         self._taken: Bounded = Bounded(MEMORY)  # event ids the homeserver pushed, handed over
-        self._last_taken: dict[str, str] = {}  # room id -> the last event taken (catch-up)
+        self._last_taken: dict[str, str | None] = {}  # room id -> the last event taken (catch-up)
+        self._opened = time.time()  # when the plug last connected
+        self._bridged: set[str] = set()  # the rooms of the config (watched by the catch-up)
         self._recovered: anyio.Event | None = None
         self._started = time.time()  # pushed events older than this may be a last run's
         self._ping_said: str | None = None
@@ -430,11 +434,14 @@ class MatrixPlug(Plug):
         await self.ghosts.start()
         await self._load_direct()
         await self._join_rooms()
+        self._opened = time.time()
         for room_id in await client.joined_rooms(retry_for=retry):
             for event in await client.request("GET", f"{CS}/rooms/{q(room_id)}/state", retry_for=retry):
                 if isinstance(event, dict):
                     self.rooms[room_id].apply(event)
             self.rooms[room_id].complete = True  # the whole state: every member
+            if room_id in self._bridged:
+                self._last_taken.setdefault(room_id, None)  # watched from now on (catch-up)
         if self.config.display_name:
             current = await client.displayname(self.user_id, retry_for=retry)
             if current != self.config.display_name:
@@ -455,6 +462,9 @@ class MatrixPlug(Plug):
                     await logged_out.wait()
                 if not logged_out.is_set():
                     await client.versions(retry_for=self.config.send_retry_for)
+                    # and what it should have pushed by now (Synapse can leave a transaction
+                    # unsent when an event comes as it marks the service up again)
+                    await self._catch_up()
             tg.cancel_scope.cancel()
         raise TryLater(self._logout_reason)
 
@@ -509,7 +519,8 @@ class MatrixPlug(Plug):
                     pass
             await self.timeline.handle(room_id, event, relay=True, replayed=replayed)
         self._taken[event_id] = True
-        self._last_taken[room_id] = event_id
+        if room_id in self._bridged:
+            self._last_taken[room_id] = event_id
 
     async def _catch_up_after_outages(self) -> None:
         """After every outage of the homeserver, relay what it should have pushed and did
@@ -523,26 +534,34 @@ class MatrixPlug(Plug):
             await self._catch_up()
 
     async def _catch_up(self) -> None:
+        """Hand over what each watched room has that the homeserver has not pushed: after an
+        outage, and every `sync_timeout` seconds (one /messages request a room when nothing
+        was missed). An event about to be pushed may be taken here first; it is taken once."""
         assert self.appservice is not None
         async with self.appservice.lock():
             for room_id, last in list(self._last_taken.items()):
                 missed = await self._missed(room_id, last)
-                if missed:
-                    self.log.info("%s: %s the homeserver did not push (it restarted or failed "
-                                  "meanwhile); relaying %s now", room_id,
-                                  "1 event" if len(missed) == 1 else f"{len(missed)} events",
-                                  "it" if len(missed) == 1 else "them")
+                late = [e for e in missed if sent_at(e) < time.time() - LATE]
+                if late:
+                    self.log.info("%s: %s the homeserver had not pushed (it restarted, failed, "
+                                  "or left a transaction unsent); relaying %s now", room_id,
+                                  "1 event" if len(late) == 1 else f"{len(late)} events",
+                                  "it" if len(late) == 1 else "them")
                 for event in missed:
-                    await self._take(room_id, event["event_id"], event, True)
+                    await self._take(room_id, event["event_id"], event,
+                                     sent_at(event) < self._started)
             for writer in list(self.host.store.writers):
                 await writer.flush()
 
-    async def _missed(self, room_id: str, last: str) -> list[dict[str, Any]]:
-        """A room's events after `last`, oldest first, that were not taken (at most
-        `MAX_GAP_EVENTS`, none older than `max_catchup_age`)."""
+    async def _missed(self, room_id: str, last: str | None) -> list[dict[str, Any]]:
+        """A room's events after `last` (or, for a room nothing was taken from yet, since the
+        plug connected), oldest first, that were not taken (at most `MAX_GAP_EVENTS`, none
+        older than `max_catchup_age`)."""
         client, token = self._connected(), None
         found: list[dict[str, Any]] = []
         oldest = time.time() - self.config.max_catchup_age
+        if last is None:
+            oldest = max(oldest, self._opened)
         while len(found) < MAX_GAP_EVENTS:
             params: dict[str, Any] = {"dir": "b", "limit": 100, "filter": self.timeline.gap_filter}
             if token:
@@ -678,6 +697,7 @@ class MatrixPlug(Plug):
         for source in wanted:
             try:
                 room_id = await self.room_id(source)
+                self._bridged.add(room_id)
                 if source in configured:
                     self._sources.setdefault(room_id, source)
                 if room_id not in joined:

@@ -264,3 +264,26 @@ async def test_a_homeserver_that_does_not_know_the_service_is_said_once(appservi
     errors = [r.getMessage() for r in logwatch.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and str(appservice.registration) in errors[0], errors
     assert "app_service_config_files" in errors[0]
+
+
+async def test_what_the_homeserver_does_not_push_is_read_back(appservice, person, tmp_path, logwatch):
+    """A homeserver can fail to push events (Synapse loses its queue when killed, and can leave
+    a transaction unsent): the plug reads each bridged room's history every `sync_timeout`
+    seconds and relays what it has not been pushed. Here every push is refused (the bridge's
+    copy of the registration has another hs_token), and the message still arrives, once."""
+    room = person.room
+    refusing = tmp_path / "registration.yaml"
+    text = appservice.registration.read_text()
+    token = text.split("hs_token: ", 1)[1].split()[0]
+    refusing.write_text(text.replace(token, "not-the-homeservers-token"))
+    config = appservice.host_config([room], sync_timeout=1)
+    config["plugs"]["mx"]["registration"] = str(refusing)
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        rec = host.hooks["rec"]
+        said = await person.send_text(room, "pushed or not")
+        got = await rec.wait_for(lambda r: r.sent.id == said, timeout=30)
+        assert got.sent.text.plain == "pushed or not"
+        await logwatch.wait_for("refused a request to", timeout=30)
+        second = await person.send_text(room, "and again")
+        await rec.wait_for(lambda r: r.sent.id == second, timeout=30)
+        assert [r.sent.id for r in rec.received].count(said) == 1
