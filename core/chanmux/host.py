@@ -9,6 +9,7 @@ connection fails; the others keep working.
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
 import time
@@ -47,6 +48,17 @@ log = logging.getLogger("chanmux.host")
 #: Seconds a stop waits, at most, for copies on their way to arrive (`Host.settle`).
 SETTLE = 5.0
 
+
+
+def raise_gc_threshold(threshold: int) -> None:
+    """Let the garbage collector's youngest generation take `threshold` allocations (net of
+    those freed) before it collects, where it takes fewer (`[host] gc_threshold`; 0: leave
+    it). Most of a relayed message's objects are freed as soon as it is delivered; with
+    hundreds of messages on their way, Python's default collects them again and again."""
+    first, *older = gc.get_threshold()
+    if threshold > first:
+        gc.set_threshold(threshold, *older)
+        log.debug("garbage collector: first threshold raised from %d to %d", first, threshold)
 
 class HostStopped(RuntimeError):
     """The host is not running (not started yet, or stopped): nothing can be received."""
@@ -280,6 +292,7 @@ class Host:
         """Run until cancelled; report started once hooks are open and plugs are starting.
         The event-loop watchdog (`[host] loop_block_warning`) watches all of it, the start
         and the stop included."""
+        raise_gc_threshold(self.settings.gc_threshold)
         watchdog = self.watchdog = LoopWatchdog(self.settings.loop_block_warning)
         watchdog.on_lag = self.metrics.observe_lag
         failure: Exception | None = None

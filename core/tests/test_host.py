@@ -437,3 +437,31 @@ async def test_echoes_no_hook_listens_to_are_dropped_before_any_lane_work(tmp_pa
         a, b, rec = host.plugs["a"], host.plugs["b"], host.hooks["rec"]
         await a.inject("#in", "seen")
         await rec.wait_for(lambda r: r.is_echo and r.sent.channel.plug == "b")
+
+
+@pytest.fixture
+def gc_threshold():
+    """Python's collector thresholds as they were, put back after the test."""
+    import gc
+
+    before = gc.get_threshold()
+    yield gc
+    gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("start, setting, expected", [
+    (700, None, 10_000),     # the default raises Python's
+    (700, 0, 700),           # 0 leaves it as it is
+    (50_000, None, 50_000),  # an application's higher threshold is never lowered
+    (700, 2_500, 2_500),
+])
+async def test_the_host_raises_the_collectors_threshold_as_configured(gc_threshold, start,
+                                                                      setting, expected):
+    """Messages on their way are many short-lived objects: a busy bridge at Python's default
+    threshold spent a fifth of its CPU in the garbage collector (benchmarks/relay.py)."""
+    gc_threshold.set_threshold(start, 10, 10)
+    config = two_plugs()
+    if setting is not None:
+        config["host"]["gc_threshold"] = setting
+    async with run_host(config, modules=MODULES):
+        assert gc_threshold.get_threshold() == (expected, 10, 10)
