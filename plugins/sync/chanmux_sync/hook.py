@@ -49,6 +49,9 @@ class Lineage:
     map is shared by every sync hook in the process rather than owned by one."""
 
     _seen: weakref.WeakKeyDictionary[Message, frozenset[Channel]] = weakref.WeakKeyDictionary()
+    #: True once a sync with a virtual plug exists: only through one can a copy reach another
+    #: sync's `send` (until then no copy is marked, which costs a weak reference per copy)
+    needed = False
 
     @classmethod
     def of(cls, msg: Message) -> frozenset[Channel] | None:
@@ -122,6 +125,9 @@ class SyncHook(Hook):
         #: (target channel, person) -> when "is typing" was last passed on (`on_typing`)
         self._typing: dict[tuple[Channel, str], float] = {}
         self._needs_title: dict[str, bool] = {}
+        #: each label's member channels as a set, and each member's name (for delivery keys)
+        self._member_set: dict[str, frozenset[Channel]] = {}
+        self._key_names: dict[Channel, str] = {}
         self._titles: dict[Channel, str] = {}
         #: the delivery queue of each member channel (core's `DeliveryQueues`)
         self.queues = DeliveryQueues(host, name, self._execute, limit=config.retry_limit,
@@ -134,6 +140,7 @@ class SyncHook(Hook):
         #: Virtual plug for this sync, if configured.
         self.plug: SyncPlug | None = None
         if config.plug:
+            Lineage.needed = True
             try:
                 self.plug = host.add_plug(SyncPlug(config.plug, self, host))  # type: ignore[assignment]
             except ConfigError as exc:
@@ -201,9 +208,11 @@ class SyncHook(Hook):
                 policy = self.policies.get(plug, label)
                 needs = needs or policy.name.needs_channel
             self._needs_title[label] = needs
-        for chans in self.members.values():
+        for label, chans in self.members.items():
+            self._member_set[label] = frozenset(chans)
             for channel in chans:
                 self.queues.add(channel)
+                self._key_names[channel] = str(channel)
         if config.persist:
             self.cache.writer = self.host.store.writer(f"sync:{self.name}", self.cache.write)
 
@@ -385,7 +394,11 @@ class SyncHook(Hook):
         members = self.members[label]
         origin_channel = origin.channel if origin is not None else None
         seen = Lineage.of(msg) if msg is not origin else None
-        lineage = frozenset(members).union(seen or (), (origin_channel,) if origin_channel else ())
+        lineage: frozenset[Channel] | None = None
+        if Lineage.needed:
+            lineage = self._member_set.get(label) or frozenset(members)
+            lineage = lineage.union(seen or (), (origin_channel,) if origin_channel else ())
+        names = self._key_names
         parent = context if context.parent is not None else None
         revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
         # delivery keys name the original message, not this run's SyncRef: a message handed
@@ -400,18 +413,20 @@ class SyncHook(Hook):
             queue = self.queues[channel]
             ids = ref.ids.get(channel)
             policy = self.policies.get(channel.plug, label)
+            name = names.get(channel) or str(channel)
             if update:
                 if (ids or not queue.idle) and not policy.edits:
                     continue
-                kind, key = "edit", f"{base}|edit|{revision}|{channel}"
-            elif not ids and not queue.has(lambda d: d.ref is ref):
-                kind, key = "put", f"{base}|put|{channel}"
+                kind, key = "edit", f"{base}|edit|{revision}|{name}"
+            elif not ids and (queue.idle or not queue.has(lambda d: d.ref is ref)):
+                kind, key = "put", f"{base}|put|{name}"
             else:
                 continue  # a copy exists, or is on its way
             local = self._render(label, msg, channel, policy, context, update)
             if local is None:
                 continue
-            Lineage.mark(local, lineage)
+            if lineage is not None:
+                Lineage.mark(local, lineage)
             pending = (lambda d: d.ref is ref and d.kind == "put") if update and not ids else None
             steps.append(_Step(queue, Delivery(kind, local, ref, parent, key=key), pending))
         return steps
