@@ -1,7 +1,10 @@
 """Lanes: the workers that hand received messages to hooks, in order, with a watchdog.
 
 A channel always maps to the same lane, so its messages are handled in the order they came;
-different channels run concurrently. Each lane runs the steps of a message one after the
+different channels run concurrently. Handing a message to a lane and taking it there cost no
+task switch of their own (an anyio stream's `send` and `receive` each yield to the event loop:
+two of the four per relayed message); a lane working through a backlog yields at least every
+`YIELD_EVERY` seconds, so a burst never holds the loop. Each lane runs the steps of a message one after the
 other (``resolve``, then the ``before_receive`` implementations, then the ``on_receive`` ones)
 and a watchdog cancels a step that runs longer than its budget, logs it naming the plugin, and
 lets the lane go on with the next step. A per-step cancel scope would cost more than the rest
@@ -36,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pluggy
 
 from . import delivery
@@ -46,6 +50,10 @@ log = logging.getLogger("chanmux.host")
 
 #: Messages waiting in a lane beyond which membership messages fold (below, hooks see each).
 FOLD_BACKLOG = 100
+
+#: Seconds a lane works through waiting messages before it lets the other tasks run (a lane
+#: takes what waits without a task switch per message).
+YIELD_EVERY = 0.005
 
 #: The lane running in the current task, if any (puts made by hooks run under its watchdog).
 current_lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("chanmux_lane", default=None)
@@ -173,7 +181,14 @@ class Lanes:
             waiting = lane.folds[sent.channel] = _Folded(sent, on_handled)
             on_handled = waiting
         self.submitted += 1
-        await lane.send.send((sent, source, primary, on_handled))
+        item = (sent, source, primary, on_handled)
+        try:
+            # no task switch per message: the lane takes it when the plug's task next waits
+            lane.send.send_nowait(item)
+        except anyio.WouldBlock:
+            await lane.send.send(item)  # the lane is full: wait for room
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def wait_idle(self) -> None:
         """Wait until every message submitted so far has been handled."""
@@ -201,15 +216,33 @@ class Lanes:
     async def _worker(self, lane: Lane) -> None:
         current_lane.set(lane)
         resume = False
+        recv = lane.recv
         while True:
             with anyio.CancelScope() as scope:
                 lane.scope = scope
                 if resume:
                     await self._run_steps(lane)
-                async for item in lane.recv:
+                yielded = time.monotonic()
+                while True:
+                    # what waits is taken without a task switch each, yielding to the other
+                    # tasks at least every `YIELD_EVERY` seconds of a backlog
+                    try:
+                        item = recv.receive_nowait()
+                    except anyio.WouldBlock:
+                        try:
+                            item = await recv.receive()
+                        except anyio.EndOfStream:
+                            return
+                        yielded = time.monotonic()
+                    except anyio.EndOfStream:
+                        return
+                    else:
+                        now = time.monotonic()
+                        if now - yielded >= YIELD_EVERY:
+                            await anyio.lowlevel.checkpoint()
+                            yielded = now
                     self._plan(lane, item)
                     await self._run_steps(lane)
-                return
             log.error("%s timed out after %ss and was cancelled", lane.doing, lane.limit)
             lane.after_timeout()
             resume = True

@@ -1,5 +1,6 @@
 """Hook types used by the host tests, provided as a plugin module."""
 
+import time
 import types
 
 import anyio
@@ -48,6 +49,20 @@ class RelayHook(Hook):
         await self.host.put(self.host.channels["out"], sent.clone())
 
 
+class BusyHook(Hook):
+    """Takes 1 ms of CPU for each message said (never waiting), and counts them."""
+
+    handled = 0
+
+    async def on_receive(self, sent, source, primary):
+        if self.host.is_echo(sent):
+            return
+        until = time.perf_counter() + 0.001
+        while time.perf_counter() < until:
+            pass
+        self.handled += 1
+
+
 def module() -> types.ModuleType:
     mod = types.ModuleType("chanmux_test_hooks")
 
@@ -55,7 +70,8 @@ def module() -> types.ModuleType:
     def chanmux_hook_types():
         return {"failing": FailingHook, "hanging": HangingHook, "shout": ShoutHook,
                 "relay": RelayHook, "censor": CensorHook, "holder": HolderHook,
-                "queued-relay": QueuedRelayHook, "gate": GateHook, "stuck": StuckHook}
+                "queued-relay": QueuedRelayHook, "gate": GateHook, "stuck": StuckHook,
+                "busy": BusyHook}
 
     mod.chanmux_hook_types = chanmux_hook_types
     return mod

@@ -5,7 +5,7 @@ import logging
 import anyio
 import pytest
 
-from chanmux import Message, State
+from chanmux import Message, SentMessage, State
 from chanmux.testing import run_host
 
 import core_helpers as helpers
@@ -465,3 +465,21 @@ async def test_the_host_raises_the_collectors_threshold_as_configured(gc_thresho
         config["host"]["gc_threshold"] = setting
     async with run_host(config, modules=MODULES):
         assert gc_threshold.get_threshold() == (expected, 10, 10)
+
+
+async def test_a_lane_working_through_a_backlog_lets_other_tasks_run():
+    """A lane takes the messages waiting for it without a task switch each (issue 16), but a
+    backlog never holds the event loop for long: other tasks (a plug answering PING, the
+    HTTP listener) get turns while it is worked through."""
+    async with run_host(two_plugs(busy={"type": "busy"}), modules=MODULES) as host:
+        a, busy = host.plugs["a"], host.hooks["busy"]
+        channel, human = a.channel("#in"), a.user("human")
+        for i in range(50):  # as a plug hands over a burst it read at once
+            await host.receive(SentMessage(id=f"m{i}", channel=channel, text=f"line {i}",
+                                           user=human))
+        seen = []
+        while busy.handled < 50:
+            seen.append(busy.handled)
+            await anyio.lowlevel.checkpoint()
+        assert [n for n in seen if 0 < n < 50], seen
+        await host.wait_idle()
