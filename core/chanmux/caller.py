@@ -32,10 +32,14 @@ class HookCaller:
         self.pm = pm
         self.timeout = timeout
         self._cache: dict[str, list[pluggy.HookImpl]] = {}
+        self._owners: dict[tuple[str, str], pluggy.HookImpl | None] = {}
+        self._argnames: dict[pluggy.HookImpl, frozenset[str]] = {}
 
     def invalidate(self) -> None:
         """Forget cached implementation lists (after registering or unregistering a plugin)."""
         self._cache.clear()
+        self._owners.clear()
+        self._argnames.clear()
 
     def impls(self, spec: str) -> list[pluggy.HookImpl]:
         """Implementations of `spec` on instances, in priority order (lower first)."""
@@ -46,8 +50,13 @@ class HookCaller:
             self._cache[spec] = found
         return found
 
-    @staticmethod
-    def _args(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _args(self, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments `impl` takes of `kwargs` (all of them, most often: no copy then)."""
+        names = self._argnames.get(impl)
+        if names is None:
+            names = self._argnames[impl] = frozenset(impl.argnames)
+        if kwargs.keys() <= names:
+            return kwargs
         return {name: kwargs[name] for name in impl.argnames if name in kwargs}
 
     async def _call(self, spec: str, impl: pluggy.HookImpl, kwargs: dict[str, Any],
@@ -57,7 +66,7 @@ class HookCaller:
         if lane is not None:
             # in a lane even a put is bounded by the hook timeout: the lane must move on (a
             # nested budget: see the contract in lanes.py)
-            before = lane.budget(f"{impl.plugin_name}: {spec}", self.timeout)
+            before = lane.budget((impl.plugin_name, spec), self.timeout)
             try:
                 return await impl.function(**self._args(impl, kwargs))
             finally:
@@ -111,10 +120,14 @@ class HookCaller:
         return kwargs[value_arg]
 
     def owner_impl(self, spec: str, owner: str) -> pluggy.HookImpl | None:
-        for impl in self.impls(spec):
-            if impl.plugin_name == owner:
-                return impl
-        return None
+        key = (spec, owner)
+        try:
+            return self._owners[key]
+        except KeyError:
+            pass
+        found = next((impl for impl in self.impls(spec) if impl.plugin_name == owner), None)
+        self._owners[key] = found
+        return found
 
     async def owner(self, spec: str, owner: str, *, timeout: float | None = None,
                     **kwargs: Any) -> Any:

@@ -48,6 +48,9 @@ from .model import Channel, Message, SentMessage
 
 log = logging.getLogger("chanmux.host")
 
+#: What a lane is doing: a text, or (who, what) said as "who: what" (see `Lane.budget`).
+Doing = str | tuple[Any, str]
+
 #: Messages waiting in a lane beyond which membership messages fold (below, hooks see each).
 FOLD_BACKLOG = 100
 
@@ -69,7 +72,7 @@ class Lane:
         self.scope: anyio.CancelScope | None = None
         self.deadline: float | None = None
         self.limit = 0.0  # the budget behind `deadline`, for the log line
-        self.doing = ""
+        self.doing: Doing = ""
         self.item: tuple[SentMessage, Message | None, bool] | None = None
         self.tracker: delivery.Tracker | None = None
         self.steps: list[tuple[str, pluggy.HookImpl | None]] = []
@@ -77,10 +80,11 @@ class Lane:
         #: per channel, the membership message waiting in this lane that later ones fold into
         self.folds: dict[Channel, _Folded] = {}
 
-    def budget(self, doing: str, timeout: float) -> str:
+    def budget(self, doing: Doing, timeout: float) -> Doing:
         """Start a step (or a put within one) that may take `timeout` seconds from now: the
         deadline moves there if that is later. Returns what the lane was doing, for the caller
-        of a nested budget to restore when it is done."""
+        of a nested budget to restore when it is done. `doing` is a text, or (who, what) to
+        be said as "who: what" only if the step runs out (no text made per message)."""
         before, self.doing = self.doing, doing
         self.limit = timeout
         deadline = time.monotonic() + timeout
@@ -113,6 +117,12 @@ class Lane:
             sent, source, primary = self.item
             self.item = (sent, source if source is not None else sent, primary)
         self.step_done()
+
+    @property
+    def what(self) -> str:
+        """What the lane is doing, as the log says it."""
+        doing = self.doing
+        return doing if isinstance(doing, str) else f"{doing[0]}: {doing[1]}"
 
     @property
     def finished(self) -> bool:
@@ -243,7 +253,7 @@ class Lanes:
                             yielded = now
                     self._plan(lane, item)
                     await self._run_steps(lane)
-            log.error("%s timed out after %ss and was cancelled", lane.doing, lane.limit)
+            log.error("%s timed out after %ss and was cancelled", lane.what, lane.limit)
             lane.after_timeout()
             resume = True
 
@@ -270,11 +280,11 @@ class Lanes:
                 sent, source, primary = lane.item
                 if impl is None:
                     # not a hook: bounded by the put timeout (in `resolve`), not the hook's
-                    lane.budget(f"{sent.channel}: waiting for a put to finish",
+                    lane.budget((sent.channel, "waiting for a put to finish"),
                                 self.resolve_timeout + self.timeout)
                     lane.step_done((sent, await self._resolve(sent, source), primary))
                     continue
-                lane.budget(f"{impl.plugin_name}: {spec}", self.timeout)
+                lane.budget((impl.plugin_name, spec), self.timeout)
                 try:
                     result = await impl.function(
                         **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
