@@ -37,7 +37,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "tests"))
 
-from helpers import (
+from e2e_helpers import (
     Bridge,
     alias_of,
     body,
