@@ -37,6 +37,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "tests"))
 
+from chanmux_testservers.irc import start_ngircd
+from chanmux_testservers.ircclient import HumanIRC
+from chanmux_testservers.matrixclient import HumanMatrix
+from chanmux_testservers.synapse import Synapse
+
 from e2e_helpers import (
     Bridge,
     alias_of,
@@ -49,11 +54,6 @@ from e2e_helpers import (
     uid,
     write_config,
 )
-
-from chanmux_testservers.irc import start_ngircd
-from chanmux_testservers.ircclient import HumanIRC
-from chanmux_testservers.matrixclient import HumanMatrix
-from chanmux_testservers.synapse import Synapse
 
 WARMUP = 5
 
