@@ -142,7 +142,8 @@ class Host:
         self._echo_listeners: bool | None = None  # see _echoes_heard
         self._inflight = _Inflight()
         self.lanes = Lanes(self.settings.lanes, self.settings.hook_timeout, self.caller.impls,
-                           self._resolve_source, resolve_timeout=self.settings.put_timeout)
+                           self._resolve_source, resolve_timeout=self.settings.put_timeout,
+                           resolve_now=self._source_now)
         self._tg: TaskGroup | None = None
         self._ready: dict[str, anyio.Event] = {}
         self._changed: dict[str, anyio.Event] = {}  # set (and replaced) at each state change
@@ -737,6 +738,17 @@ class Host:
                 on_handled = self.inbox.keep(sent)  # a crash before it is done loses nothing
         await self.lanes.submit(sent, source, primary, on_handled, fold=membership and not ours)
 
+    def _source_now(self, sent: SentMessage, source: Message | None) -> Message | None:
+        """`_resolve_source` without waiting, or None when it must wait (most messages need
+        not: the lane then makes no await for it)."""
+        if source is not None:
+            return source
+        key = sent.key
+        found = self._echoes.get(key)
+        if found is not None:
+            return found
+        return None if sent.channel in self._inflight else sent
+
     async def _resolve_source(self, sent: SentMessage, source: Message | None) -> Message:
         """The message `sent` is a copy of, if the host put it (waiting for a put under way to
         the same channel, whose echo may overtake its reply); else `sent` itself."""
@@ -768,11 +780,16 @@ class Host:
     # -- sending -----------------------------------------------------------------------------
 
     def _remember(self, receipts: Iterable[Receipt], msg: Message) -> None:
+        echoes = self._echoes
         for receipt in receipts:
-            self._echoes[receipt.key] = msg
-            self._echoes.move_to_end(receipt.key)
-        while len(self._echoes) > self.settings.echo_cache:
-            self._echoes.popitem(last=False)
+            key = receipt.key
+            if key in echoes:
+                echoes.move_to_end(key)
+            echoes[key] = msg
+        if len(echoes) > self.settings.echo_cache:
+            limit = self.settings.echo_cache
+            while len(echoes) > limit:
+                echoes.popitem(last=False)
 
     def _plug(self, name: str, action: str) -> Plug:
         plug = self.plugs.get(name)
@@ -784,19 +801,21 @@ class Host:
         """Call the owning plug's put, edit or delete, bounded by the put timeout (or the lane's
         watchdog), while the channel counts a put under way, so that an echo overtaking the
         reply waits for it; the receipts are remembered to recognise the echo."""
-        seq = self._inflight.enter(where)
+        inflight = self._inflight
+        seq = inflight.enter(where)
         try:
             result = await self.caller.owner(spec, where.plug, timeout=self.settings.put_timeout,
                                              msg=msg, **kwargs)
             if msg is not None:
-                result = list(result or [])
+                result = list(result) if result else []
                 self._remember(result, msg)
         except Exception as exc:
             self.metrics.put_failures[where.plug, failure_reason(exc)] += 1
             raise
         finally:
-            self._inflight.leave(where, seq)
-        self.metrics.relayed[where.plug, self.channel_label(where), spec] += 1
+            inflight.leave(where, seq)
+        label = self._labels.get(where) or self.channel_label(where)
+        self.metrics.relayed[where.plug, label, spec] += 1
         self._last_relayed[where] = time.time()
         return result
 
@@ -827,10 +846,12 @@ class Host:
     async def put(self, channel: Channel, msg: Message) -> list[Receipt]:
         """Send `msg` to `channel` through `before_put` and the plug owning it; its receipts."""
         self._plug(channel.plug, "put")
-        changed = await self.caller.chain("before_put", "msg", channel=channel, msg=msg)
-        if changed is None:
-            return []
-        return await self._send("put", channel, changed, channel=channel)
+        if self.caller.impls("before_put"):  # (no chain to await where no hook has one)
+            changed = await self.caller.chain("before_put", "msg", channel=channel, msg=msg)
+            if changed is None:
+                return []
+            msg = changed
+        return await self._send("put", channel, msg, channel=channel)
 
     async def edit(self, sent: Receipt, msg: Message) -> list[Receipt]:
         """Edit the copy at `sent` in place where its plug can; elsewhere put the edit as a new

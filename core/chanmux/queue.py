@@ -361,26 +361,19 @@ class DeliveryQueue:
     async def _attempt(self, item: Delivery) -> bool:
         """Try `item` once; True when it is done with (delivered, or given up on for good),
         False when it must wait and be tried again (its failure will pass)."""
-        self._attempting += 1
-        try:
-            return await self._attempt_once(item)
-        finally:
-            self._attempting -= 1
-            if not self._attempting and self._settled is not None:
-                self._settled.set()
-                self._settled = None
-
-    async def _attempt_once(self, item: Delivery) -> bool:
         start = time.monotonic()
+        self._attempting += 1
         item.started = True
-        if item.fold is not None:
-            item.unfold()
-            if not (item.msg.joined or item.msg.left):
-                return True  # all who joined left again meanwhile: nothing to say
-        # a simpler rendering is another event: a network must not take it for the refused one
-        token = _key_var.set(item.key if not item.level or item.key is None
-                             else f"{item.key}#{item.level}")
+        token = None
         try:
+            if item.fold is not None:
+                item.unfold()
+                if not (item.msg.joined or item.msg.left):
+                    return True  # all who joined left again meanwhile: nothing to say
+            # a simpler rendering is another event: a network must not take it for the refused
+            # one
+            token = _key_var.set(item.key if not item.level or item.key is None
+                                 else f"{item.key}#{item.level}")
             if item.hold is not None and item.hold.held:
                 with item.hold.active():
                     await self._execute(self.channel, item)
@@ -399,7 +392,12 @@ class DeliveryQueue:
             self._measure(start)
             return self._fall_back(item, exc)
         finally:
-            _key_var.reset(token)
+            if token is not None:
+                _key_var.reset(token)
+            self._attempting -= 1
+            if not self._attempting and self._settled is not None:
+                self._settled.set()
+                self._settled = None
         self._measure(start)
         self.delivered += 1
         return True
