@@ -150,11 +150,17 @@ class Lanes:
 
     def __init__(self, count: int, timeout: float, impls: Callable[[str], list[pluggy.HookImpl]],
                  resolve: Callable[[SentMessage, Message | None], Awaitable[Message]],
-                 buffer: int = 10_000, resolve_timeout: float = 120.0) -> None:
+                 buffer: int = 10_000, resolve_timeout: float = 120.0,
+                 resolve_now: Callable[[SentMessage, Message | None], Message | None] | None = None,
+                 ) -> None:
         self.lanes = [Lane(i, buffer) for i in range(max(1, count))]
         self.timeout = timeout
         self._impls = impls
         self._resolve = resolve
+        #: `resolve` where it need not wait (None: it must): no await for most messages
+        self._resolve_now = resolve_now or (lambda sent, source: None)
+        #: the steps of every message while the hooks stay the same (see `_plan`)
+        self._steps: tuple[list[Any], list[Any], list[tuple[str, pluggy.HookImpl | None]]] | None = None
         self.resolve_timeout = resolve_timeout
         self.submitted = 0
         self.handled = 0
@@ -268,10 +274,15 @@ class Lanes:
                 on_handled = None
         tracker = delivery.Tracker(on_handled, str(item[0].channel)) if on_handled else None
         delivery.current.set(tracker)  # holds taken by the hooks count for this message
-        steps: list[tuple[str, pluggy.HookImpl | None]] = [("resolve", None)]
-        steps += [("before_receive", impl) for impl in self._impls("before_receive")]
-        steps += [("on_receive", impl) for impl in self._impls("on_receive")]
-        lane.next_message(item[:3], steps, tracker)
+        before, on = self._impls("before_receive"), self._impls("on_receive")
+        cached = self._steps
+        if cached is None or cached[0] is not before or cached[1] is not on:
+            # the caller hands out the same lists until a plugin comes or goes
+            steps: list[tuple[str, pluggy.HookImpl | None]] = [("resolve", None)]
+            steps += [("before_receive", impl) for impl in before]
+            steps += [("on_receive", impl) for impl in on]
+            cached = self._steps = (before, on, steps)
+        lane.next_message(item[:3], cached[2], tracker)
 
     async def _run_steps(self, lane: Lane) -> None:
         try:
@@ -279,16 +290,22 @@ class Lanes:
                 spec, impl = lane.steps[lane.step]
                 sent, source, primary = lane.item
                 if impl is None:
-                    # not a hook: bounded by the put timeout (in `resolve`), not the hook's
-                    lane.budget((sent.channel, "waiting for a put to finish"),
-                                self.resolve_timeout + self.timeout)
-                    lane.step_done((sent, await self._resolve(sent, source), primary))
+                    resolved = self._resolve_now(sent, source)
+                    if resolved is None:
+                        # not a hook: bounded by the put timeout (in `resolve`), not the hook's
+                        lane.budget((sent.channel, "waiting for a put to finish"),
+                                    self.resolve_timeout + self.timeout)
+                        resolved = await self._resolve(sent, source)
+                    lane.step_done((sent, resolved, primary))
                     continue
                 lane.budget((impl.plugin_name, spec), self.timeout)
                 try:
-                    result = await impl.function(
-                        **{n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
-                           if n in impl.argnames})
+                    if len(impl.argnames) == 3:  # takes all three (most do): no filtering
+                        result = await impl.function(sent=sent, source=source, primary=primary)
+                    else:
+                        result = await impl.function(**{
+                            n: v for n, v in (("sent", sent), ("source", source), ("primary", primary))
+                            if n in impl.argnames})
                 except Exception:
                     log.exception("%s: %s failed", impl.plugin_name, spec)
                     lane.step_done()
