@@ -63,7 +63,7 @@ class Lineage:
         cls._seen[msg] = channels
 
 
-@attrs.frozen
+@attrs.define
 class _Step:
     """One copy `send` decided to hand over: `item` to `queue`, unless `pending` (an edit of a
     copy not sent yet) names the waiting put that `item`'s message replaces instead."""
@@ -88,7 +88,7 @@ class _Context:
     a reaction is to."""
 
     __slots__ = ("network", "plug", "title", "parent", "parent_ref", "reacted_ref", "names",
-                 "quotes")
+                 "quotes", "unresolved")
 
     def __init__(self, network: str, plug: str, title: str, parent: Any, parent_ref: SyncRef | None) -> None:
         self.network = network
@@ -99,6 +99,8 @@ class _Context:
         self.reacted_ref: SyncRef | None = None
         self.names: dict[NameFormat, User | None] = {}
         self.quotes: RichText | None = None
+        #: something `SyncHook._resolve_context` must look up yet
+        self.unresolved = False
 
     def context_names(self, label: str) -> dict[str, str]:
         return {"network": self.network, "plug": self.plug, "channel": self.title, "label": label}
@@ -127,7 +129,8 @@ class SyncHook(Hook):
         self._needs_title: dict[str, bool] = {}
         #: each label's member channels as a set, and each member's name (for delivery keys)
         self._member_set: dict[str, frozenset[Channel]] = {}
-        self._key_names: dict[Channel, str] = {}
+        #: each label's channels with what `_plan` needs of each: queue, policy, name in keys
+        self._targets: dict[str, list[tuple[Channel, DeliveryQueue, Policy, str]]] = {}
         self._titles: dict[Channel, str] = {}
         #: the delivery queue of each member channel (core's `DeliveryQueues`)
         self.queues = DeliveryQueues(host, name, self._execute, limit=config.retry_limit,
@@ -212,7 +215,9 @@ class SyncHook(Hook):
             self._member_set[label] = frozenset(chans)
             for channel in chans:
                 self.queues.add(channel)
-                self._key_names[channel] = str(channel)
+            self._targets[label] = [(channel, self.queues[channel],
+                                     self.policies.get(channel.plug, label), str(channel))
+                                    for channel in chans]
         if config.persist:
             self.cache.writer = self.host.store.writer(f"sync:{self.name}", self.cache.write)
 
@@ -373,7 +378,9 @@ class SyncHook(Hook):
         elif update:
             ref.source = msg
             self.cache.edited(ref)  # a reply after a restart quotes the text as it is now
-        context = await self._context(label, msg, origin)
+        context = self._context(label, msg, origin)
+        if context.unresolved:  # a title to look up, or a parent's copies to find
+            await self._resolve_context(label, context, msg, origin)
         if origin is None and ref.origin is not None:
             origin = ref.origin
         await self._dispatch(self._plan(label, msg, origin, ref, update, context))
@@ -391,35 +398,38 @@ class SyncHook(Hook):
         origin's channel, the channels the message has already been through (`Lineage`), a
         copy the target's policy does not edit, and a render that says nothing. Decides only;
         `_dispatch` acts."""
-        members = self.members[label]
         origin_channel = origin.channel if origin is not None else None
         seen = Lineage.of(msg) if msg is not origin else None
         lineage: frozenset[Channel] | None = None
         if Lineage.needed:
-            lineage = self._member_set.get(label) or frozenset(members)
+            lineage = self._member_set.get(label) or frozenset(self.members[label])
             lineage = lineage.union(seen or (), (origin_channel,) if origin_channel else ())
-        names = self._key_names
         parent = context if context.parent is not None else None
-        revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
         # delivery keys name the original message, not this run's SyncRef: a message handed
         # over again after a crash gets the same keys (and Matrix the same transaction ids)
         named = ref.origin or origin
-        base = self.name + "|" + (f"{named.channel}|{named.id}"
-                                  if isinstance(named, (Receipt, SentMessage)) else ref.key)
+        if isinstance(named, (Receipt, SentMessage)):
+            where = named.channel
+            base = f"{self.name}|{where.plug}:{where.source}|{named.id}"
+        else:
+            base = f"{self.name}|{ref.key}"
+        if update:
+            revision = getattr(origin, "revision", None) or getattr(origin, "id", None) or ""
+            base = f"{base}|edit|{revision}|"
+        else:
+            base += "|put|"
+        ids_of = ref.ids
         steps: list[_Step] = []
-        for channel in members:
+        for channel, queue, policy, name in self._targets[label]:
             if channel == origin_channel or (seen is not None and channel in seen):
                 continue
-            queue = self.queues[channel]
-            ids = ref.ids.get(channel)
-            policy = self.policies.get(channel.plug, label)
-            name = names.get(channel) or str(channel)
+            ids = ids_of.get(channel)
             if update:
                 if (ids or not queue.idle) and not policy.edits:
                     continue
-                kind, key = "edit", f"{base}|edit|{revision}|{name}"
+                kind = "edit"
             elif not ids and (queue.idle or not queue.has(lambda d: d.ref is ref)):
-                kind, key = "put", f"{base}|put|{name}"
+                kind = "put"
             else:
                 continue  # a copy exists, or is on its way
             local = self._render(label, msg, channel, policy, context, update)
@@ -428,7 +438,7 @@ class SyncHook(Hook):
             if lineage is not None:
                 Lineage.mark(local, lineage)
             pending = (lambda d: d.ref is ref and d.kind == "put") if update and not ids else None
-            steps.append(_Step(queue, Delivery(kind, local, ref, parent, key=key), pending))
+            steps.append(_Step(queue, Delivery(kind, local, ref, parent, key=base + name), pending))
         return steps
 
     async def _dispatch(self, steps: list[_Step]) -> None:
@@ -503,25 +513,41 @@ class SyncHook(Hook):
 
     # -- building copies ---------------------------------------------------------------------
 
-    async def _context(self, label: str, msg: Message, origin: Any) -> _Context:
+    def _context(self, label: str, msg: Message, origin: Any) -> _Context:
+        """What the copies of `msg` say of where it came from; `unresolved` when
+        `_resolve_context` must look something up first (most messages need not: no await)."""
         source_channel: Channel | None = getattr(origin, "channel", None)
         if source_channel is not None:
             plug = self.host.plugs.get(source_channel.plug)
             network = plug.network_name if plug is not None else source_channel.plug
-            title = source_channel.source
-            if self._needs_title[label]:
-                title = await self._title(source_channel, msg)
-            context = _Context(network, source_channel.plug, title, msg.reply_to, None)
+            context = _Context(network, source_channel.plug, source_channel.source, msg.reply_to,
+                               None)
+            context.unresolved = self._needs_title[label]
         else:
             name = self.plug.name if self.plug is not None else self.name
             context = _Context(SyncPlug.network_name, name, label, msg.reply_to, None)
+        if isinstance(msg.reply_to, (Receipt, SentMessage)):
+            context.unresolved = True
+        reaction = msg.reaction
+        if reaction is not None and isinstance(reaction.target, (Receipt, SentMessage)):
+            context.unresolved = True
+        return context
+
+    async def _resolve_context(self, label: str, context: _Context, msg: Message,
+                               origin: Any) -> None:
+        """Look up what `_context` left `unresolved`: the source channel's title (where a
+        name format shows it) and the sync references of the parent and of a reaction's
+        target."""
+        source_channel: Channel | None = getattr(origin, "channel", None)
+        if source_channel is not None and self._needs_title[label]:
+            context.title = await self._title(source_channel, msg)
         parent = msg.reply_to
         if isinstance(parent, (Receipt, SentMessage)):
             context.parent_ref = await self.cache.fetch(parent)
         reacted = msg.reaction.target if msg.reaction is not None else None
         if isinstance(reacted, (Receipt, SentMessage)):
             context.reacted_ref = await self.cache.fetch(reacted)
-        return context
+        context.unresolved = False
 
     async def _title(self, channel: Channel, msg: Message) -> str:
         if msg.title is not None:
