@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Coroutine
 from typing import Any
 
 import anyio
@@ -129,11 +130,13 @@ class HookCaller:
         self._owners[key] = found
         return found
 
-    async def owner(self, spec: str, owner: str, *, timeout: float | None = None,
-                    **kwargs: Any) -> Any:
-        """Await the implementation registered under `owner`. Its exceptions reach the caller
-        (who decides what a failed put means); a hang raises TimeoutError."""
+    def owner(self, spec: str, owner: str, *, timeout: float | None = None,
+              **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        """The call of the implementation registered under `owner`, to await (a coroutine
+        of `_call`, not one of its own: one frame less per put). Its exceptions reach the
+        caller (who decides what a failed put means); a hang raises TimeoutError; NoOwner
+        is raised at once."""
         impl = self.owner_impl(spec, owner)
         if impl is None:
             raise NoOwner(f"{owner}: does not implement {spec}")
-        return await self._call(spec, impl, kwargs, timeout)
+        return self._call(spec, impl, kwargs, timeout)
