@@ -88,7 +88,10 @@ class RichText:
     @classmethod
     def plain_text(cls, text: str) -> RichText:
         """RichText of one unformatted segment."""
-        return cls([Segment(text)] if text else [])
+        made = cls.__new__(cls)  # what __init__ would make, without checking its own segment
+        made._segments = (Segment(text),) if text else ()
+        made._plain = text
+        return made
 
     @property
     def segments(self) -> tuple[Segment, ...]:
