@@ -711,8 +711,9 @@ class Host:
 
     async def receive(self, sent: SentMessage, source: Message | None = None, primary: bool = True,
                       on_handled: Callable[[], Any] | None = None) -> None:
-        """Hand a message a plug received to the hooks. Returns once it is queued; messages of
-        one channel are handled in the order they were received. `on_handled` (if given) is
+        """Hand a message a plug received to the hooks. Returns once it is queued (at once,
+        without a task switch, unless the channel's lane is full: then it waits for room);
+        messages of one channel are handled in the order they were received. `on_handled` (if given) is
         called once the message is done: every hook has handled it and every hold taken for
         it (`hold()`) has been released, so a plug saves its resume point only past messages
         whose copies were delivered (see `chanmux.delivery`)."""
