@@ -33,7 +33,7 @@ from .journal import metadata as journal_metadata
 from .lanes import Lanes
 from .links import PRUNE_EVERY, Links
 from .membership import foldable
-from .metrics import Metrics, failure_reason
+from .metrics import Metrics, Traffic, failure_reason
 from .model import Channel, Message, Receipt, SentMessage, User
 from .plug import Hook, Plug, State
 from .registry import LoadError, Registry, misspelt_specs
@@ -154,8 +154,7 @@ class Host:
         #: and status
         self.delivery_queues: list[DeliveryQueues] = []
         self._labels: dict[Channel, str] = {}
-        self._last_received: dict[Channel, float] = {}
-        self._last_relayed: dict[Channel, float] = {}
+        self._traffic = self.metrics.traffic  # per channel: counts and when last (metrics.py)
         self.http: Listener | None = None
         self.watchdog: LoopWatchdog | None = None
         self.links = Links(self)
@@ -445,9 +444,11 @@ class Host:
                         "links": _links(hook)}
                  for name, hook in sorted(self.hooks.items())}
         channels: dict[str, Any] = {}
-        seen = set(self.channels.values()) | set(self._last_received) | set(self._last_relayed)
+        seen = set(self.channels.values()) | set(self._traffic)
         for channel in seen:
-            received, relayed = self._last_received.get(channel), self._last_relayed.get(channel)
+            traffic = self._traffic.get(channel)
+            received = traffic.last_received if traffic is not None else None
+            relayed = traffic.last_relayed if traffic is not None else None
             channels[self.channel_label(channel)] = {
                 "plug": channel.plug, "source": channel.source,
                 "last_received": _iso(received) if received else None,
@@ -731,8 +732,9 @@ class Host:
                 or (sent.user is not None and sent.user.is_self))
         membership = foldable(sent)
         if not ours:
-            self.metrics.received[sent.channel.plug, self.channel_label(sent.channel)] += 1
-            self._last_received[sent.channel] = time.time()
+            traffic = self._traffic.get(sent.channel) or self._new_traffic(sent.channel)
+            traffic.received += 1
+            traffic.last_received = time.time()
         if on_handled is None and not ours and not membership:
             plug = self.plugs.get(sent.channel.plug)
             if plug is not None and plug.journal:
@@ -792,6 +794,10 @@ class Host:
             while len(echoes) > limit:
                 echoes.popitem(last=False)
 
+    def _new_traffic(self, channel: Channel) -> Traffic:
+        traffic = self._traffic[channel] = Traffic(channel.plug, self.channel_label(channel))
+        return traffic
+
     def _plug(self, name: str, action: str) -> Plug:
         plug = self.plugs.get(name)
         if plug is None:
@@ -815,9 +821,9 @@ class Host:
             raise
         finally:
             inflight.leave(where, seq)
-        label = self._labels.get(where) or self.channel_label(where)
-        self.metrics.relayed[where.plug, label, spec] += 1
-        self._last_relayed[where] = time.time()
+        traffic = self._traffic.get(where) or self._new_traffic(where)
+        traffic.relayed[spec] += 1
+        traffic.last_relayed = time.time()
         return result
 
     async def typing_received(self, channel: Channel, user: User, active: bool) -> None:

@@ -67,15 +67,51 @@ def _bound(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
+class Traffic:
+    """One channel's counts: messages received from it, copies relayed to it by kind (put,
+    edit, delete), and when each last happened (Unix time, or None). The host keeps one per
+    channel and adds to it on every message: attribute and plain-dict increments, cheaper
+    than a Counter keyed by a tuple made each time (2.5 µs of a relayed message's CPU)."""
+
+    __slots__ = ("plug", "label", "received", "relayed", "last_received", "last_relayed")
+
+    def __init__(self, plug: str, label: str) -> None:
+        self.plug = plug
+        self.label = label
+        self.received = 0
+        self.relayed: dict[str, int] = {"put": 0, "edit": 0, "delete": 0}
+        self.last_received: float | None = None
+        self.last_relayed: float | None = None
+
+
 class Metrics:
     """The host's counters (see the module's docstring for what each becomes)."""
 
     def __init__(self) -> None:
         self.started = time.time()
-        self.received: Counter[tuple[str, str]] = Counter()
-        self.relayed: Counter[tuple[str, str, str]] = Counter()
+        #: per channel (see `Traffic`); `received` and `relayed` sum them by label
+        self.traffic: dict[Any, Traffic] = {}
         self.put_failures: Counter[tuple[str, str]] = Counter()
         self.loop_lag = Histogram(SECONDS)
+
+    @property
+    def received(self) -> Counter[tuple[str, str]]:
+        """Messages received, by (plug, channel label)."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for t in self.traffic.values():
+            if t.received:
+                counts[t.plug, t.label] += t.received
+        return counts
+
+    @property
+    def relayed(self) -> Counter[tuple[str, str, str]]:
+        """Copies relayed, by (plug, channel label, kind)."""
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for t in self.traffic.values():
+            for kind, count in t.relayed.items():
+                if count:
+                    counts[t.plug, t.label, kind] += count
+        return counts
 
     def observe_lag(self, lag: float) -> None:
         self.loop_lag.observe(lag)
