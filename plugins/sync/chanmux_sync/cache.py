@@ -41,7 +41,8 @@ class SyncRef:
     def __init__(self, ids: Mapping[Channel, list[str]], *, key: str | None = None,
                  source: Message | None = None, origin: Receipt | None = None) -> None:
         self.key = key or new_key()
-        self.ids: dict[Channel, list[str]] = {channel: list(found) for channel, found in ids.items()}
+        self.ids: dict[Channel, list[str]] = (
+            {channel: list(found) for channel, found in ids.items()} if ids else {})
         #: Original copy of the source message, if we have it.
         self.source = source
         self.origin = origin

@@ -7,8 +7,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from chanmux import (
     Channel,
     ConfigError,
@@ -63,14 +61,10 @@ class Lineage:
         cls._seen[msg] = channels
 
 
-@attrs.define
-class _Step:
-    """One copy `send` decided to hand over: `item` to `queue`, unless `pending` (an edit of a
-    copy not sent yet) names the waiting put that `item`'s message replaces instead."""
-
-    queue: DeliveryQueue
-    item: Delivery
-    pending: Callable[[Delivery], bool] | None = None
+#: One copy `send` decided to hand over: (queue, delivery, pending): the delivery to the queue,
+#: unless `pending` (an edit of a copy not sent yet) names the waiting put whose message the
+#: delivery's replaces instead. A plain tuple: one is made per copy.
+_Step = tuple[DeliveryQueue, Delivery, "Callable[[Delivery], bool] | None"]
 
 
 def _content(msg: Message) -> bool:
@@ -438,21 +432,21 @@ class SyncHook(Hook):
             if lineage is not None:
                 Lineage.mark(local, lineage)
             pending = (lambda d: d.ref is ref and d.kind == "put") if update and not ids else None
-            steps.append(_Step(queue, Delivery(kind, local, ref, parent, key=base + name), pending))
+            steps.append((queue, Delivery(kind, local, ref, parent, key=base + name), pending))
         return steps
 
     async def _dispatch(self, steps: list[_Step]) -> None:
         """Hand each planned copy over: queued ones first (each queue sends in its own task),
         then those of quick queues, delivered here in order."""
         inline: list[tuple[DeliveryQueue, Delivery]] = []
-        for step in steps:
-            if step.pending is not None and step.queue.replace(step.pending, step.item.msg):
+        for queue, item, pending in steps:
+            if pending is not None and queue.replace(pending, item.msg):
                 continue  # the waiting put now carries the edited text
-            step.item.hold = self.host.hold()  # only for what is really handed over
-            if step.queue.quick:
-                inline.append((step.queue, step.item))
+            item.hold = self.host.hold()  # only for what is really handed over
+            if queue.quick:
+                inline.append((queue, item))
             else:
-                await step.queue.send(step.item)
+                await queue.send(item)
         for queue, item in inline:
             await queue.deliver(item)
 
