@@ -47,6 +47,10 @@ from .timeline import MAX_GAP_EVENTS, Sink, Timeline
 MEMORY = 10_000
 #: Seconds after which an event the homeserver has not pushed is late (said in the log).
 LATE = 10.0
+#: Seconds after the service is up again (a start, the end of an outage) during which each
+#: pushed transaction is first checked against the history of its rooms: that is when Synapse
+#: leaves a transaction unsent and pushes the ones after it (so the gap is filled in order).
+VERIFY_FOR = 20.0
 #: How long a ghost shows as typing unless told again (ms): a little longer than IRC's
 #: "typing=active" lasts (6 s), which a relay passes on every few seconds while it holds.
 TYPING_TIMEOUT_MS = 10_000
@@ -122,7 +126,10 @@ class MatrixPlug(Plug):
         self._own_txns: Bounded = Bounded(MEMORY)
         self._own_events: Bounded = Bounded(MEMORY)  # event ids the plug sent in this run
         self._taken: Bounded = Bounded(MEMORY)  # event ids the homeserver pushed, handed over
-        self._last_taken: dict[str, str | None] = {}  # room id -> the last event taken (catch-up)
+        #: room id -> Unix time back to which its history has been read and taken (catch-up)
+        self._checked: dict[str, float] = {}
+        self._checked_saved: dict[str, float] | None = None  # as kept in the database
+        self._verify_until = 0.0  # (monotonic) see VERIFY_FOR
         self._opened = time.time()  # when the plug last connected
         self._bridged: set[str] = set()  # the rooms of the config (watched by the catch-up)
         self._recovered: anyio.Event | None = None
@@ -435,13 +442,15 @@ class MatrixPlug(Plug):
         await self._load_direct()
         await self._join_rooms()
         self._opened = time.time()
+        saved = await self._load_checked()
         for room_id in await client.joined_rooms(retry_for=retry):
             for event in await client.request("GET", f"{CS}/rooms/{q(room_id)}/state", retry_for=retry):
                 if isinstance(event, dict):
                     self.rooms[room_id].apply(event)
             self.rooms[room_id].complete = True  # the whole state: every member
-            if room_id in self._bridged:
-                self._last_taken.setdefault(room_id, None)  # watched from now on (catch-up)
+            if room_id in self._bridged:  # watched from now on (catch-up), from where the last
+                # run had checked: what was said while the bridge was down is taken in order
+                self._checked.setdefault(room_id, saved.get(room_id, self._opened))
         if self.config.display_name:
             current = await client.displayname(self.user_id, retry_for=retry)
             if current != self.config.display_name:
@@ -453,8 +462,9 @@ class MatrixPlug(Plug):
         were away), then watch that it still answers: past ``send_retry_for`` without an
         answer this ends, and the host connects again."""
         client = self._connected()
-        await self._ping(client, registration)
+        self._verify_until = time.monotonic() + VERIFY_FOR
         await self._catch_up()  # connected again after a failure: what was lost meanwhile
+        await self._ping(client, registration)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._catch_up_after_outages, name=f"{self.name}:catch-up")
             while not logged_out.is_set():
@@ -486,6 +496,7 @@ class MatrixPlug(Plug):
         self._ping_said = None
 
     def _outage_ended(self) -> None:
+        self._verify_until = time.monotonic() + VERIFY_FOR
         if self._recovered is not None:
             self._recovered.set()
 
@@ -496,7 +507,16 @@ class MatrixPlug(Plug):
 
     async def _intake(self, events: list[dict[str, Any]]) -> None:
         """The events of one transaction: each handed to the host once, then kept (the
-        inbox is written) before the homeserver is answered."""
+        inbox is written) before the homeserver is answered. Shortly after the service is up
+        again (`VERIFY_FOR`) the rooms' history is read back first, so that an event the
+        homeserver left unsent is taken before the later ones it pushes."""
+        if time.monotonic() < self._verify_until:
+            # (not for the bridge's own events: one of those left unsent is nothing to relay)
+            rooms = [room for room in self._checked if any(
+                event.get("room_id") == room and not self._is_own(str(event.get("sender")))
+                for event in events)]
+            if rooms:
+                await self._read_back(rooms, save=False)
         for event in events:
             event_id, room_id = event.get("event_id"), event.get("room_id")
             if not isinstance(event_id, str) or not isinstance(room_id, str):
@@ -519,8 +539,6 @@ class MatrixPlug(Plug):
                     pass
             await self.timeline.handle(room_id, event, relay=True, replayed=replayed)
         self._taken[event_id] = True
-        if room_id in self._bridged:
-            self._last_taken[room_id] = event_id
 
     async def _catch_up_after_outages(self) -> None:
         """After every outage of the homeserver, relay what it should have pushed and did
@@ -539,29 +557,68 @@ class MatrixPlug(Plug):
         was missed). An event about to be pushed may be taken here first; it is taken once."""
         assert self.appservice is not None
         async with self.appservice.lock():
-            for room_id, last in list(self._last_taken.items()):
-                missed = await self._missed(room_id, last)
-                late = [e for e in missed if sent_at(e) < time.time() - LATE]
-                if late:
-                    self.log.info("%s: %s the homeserver had not pushed (it restarted, failed, "
-                                  "or left a transaction unsent); relaying %s now", room_id,
-                                  "1 event" if len(late) == 1 else f"{len(late)} events",
-                                  "it" if len(late) == 1 else "them")
-                for event in missed:
-                    await self._take(room_id, event["event_id"], event,
-                                     sent_at(event) < self._started)
-            for writer in list(self.host.store.writers):
-                await writer.flush()
+            await self._read_back(list(self._checked))
 
-    async def _missed(self, room_id: str, last: str | None) -> list[dict[str, Any]]:
-        """A room's events after `last` (or, for a room nothing was taken from yet, since the
-        plug connected), oldest first, that were not taken (at most `MAX_GAP_EVENTS`, none
-        older than `max_catchup_age`)."""
+    async def _read_back(self, rooms: list[str], save: bool = True) -> None:
+        """`_catch_up` of `rooms`, with the transaction lock held: each room's events since
+        it was last checked that were not taken are taken, oldest first; with `save`, how far
+        each was checked is kept in the database for the next start (an older point kept
+        only means more read back then, each taken once)."""
+        for room_id in rooms:
+            checked = self._checked[room_id]
+            missed, newest = await self._missed(room_id, checked)
+            late = [e for e in missed if self._started <= sent_at(e) < time.time() - LATE]
+            if late:
+                self.log.info("%s: %s the homeserver had not pushed (it restarted, failed, "
+                              "or left a transaction unsent); relaying %s now", room_id,
+                              "1 event" if len(late) == 1 else f"{len(late)} events",
+                              "it" if len(late) == 1 else "them")
+            # said before this run started: a relay sends them only where no copy is known
+            for event in missed:
+                await self._take(room_id, event["event_id"], event,
+                                 sent_at(event) < self._started)
+            if newest is not None:
+                # read back again next time from a little before the newest event seen now,
+                # whatever was pushed since: an event the homeserver left unsent lies before
+                # events it pushed after it (reading back only to the last event taken never
+                # found it)
+                self._checked[room_id] = max(checked, newest - LATE)
+        for writer in list(self.host.store.writers):
+            await writer.flush()
+        if save:
+            await self._save_checked()
+
+    async def _load_checked(self) -> dict[str, float]:
+        """What the last run had checked of each room (see `_read_back`)."""
+        if self._checked_saved is None:
+            try:
+                saved = await self.host.store.get_state(self.name, "checked", {})
+            except Exception as exc:  # noqa: BLE001 - then the rooms are read back from now
+                self.log.warning("could not read how far the rooms were read back (%s); "
+                                 "reading them back from now on", describe(exc))
+                saved = {}
+            self._checked_saved = {room: float(at) for room, at in saved.items()
+                                   if isinstance(at, (int, float))} if isinstance(saved, dict) else {}
+        return dict(self._checked_saved)
+
+    async def _save_checked(self) -> None:
+        if self._checked == self._checked_saved:
+            return
+        try:
+            await self.host.store.set_state(self.name, "checked", self._checked)
+        except Exception as exc:  # noqa: BLE001 - kept in memory; the database says why
+            self.log.debug("how far the rooms were read back not kept: %s", describe(exc))
+            return
+        self._checked_saved = dict(self._checked)
+
+    async def _missed(self, room_id: str, checked: float) -> tuple[list[dict[str, Any]], float | None]:
+        """A room's events since `checked` (Unix time; none older than `max_catchup_age`)
+        that were not taken, oldest first (at most `MAX_GAP_EVENTS` read), and the time of
+        the newest event read (None if none was)."""
         client, token = self._connected(), None
         found: list[dict[str, Any]] = []
-        oldest = time.time() - self.config.max_catchup_age
-        if last is None:
-            oldest = max(oldest, self._opened)
+        oldest = max(time.time() - self.config.max_catchup_age, checked)
+        newest: float | None = None
         while len(found) < MAX_GAP_EVENTS:
             params: dict[str, Any] = {"dir": "b", "limit": 100, "filter": self.timeline.gap_filter}
             if token:
@@ -569,16 +626,21 @@ class MatrixPlug(Plug):
             page = await client.request("GET", f"{CS}/rooms/{q(room_id)}/messages", params=params,
                                         retry_for=self.config.send_retry_for)
             chunk = [e for e in page.get("chunk", ()) if isinstance(e, dict)]
+            done = False
             for event in chunk:
-                if event.get("event_id") == last or sent_at(event) < oldest:
-                    return [e for e in reversed(found) if e.get("event_id") not in self._taken]
+                at = sent_at(event)
+                if at != float("inf"):
+                    newest = at if newest is None else max(newest, at)
+                if at < oldest:
+                    done = True
+                    break
                 found.append({**event, "room_id": room_id})
             end = page.get("end")
-            if not chunk or not isinstance(end, str) or end == token:
+            if done or not chunk or not isinstance(end, str) or end == token:
                 break
             token = end
         return [e for e in reversed(found) if isinstance(e.get("event_id"), str)
-                and e["event_id"] not in self._taken]
+                and e["event_id"] not in self._taken], newest
 
     async def _ephemeral(self, events: list[dict[str, Any]]) -> None:
         """The ephemeral events of a transaction (the registration's ``receive_ephemeral``):
