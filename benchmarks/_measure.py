@@ -10,10 +10,13 @@ thread included), which other work on the machine does not inflate the way it do
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import gc
 import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -92,3 +95,38 @@ class Clock:
                 "gc_collections": self.gc.collections,
                 "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "rss_kb": {str(k): v for k, v in self.rss.items()}}
+
+
+class Watch:
+    """A count and the one waiter that wants it to reach a number. `event` makes the Event
+    it waits on: asyncio's by default, anyio's for a driver on anyio (it runs on trio too)."""
+
+    __slots__ = ("count", "_want", "_event", "_make")
+
+    def __init__(self, event: Callable[[], Any] = asyncio.Event) -> None:
+        self.count = 0
+        self._want = 0
+        self._event: Any = None
+        self._make = event
+
+    def add(self, n: int = 1) -> None:
+        self.count += n
+        if self._event is not None and self.count >= self._want:
+            self._event.set()
+            self._event = None
+
+    async def reach(self, n: int) -> None:
+        if self.count < n:
+            self._want, self._event = n, self._make()
+            await self._event.wait()
+
+
+def workload_arguments(parser: argparse.ArgumentParser, db_help: str) -> None:
+    """The workload's options, the same in every driver that --compare runs."""
+    parser.add_argument("--messages", type=int, default=WORKLOAD)
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--window", type=int, default=2_000)
+    parser.add_argument("--chunk", type=int, default=0,
+                        help="messages injected at a time (default: a quarter of the "
+                             "window; 1: the driver refills one at a time, woken per message)")
+    parser.add_argument("--db", default=None, help=db_help)

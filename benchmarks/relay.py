@@ -65,7 +65,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import anyio  # noqa: E402
-from _measure import WORKLOAD, Clock  # noqa: E402
+from _measure import WORKLOAD, Clock, Watch  # noqa: E402
 
 from chanmux import Channel, Hook, Message, Plug, Receipt, SentMessage, User, hookimpl  # noqa: E402
 from chanmux.testing import run_host  # noqa: E402
@@ -84,28 +84,6 @@ IMMP_DB_REQUIREMENTS = [IMMP_REQUIREMENT, "tortoise-orm==0.19.3"]
 # -- the chanmux run -------------------------------------------------------------------------
 
 
-class Watch:
-    """A count and the one waiter that wants it to reach a number."""
-
-    __slots__ = ("count", "_want", "_event")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._want = 0
-        self._event: anyio.Event | None = None
-
-    def add(self) -> None:
-        self.count += 1
-        if self._event is not None and self.count >= self._want:
-            self._event.set()
-            self._event = None
-
-    async def reach(self, n: int) -> None:
-        if self.count < n:
-            self._want, self._event = n, anyio.Event()
-            await self._event.wait()
-
-
 class RelayPlug(Plug):
     """An in-memory network that keeps nothing: it counts puts and echoes each one back."""
 
@@ -118,7 +96,7 @@ class RelayPlug(Plug):
     def __init__(self, name: str, config: Any, host: Any) -> None:
         super().__init__(name, config, host)
         self.puts = 0
-        self.received = Watch()  # messages handed to the host (`host.receive` returned)
+        self.received = Watch(anyio.Event)  # messages handed to the host (`host.receive` returned)
         self._ids = 0
         self.bot = User(id=f"{name}:bot", plug=name, username="bot", is_self=True)
         self.human = User(id=f"{name}:human", plug=name, username="human", real_name="Human")

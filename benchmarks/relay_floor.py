@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _measure import Clock
+from _measure import Clock, Watch, workload_arguments
 
 Channel = tuple[str, str]
 
@@ -41,28 +41,6 @@ class Sent:
 
     def __init__(self, id: str, channel: Channel, text: str, user: str) -> None:
         self.id, self.channel, self.text, self.user = id, channel, text, user
-
-
-class Watch:
-    """A count and the one waiter that wants it to reach a number."""
-
-    __slots__ = ("count", "_want", "_event")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._want = 0
-        self._event: asyncio.Event | None = None
-
-    def add(self, n: int = 1) -> None:
-        self.count += n
-        if self._event is not None and self.count >= self._want:
-            self._event.set()
-            self._event = None
-
-    async def reach(self, n: int) -> None:
-        if self.count < n:
-            self._want, self._event = n, asyncio.Event()
-            await self._event.wait()
 
 
 class Plug:
@@ -232,13 +210,7 @@ async def main(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--window", type=int, default=2_000)
-    parser.add_argument("--chunk", type=int, default=0,
-                        help="messages injected at a time (default: a quarter of the "
-                             "window; 1: the driver refills one at a time, woken per message)")
-    parser.add_argument("--db", default=None, help="SQLite file (must not exist)")
+    workload_arguments(parser, "SQLite file (must not exist)")
     args = parser.parse_args()
     if args.db and Path(args.db).exists():
         parser.error(f"{args.db} exists: give a new path")
