@@ -51,6 +51,8 @@ LATE = 10.0
 #: pushed transaction is first checked against the history of its rooms: that is when Synapse
 #: leaves a transaction unsent and pushes the ones after it (so the gap is filled in order).
 VERIFY_FOR = 20.0
+#: Seconds that check waits for the homeserver to answer before taking the transaction as is.
+VERIFY_RETRY = 2.0
 #: How long a ghost shows as typing unless told again (ms): a little longer than IRC's
 #: "typing=active" lasts (6 s), which a relay passes on every few seconds while it holds.
 TYPING_TIMEOUT_MS = 10_000
@@ -516,7 +518,12 @@ class MatrixPlug(Plug):
                 event.get("room_id") == room and not self._is_own(str(event.get("sender")))
                 for event in events)]
             if rooms:
-                await self._read_back(rooms, save=False)
+                try:
+                    await self._read_back(rooms, save=False, retry_for=VERIFY_RETRY)
+                except Exception as exc:  # noqa: BLE001 - the transaction is taken all the same
+                    # (the homeserver went away again): the next catch-up fills any gap
+                    self.log.debug("history not read before a transaction (%s); taking it as "
+                                   "pushed", describe(exc))
         for event in events:
             event_id, room_id = event.get("event_id"), event.get("room_id")
             if not isinstance(event_id, str) or not isinstance(room_id, str):
@@ -559,14 +566,15 @@ class MatrixPlug(Plug):
         async with self.appservice.lock():
             await self._read_back(list(self._checked))
 
-    async def _read_back(self, rooms: list[str], save: bool = True) -> None:
+    async def _read_back(self, rooms: list[str], save: bool = True,
+                         retry_for: float | None = None) -> None:
         """`_catch_up` of `rooms`, with the transaction lock held: each room's events since
         it was last checked that were not taken are taken, oldest first; with `save`, how far
         each was checked is kept in the database for the next start (an older point kept
         only means more read back then, each taken once)."""
         for room_id in rooms:
             checked = self._checked[room_id]
-            missed, newest = await self._missed(room_id, checked)
+            missed, newest = await self._missed(room_id, checked, retry_for)
             late = [e for e in missed if self._started <= sent_at(e) < time.time() - LATE]
             if late:
                 self.log.info("%s: %s the homeserver had not pushed (it restarted, failed, "
@@ -611,7 +619,8 @@ class MatrixPlug(Plug):
             return
         self._checked_saved = dict(self._checked)
 
-    async def _missed(self, room_id: str, checked: float) -> tuple[list[dict[str, Any]], float | None]:
+    async def _missed(self, room_id: str, checked: float, retry_for: float | None = None,
+                      ) -> tuple[list[dict[str, Any]], float | None]:
         """A room's events since `checked` (Unix time; none older than `max_catchup_age`)
         that were not taken, oldest first (at most `MAX_GAP_EVENTS` read), and the time of
         the newest event read (None if none was)."""
@@ -623,8 +632,9 @@ class MatrixPlug(Plug):
             params: dict[str, Any] = {"dir": "b", "limit": 100, "filter": self.timeline.gap_filter}
             if token:
                 params["from"] = token
-            page = await client.request("GET", f"{CS}/rooms/{q(room_id)}/messages", params=params,
-                                        retry_for=self.config.send_retry_for)
+            page = await client.request(
+                "GET", f"{CS}/rooms/{q(room_id)}/messages", params=params,
+                retry_for=self.config.send_retry_for if retry_for is None else retry_for)
             chunk = [e for e in page.get("chunk", ()) if isinstance(e, dict)]
             done = False
             for event in chunk:
