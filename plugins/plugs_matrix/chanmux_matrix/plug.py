@@ -130,7 +130,6 @@ class MatrixPlug(Plug):
         self._taken: Bounded = Bounded(MEMORY)  # event ids the homeserver pushed, handed over
         #: room id -> Unix time back to which its history has been read and taken (catch-up)
         self._checked: dict[str, float] = {}
-        self._checked_saved: dict[str, float] | None = None  # as kept in the database
         self._verify_until = 0.0  # (monotonic) see VERIFY_FOR
         self._opened = time.time()  # when the plug last connected
         self._bridged: set[str] = set()  # the rooms of the config (watched by the catch-up)
@@ -444,15 +443,13 @@ class MatrixPlug(Plug):
         await self._load_direct()
         await self._join_rooms()
         self._opened = time.time()
-        saved = await self._load_checked()
         for room_id in await client.joined_rooms(retry_for=retry):
             for event in await client.request("GET", f"{CS}/rooms/{q(room_id)}/state", retry_for=retry):
                 if isinstance(event, dict):
                     self.rooms[room_id].apply(event)
             self.rooms[room_id].complete = True  # the whole state: every member
-            if room_id in self._bridged:  # watched from now on (catch-up), from where the last
-                # run had checked: what was said while the bridge was down is taken in order
-                self._checked.setdefault(room_id, saved.get(room_id, self._opened))
+            if room_id in self._bridged:
+                self._checked.setdefault(room_id, self._opened)  # watched from now on (catch-up)
         if self.config.display_name:
             current = await client.displayname(self.user_id, retry_for=retry)
             if current != self.config.display_name:
@@ -519,7 +516,7 @@ class MatrixPlug(Plug):
                 for event in events)]
             if rooms:
                 try:
-                    await self._read_back(rooms, save=False, retry_for=VERIFY_RETRY)
+                    await self._read_back(rooms, retry_for=VERIFY_RETRY)
                 except Exception as exc:  # noqa: BLE001 - the transaction is taken all the same
                     # (the homeserver went away again): the next catch-up fills any gap
                     self.log.debug("history not read before a transaction (%s); taking it as "
@@ -566,12 +563,10 @@ class MatrixPlug(Plug):
         async with self.appservice.lock():
             await self._read_back(list(self._checked))
 
-    async def _read_back(self, rooms: list[str], save: bool = True,
-                         retry_for: float | None = None) -> None:
+    async def _read_back(self, rooms: list[str], retry_for: float | None = None) -> None:
         """`_catch_up` of `rooms`, with the transaction lock held: each room's events since
-        it was last checked that were not taken are taken, oldest first; with `save`, how far
-        each was checked is kept in the database for the next start (an older point kept
-        only means more read back then, each taken once)."""
+        it was last checked (since the plug connected, at first) that were not taken are
+        taken, oldest first."""
         for room_id in rooms:
             checked = self._checked[room_id]
             missed, newest = await self._missed(room_id, checked, retry_for)
@@ -593,31 +588,6 @@ class MatrixPlug(Plug):
                 self._checked[room_id] = max(checked, newest - LATE)
         for writer in list(self.host.store.writers):
             await writer.flush()
-        if save:
-            await self._save_checked()
-
-    async def _load_checked(self) -> dict[str, float]:
-        """What the last run had checked of each room (see `_read_back`)."""
-        if self._checked_saved is None:
-            try:
-                saved = await self.host.store.get_state(self.name, "checked", {})
-            except Exception as exc:  # noqa: BLE001 - then the rooms are read back from now
-                self.log.warning("could not read how far the rooms were read back (%s); "
-                                 "reading them back from now on", describe(exc))
-                saved = {}
-            self._checked_saved = {room: float(at) for room, at in saved.items()
-                                   if isinstance(at, (int, float))} if isinstance(saved, dict) else {}
-        return dict(self._checked_saved)
-
-    async def _save_checked(self) -> None:
-        if self._checked == self._checked_saved:
-            return
-        try:
-            await self.host.store.set_state(self.name, "checked", self._checked)
-        except Exception as exc:  # noqa: BLE001 - kept in memory; the database says why
-            self.log.debug("how far the rooms were read back not kept: %s", describe(exc))
-            return
-        self._checked_saved = dict(self._checked)
 
     async def _missed(self, room_id: str, checked: float, retry_for: float | None = None,
                       ) -> tuple[list[dict[str, Any]], float | None]:
