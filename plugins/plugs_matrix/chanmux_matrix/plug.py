@@ -130,6 +130,13 @@ class MatrixPlug(Plug):
         self._taken: Bounded = Bounded(MEMORY)  # event ids the homeserver pushed, handed over
         #: room id -> Unix time back to which its history has been read and taken (catch-up)
         self._checked: dict[str, float] = {}
+        #: room id -> {event id: Unix time} of the events taken since that time: with
+        #: `_checked`, kept in the database, so that a start reads back what was said while
+        #: the bridge was down, in order, and hands over none of what the last run took
+        self._recent: dict[str, dict[str, float]] = {}
+        self._history_loaded = False
+        self._history_saved: Any = None  # as the database holds it
+        self._history_unsaved: str | None = None  # why the last save failed, said once
         self._verify_until = 0.0  # (monotonic) see VERIFY_FOR
         self._opened = time.time()  # when the plug last connected
         self._bridged: set[str] = set()  # the rooms of the config (watched by the catch-up)
@@ -413,8 +420,12 @@ class MatrixPlug(Plug):
 
     async def stopped(self) -> None:
         """Save the resume point as it is once everything is closed: other plugs may have
-        kept (and so finished with) deliveries of our messages while closing."""
+        kept (and so finished with) deliveries of our messages while closing. (As an
+        application service: how far the rooms were read back, and what was taken since.)"""
         waiting = self.positions.waiting
+        if self.registration is not None:
+            await self._save_history()
+            return
         await self._save_position()
         if waiting:
             self.log.info("%d received messages were not delivered yet; they are fetched "
@@ -443,13 +454,17 @@ class MatrixPlug(Plug):
         await self._load_direct()
         await self._join_rooms()
         self._opened = time.time()
+        kept = await self._load_history()
         for room_id in await client.joined_rooms(retry_for=retry):
             for event in await client.request("GET", f"{CS}/rooms/{q(room_id)}/state", retry_for=retry):
                 if isinstance(event, dict):
                     self.rooms[room_id].apply(event)
             self.rooms[room_id].complete = True  # the whole state: every member
-            if room_id in self._bridged:
-                self._checked.setdefault(room_id, self._opened)  # watched from now on (catch-up)
+            if room_id in self._bridged and room_id not in self._checked:
+                # watched by the catch-up: from where the last run had read it back (what was
+                # said while the bridge was down is taken in order, before the homeserver
+                # sends it), or from now on in a room new to the bridge
+                self._checked[room_id] = kept.get(room_id, self._opened)
         if self.config.display_name:
             current = await client.displayname(self.user_id, retry_for=retry)
             if current != self.config.display_name:
@@ -511,26 +526,41 @@ class MatrixPlug(Plug):
         homeserver left unsent is taken before the later ones it pushes."""
         if time.monotonic() < self._verify_until:
             # (not for the bridge's own events: one of those left unsent is nothing to relay)
-            rooms = [room for room in self._checked if any(
-                event.get("room_id") == room and not self._is_own(str(event.get("sender")))
-                for event in events)]
+            pushed = {event.get("room_id") for event in events
+                      if not self._is_own(str(event.get("sender")))}
+            rooms = [room for room in self._checked if room in pushed]
             if rooms:
+                ids = frozenset(event.get("event_id") for event in events)
                 try:
-                    await self._read_back(rooms, retry_for=VERIFY_RETRY)
+                    await self._read_back(rooms, retry_for=VERIFY_RETRY, before=ids)
                 except Exception as exc:  # noqa: BLE001 - the transaction is taken all the same
                     # (the homeserver went away again): the next catch-up fills any gap
                     self.log.debug("history not read before a transaction (%s); taking it as "
                                    "pushed", describe(exc))
+        # said while the bridge was away, longer ago than max_catchup_age: not relayed (as
+        # with a bot account), only taken into the rooms' state
+        too_old, skipped = min(self._started, time.time() - self.config.max_catchup_age), 0
         for event in events:
             event_id, room_id = event.get("event_id"), event.get("room_id")
             if not isinstance(event_id, str) or not isinstance(room_id, str):
                 self.log.warning("skipped a pushed event without event_id or room_id")
                 continue
+            if (sent_at(event) < too_old and event_id not in self._taken
+                    and event.get("state_key") != self.user_id):
+                self.timeline.pass_over(room_id, event)
+                self._taken[event_id] = True
+                skipped += 1
+                continue
             # sent before this run started, it may have been handed over by a run that was
             # killed before answering: a relay then sends it only where it is not yet
             await self._take(room_id, event_id, event, sent_at(event) < self._started)
+        if skipped:
+            self.log.info("skipped %d pushed events older than max_catchup_age (%ss), said "
+                          "while the bridge was away", skipped,
+                          f"{self.config.max_catchup_age:g}")
         for writer in list(self.host.store.writers):
             await writer.flush()
+        await self._save_history()
 
     async def _take(self, room_id: str, event_id: str, event: dict[str, Any], replayed: bool) -> None:
         """Hand one event of a room to the host, once."""
@@ -543,6 +573,11 @@ class MatrixPlug(Plug):
                     pass
             await self.timeline.handle(room_id, event, relay=True, replayed=replayed)
         self._taken[event_id] = True
+        checked = self._checked.get(room_id)
+        if checked is not None:
+            at = min(sent_at(event), time.time())
+            if at >= checked:
+                self._recent.setdefault(room_id, {})[event_id] = at
 
     async def _catch_up_after_outages(self) -> None:
         """After every outage of the homeserver, relay what it should have pushed and did
@@ -562,14 +597,26 @@ class MatrixPlug(Plug):
         assert self.appservice is not None
         async with self.appservice.lock():
             await self._read_back(list(self._checked))
+            await self._save_history()
 
-    async def _read_back(self, rooms: list[str], retry_for: float | None = None) -> None:
+    async def _read_back(self, rooms: list[str], retry_for: float | None = None,
+                         before: frozenset[Any] = frozenset()) -> None:
         """`_catch_up` of `rooms`, with the transaction lock held: each room's events since
-        it was last checked (since the plug connected, at first) that were not taken are
-        taken, oldest first."""
+        it was last checked (where the last run left it, at a start) that were not taken are
+        taken, oldest first; those from the first of the events `before` on (a transaction
+        about to be taken) are left to come after it."""
         for room_id in rooms:
             checked = self._checked[room_id]
             missed, newest = await self._missed(room_id, checked, retry_for)
+            cut = next((n for n, e in enumerate(missed) if e["event_id"] in before), None)
+            if cut is not None:
+                newest, missed = sent_at(missed[cut]), missed[:cut]
+            away = sum(1 for e in missed if sent_at(e) < self._started)
+            if away:
+                self.log.info("%s: %s said while the bridge was stopped (or not yet taken "
+                              "when it stopped); relaying %s now", room_id,
+                              "1 event" if away == 1 else f"{away} events",
+                              "it" if away == 1 else "them")
             late = [e for e in missed if self._started <= sent_at(e) < time.time() - LATE]
             if late:
                 self.log.info("%s: %s the homeserver had not pushed (it restarted, failed, "
@@ -585,9 +632,58 @@ class MatrixPlug(Plug):
                 # whatever was pushed since: an event the homeserver left unsent lies before
                 # events it pushed after it (reading back only to the last event taken never
                 # found it)
-                self._checked[room_id] = max(checked, newest - LATE)
+                horizon = self._checked[room_id] = max(checked, newest - LATE)
+                recent = self._recent.get(room_id)
+                if recent and horizon > checked:
+                    self._recent[room_id] = {e: at for e, at in recent.items() if at >= horizon}
         for writer in list(self.host.store.writers):
             await writer.flush()
+
+    async def _load_history(self) -> dict[str, float]:
+        """At the first start of this run: how far the last run had read back each room, and
+        the events it took since (which are then not handed over again)."""
+        if self._history_loaded:
+            return {}
+        self._history_loaded = True
+        try:
+            kept = await self.host.store.get_state(self.name, "history", {})
+        except Exception as exc:  # noqa: BLE001 - then the rooms are read back from now on
+            self.log.warning("could not read how far the rooms were read back (%s); what was "
+                             "said while the bridge was down comes as the homeserver sends it",
+                             describe(exc))
+            return {}
+        self._history_saved = kept
+        checked: dict[str, float] = {}
+        rooms = kept.get("rooms") if isinstance(kept, dict) else None
+        for room_id, room in (rooms.items() if isinstance(rooms, dict) else ()):
+            at, taken = obj(room).get("checked"), obj(room).get("taken")
+            if not isinstance(at, (int, float)) or not isinstance(taken, dict):
+                continue
+            checked[room_id] = float(at)
+            self._recent[room_id] = {e: float(t) for e, t in taken.items()
+                                     if isinstance(t, (int, float))}
+            for event_id in self._recent[room_id]:
+                self._taken[event_id] = True
+        return checked
+
+    async def _save_history(self) -> None:
+        """Keep `_checked` and `_recent` in the database (when they changed)."""
+        state = {"rooms": {room: {"checked": at, "taken": dict(self._recent.get(room, {}))}
+                           for room, at in self._checked.items()}}
+        if state == self._history_saved:
+            return
+        try:
+            await self.host.store.set_state(self.name, "history", state)
+        except Exception as exc:  # noqa: BLE001 - kept in memory; a start then hands over more
+            said = describe(exc)
+            if said != self._history_unsaved:
+                self._history_unsaved = said
+                self.log.warning("could not keep how far the rooms were read back (%s); a "
+                                 "restart now may hand the hooks recent events again "
+                                 "(marked replayed)", said)
+            return
+        self._history_unsaved = None
+        self._history_saved = state
 
     async def _missed(self, room_id: str, checked: float, retry_for: float | None = None,
                       ) -> tuple[list[dict[str, Any]], float | None]:

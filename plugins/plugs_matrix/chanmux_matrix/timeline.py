@@ -191,8 +191,7 @@ class Timeline:
                 events = self.after_own_join(room, events)
             for event in events:
                 if relay and too_old is not None and sent_at(event) < too_old:
-                    if event.get("type") in _STATEFUL and "state_key" in event:
-                        room.apply(event)
+                    self.pass_over(room_id, event)
                     skipped += 1
                     continue
                 # sent before this run could hear it: it may have been handed over (and relayed,
@@ -207,6 +206,12 @@ class Timeline:
         if skipped:
             self.log.info("catching up: skipped %d events older than max_catchup_age (%ss)",
                           skipped, f"{cutoff:g}")
+
+    def pass_over(self, room_id: str, event: dict[str, Any]) -> None:
+        """An event not relayed (too old): what it says of the room's state (a member's join,
+        their name) is taken in all the same."""
+        if event.get("type") in _STATEFUL and "state_key" in event:
+            self.rooms[room_id].apply(event)
 
     def after_own_join(self, room: Room, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drop the history before the bridge's own join (a room it just joined), keeping

@@ -315,3 +315,52 @@ async def test_an_event_the_homeserver_drops_before_others_it_pushes_is_read_bac
         await rec.wait_for(lambda r: r.sent.id == lost, timeout=30)
         ids = [r.sent.id for r in rec.received]
         assert ids.count(lost) == 1 and ids.count(after) == 1
+
+
+async def test_what_is_said_while_the_bridge_is_stopped_is_read_back_in_order_at_a_start(
+        appservice, person, tmp_path, logwatch):
+    """The plug keeps how far it read each room back, and what it took since. Started again,
+    it reads back what was said while it was stopped and hands it over in order, before what
+    is said after, even when the homeserver never pushes it (here every push is refused, as
+    when Synapse leaves a transaction unsent); what the last run took is not handed over
+    again."""
+    room = person.room
+    config = appservice.host_config([room], sync_timeout=1)
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        rec, channel = host.hooks["rec"], host.channels["room"]
+        first = await person.send_text(room, "said while running")
+        await rec.wait_for(lambda r: r.sent.id == first, timeout=30)
+    away = [await person.send_text(room, f"said while stopped {n}") for n in range(3)]
+    refusing = tmp_path / "registration.yaml"
+    text = appservice.registration.read_text()
+    token = text.split("hs_token: ", 1)[1].split()[0]
+    refusing.write_text(text.replace(token, "not-the-homeservers-token"))
+    config["plugs"]["mx"]["registration"] = str(refusing)
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        rec = host.hooks["rec"]
+        await logwatch.wait_for("3 events said while the bridge was stopped", timeout=30)
+        after = await person.send_text(room, "said after the start")
+        await rec.wait_for(lambda r: r.sent.id == after, timeout=30)
+        ids = [r.sent.id for r in rec.received if r.sent.channel == channel]
+        assert ids == [*away, after]
+
+
+async def test_what_was_said_longer_ago_than_max_catchup_age_is_not_relayed_at_a_start(
+        appservice, person, tmp_path, logwatch):
+    """`max_catchup_age` means in this mode what it means with a bot account: what was said
+    while the bridge was away, longer ago than that, is not relayed when the homeserver
+    sends it at the next start (here 0: nothing said while it was stopped), with one line
+    saying how many; what is said after the start is."""
+    room = person.room
+    config = appservice.host_config([room], max_catchup_age=0)
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        rec = host.hooks["rec"]
+        first = await person.send_text(room, "said while running")
+        await rec.wait_for(lambda r: r.sent.id == first, timeout=30)
+    old = await person.send_text(room, "said while stopped")
+    async with run_host(config, path=tmp_path / "c.toml") as host:
+        rec, channel = host.hooks["rec"], host.channels["room"]
+        await logwatch.wait_for("older than max_catchup_age", timeout=60)
+        after = await person.send_text(room, "said after the start")
+        await rec.wait_for(lambda r: r.sent.id == after, timeout=30)
+        assert old not in [r.sent.id for r in rec.received if r.sent.channel == channel]
