@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import httpx
 import pytest
@@ -172,7 +173,7 @@ async def test_the_routes_want_the_homeservers_token_and_a_repeated_transaction_
     hs_token = appservice.registration.read_text().split("hs_token: ", 1)[1].split()[0]
     base = f"http://127.0.0.1:{appservice.port}/_matrix/app/v1"
     event = {"type": "m.room.message", "room_id": room, "sender": person.user_id,
-             "event_id": "$made-up-by-the-test", "origin_server_ts": 1,
+             "event_id": "$made-up-by-the-test", "origin_server_ts": int(time.time() * 1000),
              "content": {"msgtype": "m.text", "body": "pushed twice"}}
     body = json.dumps({"events": [event]})
     async with run_host(appservice.host_config([room]), path=tmp_path / "c.toml") as host, \
@@ -364,3 +365,4 @@ async def test_what_was_said_longer_ago_than_max_catchup_age_is_not_relayed_at_a
         after = await person.send_text(room, "said after the start")
         await rec.wait_for(lambda r: r.sent.id == after, timeout=30)
         assert old not in [r.sent.id for r in rec.received if r.sent.channel == channel]
+
