@@ -8,6 +8,7 @@ cleared); where several match, the one programmed first applies::
 
     async with FaultProxy(synapse.base_url) as proxy:
         proxy.answer("PUT", r"/send/", 502, times=3)         # not forwarded
+        proxy.answer("POST", r"/ping$", 502, forward=True)   # forwarded, then 502
         proxy.cut("PUT", r"/send/", keep=10)                 # forwarded, reply cut short
         proxy.drop("PUT", r"/send/")                         # forwarded, then no answer
         held = proxy.hold("POST", r"/login$")                # waits for held.release()
@@ -163,11 +164,14 @@ class FaultProxy:
     # -- programming faults ------------------------------------------------------------------
 
     def answer(self, method: str, path: str, status: int, body: Any = None, *,
-               times: int | None = 1) -> Fault:
-        """Answer `status` with JSON `body` (default: a Matrix-style error) without forwarding."""
+               times: int | None = 1, forward: bool = False) -> Fault:
+        """Answer `status` with JSON `body` (default: a Matrix-style error) without forwarding;
+        with `forward`, once the upstream has answered the forwarded request (a server that
+        did the work and then failed)."""
         if body is None:
             body = {"errcode": "M_UNKNOWN", "error": f"HTTP {status} from the fault proxy"}
-        return self._add(Fault(self, "answer", method, path, times, status=status, body=body))
+        return self._add(Fault(self, "answer", method, path, times, status=status, body=body,
+                               forward=forward))
 
     def cut(self, method: str, path: str, keep: int, *, times: int | None = 1) -> Fault:
         """Forward; pass on the upstream's status and headers with the body cut after `keep`
@@ -252,9 +256,15 @@ class FaultProxy:
         fault = self._take(method, path)
         kind = fault.kind if fault is not None else None
         if fault is not None and kind == "answer":
+            upstream = None
+            if fault.how["forward"]:
+                try:
+                    upstream = int((await self._forward(request)).start[1])
+                except (OSError, *_GONE):
+                    pass
             status = fault.how["status"]
             body = json.dumps(fault.how["body"]).encode()
-            self._record(Exchange(method, path, status, None, kind))
+            self._record(Exchange(method, path, status, upstream, kind))
             await client.send(_response_head(status, [("Content-Type", "application/json")],
                                              len(body)) + body)
             return True

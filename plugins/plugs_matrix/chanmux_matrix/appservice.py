@@ -25,6 +25,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,8 @@ class AppService:
         self.log = log
         self.transactions = 0
         self.refused = 0
+        #: the transaction ids of the last pings that reached the bridge
+        self.pinged: deque[str] = deque(maxlen=16)
         self._lock: anyio.Lock | None = None  # made in the event loop, at first use
 
     def lock(self) -> anyio.Lock:
@@ -274,6 +277,13 @@ class AppService:
 
     async def _ping(self, request: Request) -> Response:
         self._authorise(request)
+        try:
+            body = request.json()
+        except HTTPError:  # a ping is answered whatever its body
+            body = None
+        txn = body.get("transaction_id") if isinstance(body, dict) else None
+        if isinstance(txn, str):
+            self.pinged.append(txn)
         return Response.json({})
 
 

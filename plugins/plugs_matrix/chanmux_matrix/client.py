@@ -248,12 +248,12 @@ class MatrixClient:
         return (await self.request("PUT", path, json={}, params=_as(as_user),
                                    retry_for=retry_for))["event_id"]
 
-    async def ping(self, appservice_id: str, retry_for: float | None = None) -> dict[str, Any]:
-        """Ask the homeserver to call the application service's ping route (it also sends
-        the transactions it kept for the service at once)."""
+    async def ping(self, appservice_id: str, transaction_id: str,
+                   retry_for: float | None = None) -> dict[str, Any]:
+        """Ask the homeserver to call the application service's ping route with
+        `transaction_id` (it also sends the transactions it kept for the service at once)."""
         return await self.request("POST", f"/_matrix/client/v1/appservice/{q(appservice_id)}/ping",
-                                  json={"transaction_id": f"chanmux-ping-{time.time():.0f}"},
-                                  retry_for=retry_for)
+                                  json={"transaction_id": transaction_id}, retry_for=retry_for)
 
     async def join(self, room: str, retry_for: float | None = None) -> str:
         return (await self.request("POST", f"{CS}/join/{q(room)}", json={},

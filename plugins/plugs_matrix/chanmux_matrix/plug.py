@@ -493,18 +493,25 @@ class MatrixPlug(Plug):
         raise TryLater(self._logout_reason)
 
     async def _ping(self, client: MatrixClient, registration: Registration) -> None:
+        txn = f"chanmux-ping-{time.time():.3f}"
         try:
-            await client.ping(registration.id, retry_for=self.config.send_retry_for)
+            await client.ping(registration.id, txn, retry_for=self.config.send_retry_for)
         except MatrixError as exc:
             if exc.errcode == "M_UNRECOGNIZED":  # a homeserver without the ping API
                 return
             said = f"{exc.errcode}: {exc.error}"
-            if said != self._ping_said:
-                self._ping_said = said
-                self.log.error("the homeserver cannot reach the bridge at %s (%s): check url in "
-                               "%s and [http] listen; messages from Matrix do not arrive until "
-                               "it can", registration.url, said, self.registration_path())
-            return
+            if self.appservice is None or txn not in self.appservice.pinged:
+                if said != self._ping_said:
+                    self._ping_said = said
+                    self.log.error("the homeserver cannot reach the bridge at %s (%s): check url "
+                                   "in %s and [http] listen; messages from Matrix do not arrive "
+                                   "until it can", registration.url, said,
+                                   self.registration_path())
+                return
+            # the ping did reach the bridge: the error is the homeserver's own, after it
+            # (Synapse fails so when its retry of what it kept for us is running already)
+            self.log.debug("the homeserver reached the bridge, then answered its ping with %s",
+                           said)
         if self._ping_said is not None:
             self.log.info("the homeserver reaches the bridge at %s again", registration.url)
         self._ping_said = None

@@ -16,6 +16,7 @@ import pytest
 
 from chanmux import ConfigError, Message, User
 from chanmux.testing import make_host, run_cli, run_host
+from chanmux_testservers.faults import FaultProxy
 
 from matrix_helpers import client, human_events, human_sees, register
 
@@ -366,3 +367,25 @@ async def test_what_was_said_longer_ago_than_max_catchup_age_is_not_relayed_at_a
         await rec.wait_for(lambda r: r.sent.id == after, timeout=30)
         assert old not in [r.sent.id for r in rec.received if r.sent.channel == channel]
 
+
+async def test_a_ping_the_homeserver_fails_after_it_reached_the_bridge_is_no_error(
+        appservice, person, tmp_path, caplog):
+    """At a start the plug asks the homeserver to ping it. When the ping does not reach the
+    bridge, one ERROR says to check the url; when it reached the bridge and the homeserver
+    fails afterwards (Synapse does, when its retry of what it kept is already running),
+    nothing is wrong with the bridge's setup and no ERROR is said."""
+    caplog.set_level(logging.ERROR)
+    room = person.room
+    failed = {"errcode": "M_CONNECTION_FAILED", "error": "AlreadyCalled"}
+    async with FaultProxy(appservice.synapse.base_url) as proxy:
+        config = appservice.host_config([room], homeserver=proxy.base_url)
+        for forward in (True, False):
+            proxy.answer("POST", r"/appservice/[^/]+/ping$", 502, failed, forward=forward)
+            async with run_host(config, path=tmp_path / "c.toml") as host:
+                said = await person.send_text(room, f"pinged, forwarded={forward}")
+                await host.hooks["rec"].wait_for(lambda r, said=said: r.sent.id == said, timeout=30)
+            errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            if forward:
+                assert errors == [] and proxy.seen("POST", "/ping$")[-1].upstream == 200
+            else:
+                assert len(errors) == 1 and "cannot reach the bridge" in errors[0]
