@@ -694,12 +694,14 @@ class MatrixPlug(Plug):
 
     async def _missed(self, room_id: str, checked: float, retry_for: float | None = None,
                       ) -> tuple[list[dict[str, Any]], float | None]:
-        """A room's events since `checked` (Unix time; none older than `max_catchup_age`)
+        """A room's events since `checked` (Unix time; none said before this run started
+        and older than `max_catchup_age`)
         that were not taken, oldest first (at most `MAX_GAP_EVENTS` read), and the time of
         the newest event read (None if none was)."""
         client, token = self._connected(), None
         found: list[dict[str, Any]] = []
-        oldest = max(time.time() - self.config.max_catchup_age, checked)
+        # max_catchup_age is for what was said while the bridge was away, not since it started
+        oldest = max(min(self._started, time.time() - self.config.max_catchup_age), checked)
         newest: float | None = None
         while len(found) < MAX_GAP_EVENTS:
             params: dict[str, Any] = {"dir": "b", "limit": 100, "filter": self.timeline.gap_filter}

@@ -354,15 +354,18 @@ async def test_what_was_said_longer_ago_than_max_catchup_age_is_not_relayed_at_a
     sends it at the next start (here 0: nothing said while it was stopped), with one line
     saying how many; what is said after the start is."""
     room = person.room
-    config = appservice.host_config([room], max_catchup_age=0)
+    # (sync_timeout 1: what the homeserver holds back, busy with an earlier test's bridge, is
+    # read back within a second)
+    config = appservice.host_config([room], max_catchup_age=0, sync_timeout=1)
     async with run_host(config, path=tmp_path / "c.toml") as host:
         rec = host.hooks["rec"]
         first = await person.send_text(room, "said while running")
         await rec.wait_for(lambda r: r.sent.id == first, timeout=30)
     old = await person.send_text(room, "said while stopped")
+    skips = len(logwatch.lines("older than max_catchup_age"))
     async with run_host(config, path=tmp_path / "c.toml") as host:
         rec, channel = host.hooks["rec"], host.channels["room"]
-        await logwatch.wait_for("older than max_catchup_age", timeout=60)
+        await logwatch.wait_for("older than max_catchup_age", timeout=60, count=skips + 1)
         after = await person.send_text(room, "said after the start")
         await rec.wait_for(lambda r: r.sent.id == after, timeout=30)
         assert old not in [r.sent.id for r in rec.received if r.sent.channel == channel]
@@ -378,7 +381,9 @@ async def test_a_ping_the_homeserver_fails_after_it_reached_the_bridge_is_no_err
     room = person.room
     failed = {"errcode": "M_CONNECTION_FAILED", "error": "AlreadyCalled"}
     async with FaultProxy(appservice.synapse.base_url) as proxy:
-        config = appservice.host_config([room], homeserver=proxy.base_url)
+        # (sync_timeout 1: what the homeserver holds back, when the ping did not reach the
+        # bridge, is read back within a second)
+        config = appservice.host_config([room], homeserver=proxy.base_url, sync_timeout=1)
         for forward in (True, False):
             proxy.answer("POST", r"/appservice/[^/]+/ping$", 502, failed, forward=forward)
             async with run_host(config, path=tmp_path / "c.toml") as host:
