@@ -285,6 +285,37 @@ async def test_rows_are_kept_while_the_database_refuses_writes_and_written_after
     store.dispose()
 
 
+def cancelling(conn, batch):
+    """Like the host's inbox: a row -n takes back the row n (a message kept, then done), and
+    a batch where every row is taken back writes nothing."""
+    gone = {-i for i in batch if i < 0}
+    left = [i for i in batch if i > 0 and i not in gone]
+    if left:
+        insert(conn, left)
+
+
+async def test_writable_again_is_said_even_when_the_kept_rows_cancel_out(own_database, store_log):
+    """While the database refused writes the kept rows all cancelled out (every message kept
+    in the inbox was done meanwhile): the first batch after it writes nothing, and the store
+    still finds out, and says, that the database takes writes again."""
+    url, read_only = own_database
+    store = Store(url)
+    await store.run(store.create, [md])
+    writer = store.writer("inbox", cancelling)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(writer.run)
+        await anyio.to_thread.run_sync(read_only, True)
+        writer.add(5)
+        await store_log.wait_for(logging.ERROR, "cannot be written")
+        writer.add(-5)
+        await anyio.to_thread.run_sync(read_only, False)
+        await writer.flush(timeout=30)
+        await store_log.wait_for(logging.INFO, "writable again")
+        tg.cancel_scope.cancel()
+    assert await store.transaction(count) == 0 and store.unwritable is None
+    store.dispose()
+
+
 async def test_past_the_limit_the_oldest_kept_rows_are_dropped_and_counted(own_database, store_log):
     url, read_only = own_database
     store = Store(url)
