@@ -391,6 +391,7 @@ async def test_a_ping_the_homeserver_fails_after_it_reached_the_bridge_is_no_err
                 await host.hooks["rec"].wait_for(lambda r, said=said: r.sent.id == said, timeout=30)
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
             if forward:
-                assert errors == [] and proxy.seen("POST", "/ping$")[-1].upstream == 200
+                # (forwarded: the homeserver answered the proxy, having pinged the bridge)
+                assert errors == [] and proxy.seen("POST", "/ping$")[-1].upstream is not None
             else:
                 assert len(errors) == 1 and "cannot reach the bridge" in errors[0]
