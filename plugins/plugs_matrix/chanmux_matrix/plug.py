@@ -61,6 +61,11 @@ TYPING_TIMEOUT_MS = 10_000
 TYPING_RETRY_FOR = 2.0
 
 
+def _events(count: int) -> tuple[str, str]:
+    """`N events` and the pronoun for them, for a log line."""
+    return ("1 event", "it") if count == 1 else (f"{count} events", "them")
+
+
 class MatrixPlug(Plug):
     """`type = "matrix"`: relays the rooms a Matrix account is in.
 
@@ -621,15 +626,12 @@ class MatrixPlug(Plug):
             away = sum(1 for e in missed if sent_at(e) < self._started)
             if away:
                 self.log.info("%s: %s said while the bridge was stopped (or not yet taken "
-                              "when it stopped); relaying %s now", room_id,
-                              "1 event" if away == 1 else f"{away} events",
-                              "it" if away == 1 else "them")
-            late = [e for e in missed if self._started <= sent_at(e) < time.time() - LATE]
+                              "when it stopped); relaying %s now", room_id, *_events(away))
+            late = sum(1 for e in missed if self._started <= sent_at(e) < time.time() - LATE)
             if late:
                 self.log.info("%s: %s the homeserver had not pushed (it restarted, failed, "
                               "or left a transaction unsent); relaying %s now", room_id,
-                              "1 event" if len(late) == 1 else f"{len(late)} events",
-                              "it" if len(late) == 1 else "them")
+                              *_events(late))
             # said before this run started: a relay sends them only where no copy is known
             for event in missed:
                 await self._take(room_id, event["event_id"], event,
