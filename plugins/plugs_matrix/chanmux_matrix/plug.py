@@ -53,6 +53,8 @@ LATE = 10.0
 VERIFY_FOR = 20.0
 #: Seconds that check waits for the homeserver to answer before taking the transaction as is.
 VERIFY_RETRY = 2.0
+#: Pings at a start when the homeserver fails them after they reached the bridge (1 s apart).
+PING_TRIES = 5
 #: How long a ghost shows as typing unless told again (ms): a little longer than IRC's
 #: "typing=active" lasts (6 s), which a relay passes on every few seconds while it holds.
 TYPING_TIMEOUT_MS = 10_000
@@ -498,12 +500,21 @@ class MatrixPlug(Plug):
         raise TryLater(self._logout_reason)
 
     async def _ping(self, client: MatrixClient, registration: Registration) -> None:
+        for attempt in range(PING_TRIES):
+            if await self._ping_once(client, registration) or attempt == PING_TRIES - 1:
+                return
+            # it reached us and the homeserver failed after: it did not start sending what it
+            # kept (its own retry, backing off, may wait minutes), so it is asked again
+            await anyio.sleep(1.0)
+
+    async def _ping_once(self, client: MatrixClient, registration: Registration) -> bool:
+        """One ping; False when it reached the bridge but the homeserver then failed it."""
         txn = f"chanmux-ping-{time.time():.3f}"
         try:
             await client.ping(registration.id, txn, retry_for=self.config.send_retry_for)
         except MatrixError as exc:
             if exc.errcode == "M_UNRECOGNIZED":  # a homeserver without the ping API
-                return
+                return True
             said = f"{exc.errcode}: {exc.error}"
             if self.appservice is None or txn not in self.appservice.pinged:
                 if said != self._ping_said:
@@ -512,14 +523,18 @@ class MatrixPlug(Plug):
                                    "in %s and [http] listen; messages from Matrix do not arrive "
                                    "until it can", registration.url, said,
                                    self.registration_path())
-                return
+                return True
             # the ping did reach the bridge: the error is the homeserver's own, after it
             # (Synapse fails so when its retry of what it kept for us is running already)
             self.log.debug("the homeserver reached the bridge, then answered its ping with %s",
                            said)
+            failed = True
+        else:
+            failed = False
         if self._ping_said is not None:
             self.log.info("the homeserver reaches the bridge at %s again", registration.url)
         self._ping_said = None
+        return not failed
 
     def _outage_ended(self) -> None:
         self._verify_until = time.monotonic() + VERIFY_FOR

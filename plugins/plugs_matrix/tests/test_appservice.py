@@ -376,7 +376,8 @@ async def test_a_ping_the_homeserver_fails_after_it_reached_the_bridge_is_no_err
     """At a start the plug asks the homeserver to ping it. When the ping does not reach the
     bridge, one ERROR says to check the url; when it reached the bridge and the homeserver
     fails afterwards (Synapse does, when its retry of what it kept is already running),
-    nothing is wrong with the bridge's setup and no ERROR is said."""
+    nothing is wrong with the bridge's setup and no ERROR is said, and the plug pings again
+    a second later, so that the homeserver does send what it kept."""
     caplog.set_level(logging.ERROR)
     room = person.room
     failed = {"errcode": "M_CONNECTION_FAILED", "error": "AlreadyCalled"}
@@ -386,12 +387,17 @@ async def test_a_ping_the_homeserver_fails_after_it_reached_the_bridge_is_no_err
         config = appservice.host_config([room], homeserver=proxy.base_url, sync_timeout=1)
         for forward in (True, False):
             proxy.answer("POST", r"/appservice/[^/]+/ping$", 502, failed, forward=forward)
+            before = len(proxy.seen("POST", "/ping$"))
             async with run_host(config, path=tmp_path / "c.toml") as host:
                 said = await person.send_text(room, f"pinged, forwarded={forward}")
                 await host.hooks["rec"].wait_for(lambda r, said=said: r.sent.id == said, timeout=30)
+                if forward:  # and pinged again, so that the homeserver sends what it kept
+                    await proxy.wait_for(lambda n=before + 2: len(proxy.seen("POST", "/ping$")) == n,
+                                         "the second ping")
             errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
             if forward:
                 # (forwarded: the homeserver answered the proxy, having pinged the bridge)
-                assert errors == [] and proxy.seen("POST", "/ping$")[-1].upstream is not None
+                pings = proxy.seen("POST", "/ping$")[before:]
+                assert errors == [] and pings[0].upstream is not None and pings[1].status == 200
             else:
                 assert len(errors) == 1 and "cannot reach the bridge" in errors[0]
