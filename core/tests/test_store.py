@@ -8,7 +8,8 @@ import anyio
 import pytest
 import sqlalchemy as sa
 
-from chanmux import Store
+import chanmux.store
+from chanmux import Store, insert_new
 from chanmux.store import DatabaseUnusable
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +74,31 @@ async def test_batch_writer_writes_many_rows_per_transaction(db_url):
         tg.cancel_scope.cancel()
     assert await store.transaction(count) == 2000
     assert writer.batches < 100
+    store.dispose()
+
+
+@pytest.mark.parametrize("per_statement", [None, 100])
+async def test_insert_new_stores_a_batch_larger_than_one_statement_and_skips_rows_it_has(
+        db_url, per_statement, monkeypatch):
+    # SQLite gets statements of many rows each (4,000, or 100 here to cut the batch in many):
+    # rows stored before and rows repeated within the batch included, each row is stored once
+    if per_statement is not None:
+        monkeypatch.setattr(chanmux.store, "SQLITE_ROWS_PER_INSERT", per_statement)
+    store = Store(db_url)
+    await store.run(store.create, [md])
+    await store.transaction(lambda conn: insert_new(conn, rows, ("id", "text"),
+                                                    [(7, "kept"), (1500, "kept too")]))
+    batch = [(i, f"row {i}") for i in range(4345)] + [(3, "again"), (4344, "again")]
+    await store.transaction(lambda conn: insert_new(conn, rows, ("id", "text"), batch))
+
+    def stored(conn):
+        return dict(conn.execute(sa.select(rows.c.id, rows.c.text)).all())
+
+    found = await store.transaction(stored)
+    assert len(found) == 4345
+    assert found[7] == "kept" and found[1500] == "kept too"  # what was there stays
+    assert found[3] == "row 3" and found[4344] == "row 4344"  # the first of a repeat wins
+    assert found[0] == "row 0" and found[2000] == "row 2000"
     store.dispose()
 
 
