@@ -367,6 +367,7 @@ class SyncHook(Hook):
         message to every channel (edits). Returns the message's SyncRef once every copy is
         handed to the delivery queue of its channel (`delivered()` waits for them to arrive).
         """
+        fresh = ref is None  # (no copy of it can be on its way yet)
         if ref is None:
             ref = self.cache.remember(SyncRef({}, source=msg, origin=origin))  # type: ignore[arg-type]
         elif update:
@@ -377,7 +378,7 @@ class SyncHook(Hook):
             await self._resolve_context(label, context, msg, origin)
         if origin is None and ref.origin is not None:
             origin = ref.origin
-        await self._dispatch(self._plan(label, msg, origin, ref, update, context))
+        await self._dispatch(self._plan(label, msg, origin, ref, update, context, fresh))
         if self.plug is not None:
             self._mirror(label, ref, msg, context, virtual_source, edited=update)
         writer = self.cache.writer
@@ -386,12 +387,13 @@ class SyncHook(Hook):
         return ref
 
     def _plan(self, label: str, msg: Message, origin: Receipt | SentMessage | None, ref: SyncRef,
-              update: bool, context: _Context) -> list[_Step]:
+              update: bool, context: _Context, fresh: bool = False) -> list[_Step]:
         """What `send` hands to which channel's queue: a put for each member channel without
         a copy, or (`update`) an edit of each copy, under each target's policy. Skipped: the
         origin's channel, the channels the message has already been through (`Lineage`), a
         copy the target's policy does not edit, and a render that says nothing. Decides only;
-        `_dispatch` acts."""
+        `_dispatch` acts. `fresh`: `ref` was just made, so no queue holds a copy of it (a
+        queue backed up by an outage is not searched for one per message)."""
         origin_channel = origin.channel if origin is not None else None
         seen = Lineage.of(msg) if msg is not origin else None
         lineage: frozenset[Channel] | None = None
@@ -422,7 +424,7 @@ class SyncHook(Hook):
                 if (ids or not queue.idle) and not policy.edits:
                     continue
                 kind = "edit"
-            elif not ids and (queue.idle or not queue.has(lambda d: d.ref is ref)):
+            elif not ids and (fresh or queue.idle or not queue.has(lambda d: d.ref is ref)):
                 kind = "put"
             else:
                 continue  # a copy exists, or is on its way
