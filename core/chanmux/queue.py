@@ -106,10 +106,11 @@ class Delivery:
         """Delivered, given up on or kept: its message no longer waits for it."""
         if self.hold is not None:
             self.hold.release()
-        for other in (*self.folded, *self.merged):
-            other.finished()
-        self.folded.clear()
-        self.merged.clear()
+        if self.folded or self.merged:
+            for other in (*self.folded, *self.merged):
+                other.finished()
+            self.folded.clear()
+            self.merged.clear()
 
     def merge(self, other: Delivery, limit: int = MERGE_BYTES) -> bool:
         """Send `other`, a later put of the same author's plain lines, as part of this waiting

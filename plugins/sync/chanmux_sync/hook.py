@@ -560,14 +560,20 @@ class SyncHook(Hook):
 
     def _render(self, label: str, msg: Message, target: Channel, policy: Policy, context: _Context,
                 edited: bool) -> Message | None:
-        fields = relayed_fields(msg, joins=policy.joins, renames=policy.renames)
-        if fields is None:
-            return None
         names = context.names
         if policy.name in names:
             user = names[policy.name]
         else:
             user = names[policy.name] = policy.name.apply(msg.user, **context.context_names(label))
+        if (msg.text or msg.attachments) and not (
+                msg.joined or msg.left or msg.renamed or msg.title is not None
+                or msg.reaction is not None):
+            # something said, and nothing else: what `relayed_fields` gives it under any policy
+            return Message(text=msg.text, user=user, action=msg.action, notice=msg.notice,
+                           edited=edited or msg.edited, attachments=msg.attachments)
+        fields = relayed_fields(msg, joins=policy.joins, renames=policy.renames)
+        if fields is None:
+            return None
         if fields["joined"] or fields["left"] or fields["renamed"]:
             # the people a membership notice names are shown as authors are (and, where names
             # notify, kept from pinging anyone: `no_highlight`)
