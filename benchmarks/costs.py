@@ -64,6 +64,8 @@ PARTS: dict[str, str] = {
              "reaction or delete could find them",
     "render": "each copy is the source message itself: no rendering per target (author names, "
               "fields the target takes)",
+    "all": "every part above replaced at once: what is left is the message model, the plugs, "
+           "the sync's planning and the event loop",
 }
 
 
@@ -168,6 +170,12 @@ def patch(part: str) -> None:
     replacements.update(baseline=lambda: None, again=lambda: None, echo=echo, lanes=lanes_, queue=queue_,
                         holds=holds, caller=caller, inflight=inflight, cache=cache_,
                         render=render)
+    if part == "all":
+        for name, replace in replacements.items():
+            if name not in ("all", "lanes"):  # (lanes replaces caller as well)
+                replace()
+        lanes_()
+        return
     replacements[part]()
 
 
@@ -178,7 +186,7 @@ def run_one(part: str, messages: int) -> None:
     import relay
 
     sys.argv = [str(HERE / "relay.py"), "--messages", str(messages)]
-    if part == "echo":
+    if part in ("echo", "all"):
         sys.argv.append("--no-echo")
     relay.main()
 
