@@ -367,7 +367,7 @@ class SyncHook(Hook):
         message to every channel (edits). Returns the message's SyncRef once every copy is
         handed to the delivery queue of its channel (`delivered()` waits for them to arrive).
         """
-        fresh = ref is None  # (no copy of it can be on its way yet)
+        fresh = ref is None  # (no copy of it can be on its way yet: see below)
         if ref is None:
             ref = self.cache.remember(SyncRef({}, source=msg, origin=origin))  # type: ignore[arg-type]
         elif update:
@@ -376,6 +376,7 @@ class SyncHook(Hook):
         context = self._context(label, msg, origin)
         if context.unresolved:  # a title to look up, or a parent's copies to find
             await self._resolve_context(label, context, msg, origin)
+            fresh = False  # (others ran meanwhile: one may have queued a copy of it)
         if origin is None and ref.origin is not None:
             origin = ref.origin
         await self._dispatch(self._plan(label, msg, origin, ref, update, context, fresh))
@@ -392,8 +393,9 @@ class SyncHook(Hook):
         a copy, or (`update`) an edit of each copy, under each target's policy. Skipped: the
         origin's channel, the channels the message has already been through (`Lineage`), a
         copy the target's policy does not edit, and a render that says nothing. Decides only;
-        `_dispatch` acts. `fresh`: `ref` was just made, so no queue holds a copy of it (a
-        queue backed up by an outage is not searched for one per message)."""
+        `_dispatch` acts. `fresh`: `ref` was made by this `send` with no await since, so no
+        queue holds a copy of it (a queue backed up by an outage is not searched for one per
+        message)."""
         origin_channel = origin.channel if origin is not None else None
         seen = Lineage.of(msg) if msg is not origin else None
         lineage: frozenset[Channel] | None = None
