@@ -28,11 +28,15 @@ class RawClient:
         self.lines: list[str] = []
         self.closed = False
         self._changed = anyio.Event()
+        # the test and a task answering the bridge (a served client) both write: one at a time
+        # (anyio refuses a second writer while a send waits on a busy socket)
+        self._writing = anyio.Lock()
 
     async def send(self, *lines: str | bytes) -> None:
-        for line in lines:
-            data = line if isinstance(line, bytes) else line.encode()
-            await self.stream.send(data + b"\r\n")
+        async with self._writing:
+            for line in lines:
+                data = line if isinstance(line, bytes) else line.encode()
+                await self.stream.send(data + b"\r\n")
 
     async def wait_for(self, predicate: Callable[[str], bool], timeout: float = 10) -> str:
         with anyio.fail_after(timeout):
